@@ -1,0 +1,102 @@
+"""The command line: ``build.py [build] [options]``, also ``python -m raypress`` and ``raypress``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from raypress import __version__
+from raypress.config import load_config
+from raypress.errors import SourceError
+from raypress.pipeline import BuildReport, build
+
+COMMANDS = ("build",)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 ok, 1 problems in the input, 2 usage)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in (*COMMANDS, "-h", "--help", "--version"):
+        args.insert(0, "build")
+    parser = _parser()
+    options = parser.parse_args(args)
+    return options.run(options)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="build.py",
+        description="raypress: build a blog whose Python snippets really run.",
+    )
+    parser.add_argument("--version", action="version", version=f"raypress {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_parser = commands.add_parser("build", help="build the site into the output folder")
+    _add_site_options(build_parser)
+    build_parser.set_defaults(run=_run_build)
+    return parser
+
+
+def _add_site_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=Path(), help="project folder (default: .)")
+    parser.add_argument("--config", type=Path, help="config file (default: site.toml, then "
+                        "[tool.raypress] in pyproject.toml)")
+    parser.add_argument("--output", dest="output_dir", help="output folder (default: _site)")
+    parser.add_argument("--baseurl", help="serve under this sub-path, e.g. /blog")
+    parser.add_argument("--url", help="the site's public URL, e.g. https://example.org")
+    parser.add_argument("--drafts", action="store_true", default=None, help="include drafts")
+    parser.add_argument("--future", action="store_true", default=None,
+                        help="include posts dated in the future")
+    parser.add_argument("--jobs", "-j", type=int, help="parallel workers (default: CPUs)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print problems only")
+
+
+def _run_build(options: argparse.Namespace) -> int:
+    try:
+        config = load_config(
+            options.root,
+            options.config,
+            output_dir=options.output_dir,
+            baseurl=options.baseurl,
+            url=options.url,
+            drafts=options.drafts,
+            future=options.future,
+            jobs=options.jobs,
+        )
+    except SourceError as exc:
+        print(exc.problem, file=sys.stderr)
+        return 1
+    report = build(config)
+    print_report(report, config.output_dir, quiet=options.quiet)
+    return 0 if report.ok else 1
+
+
+def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> None:
+    """Problems to stderr, one line each; a one-line summary to stdout."""
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    if report.problems:
+        count = len(report.problems)
+        print(
+            f"build failed: {count} problem{'s' if count != 1 else ''}; "
+            f"{output_dir}/ left as it was",
+            file=sys.stderr,
+        )
+        return
+    if quiet:
+        return
+    skipped = []
+    if report.drafts_skipped:
+        skipped.append(f"{report.drafts_skipped} draft(s) skipped (--drafts)")
+    if report.future_skipped:
+        skipped.append(f"{report.future_skipped} future post(s) skipped (--future)")
+    write = report.write
+    changes = "no changes" if write is None or not write.changed else (
+        f"{write.written} written, {write.linked} unchanged, {write.removed} removed"
+    )
+    extra = f"; {'; '.join(skipped)}" if skipped else ""
+    print(
+        f"built {report.posts} posts, {report.pages} pages into {output_dir}/ "
+        f"in {report.seconds:.2f}s ({changes}){extra}"
+    )

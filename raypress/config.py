@@ -1,0 +1,177 @@
+"""Site configuration: one frozen Config, read from ``site.toml`` or ``[tool.raypress]``.
+
+Every option has a default, so an empty (or missing) configuration builds. Command-line
+flags override the file through :func:`load_config`'s keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from raypress.errors import SourceError
+
+PERMALINK_STYLES = {
+    "pretty": "/:year/:month/:day/:slug/",
+    "date": "/:categories/:year/:month/:day/:slug.html",
+    "ordinal": "/:categories/:year/:y_day/:slug.html",
+    "none": "/:categories/:slug.html",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a build needs to know besides the posts themselves."""
+
+    root: Path = Path()
+    title: str = "My raypress blog"
+    description: str = ""
+    author: str = ""
+    url: str = ""  # e.g. "https://example.org", no trailing slash
+    baseurl: str = ""  # e.g. "/blog" for a site served under a sub-path
+    language: str = "en"
+    timezone: str = "UTC"
+    posts_dir: str = "posts"
+    templates_dir: str = "templates"
+    static_dir: str = "static"
+    output_dir: str = "_site"
+    cache_dir: str = ".raypress-cache"
+    permalink: str = "pretty"
+    posts_per_page: int = 10
+    feed_entries: int = 20
+    excerpt_separator: str = "<!--more-->"
+    toc_min_headings: int = 3
+    words_per_minute: int = 200
+    markdown_html: bool = True  # raw HTML in posts (the author is trusted)
+    pygments_style: str = "default"
+    pygments_dark_style: str = "github-dark"
+    max_post_bytes: int = 2_000_000
+    drafts: bool = False
+    future: bool = False
+    jobs: int = 0  # 0: one per CPU
+
+    @property
+    def posts_path(self) -> Path:
+        return self.root / self.posts_dir
+
+    @property
+    def templates_path(self) -> Path:
+        return self.root / self.templates_dir
+
+    @property
+    def static_path(self) -> Path:
+        return self.root / self.static_dir
+
+    @property
+    def output_path(self) -> Path:
+        return self.root / self.output_dir
+
+    @property
+    def cache_path(self) -> Path:
+        return self.root / self.cache_dir
+
+    @property
+    def permalink_pattern(self) -> str:
+        return PERMALINK_STYLES.get(self.permalink, self.permalink)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_FILE_KEYS = set(_FIELDS) - {"root", "drafts", "future"}
+
+
+def load_config(root: Path, config_file: Path | None = None, **overrides: Any) -> Config:
+    """Read the site configuration for the project at ``root``.
+
+    Looks for ``site.toml`` first, then ``[tool.raypress]`` in ``pyproject.toml``;
+    ``overrides`` (from the command line; None values ignored) win over both.
+    Raises SourceError naming the file for unknown keys or values of the wrong type.
+    """
+    root = root.resolve()
+    values: dict[str, Any] = {}
+    source = _find_config_file(root, config_file)
+    if source is not None:
+        values = _read_table(source, root)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = Config(root=root, **values)
+    _check_values(config, _display(source, root) if source else "command line")
+    return config
+
+
+def _find_config_file(root: Path, config_file: Path | None) -> Path | None:
+    if config_file is not None:
+        return config_file if config_file.is_absolute() else root / config_file
+    for candidate in (root / "site.toml", root / "pyproject.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _read_table(path: Path, root: Path) -> dict[str, Any]:
+    name = _display(path, root)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SourceError(name, None, "configuration file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SourceError(name, _toml_line(exc), f"invalid TOML: {exc}") from None
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("raypress", {})
+        name += " [tool.raypress]"
+    if not isinstance(data, dict):
+        raise SourceError(name, None, "the raypress configuration must be a table")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _FILE_KEYS:
+            known = ", ".join(sorted(_FILE_KEYS))
+            raise SourceError(name, None, f"unknown option {key!r}", f"known options: {known}")
+        expected = _FIELDS[key].type
+        ok = {
+            "str": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+        }[str(expected)]
+        if not ok:
+            raise SourceError(name, None, f"option {key!r} must be {expected}, not {value!r}")
+        values[key] = value
+    return values
+
+
+def _toml_line(exc: Exception) -> int | None:
+    return getattr(exc, "lineno", None)
+
+
+def _check_values(config: Config, name: str) -> None:
+    if config.url.endswith("/"):
+        raise SourceError(name, None, f"url {config.url!r} must not end with '/'")
+    if config.baseurl and (not config.baseurl.startswith("/") or config.baseurl.endswith("/")):
+        raise SourceError(
+            name, None, f"baseurl {config.baseurl!r} must look like '/blog'", "or be empty"
+        )
+    if config.posts_per_page < 1:
+        raise SourceError(name, None, "posts_per_page must be at least 1")
+    if not config.permalink_pattern.startswith("/"):
+        raise SourceError(
+            name,
+            None,
+            f"permalink {config.permalink!r} must start with '/'",
+            f"or be one of {', '.join(PERMALINK_STYLES)}",
+        )
+    try:
+        config.zone  # noqa: B018 - validates the time zone name
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SourceError(name, None, f"unknown timezone {config.timezone!r}") from None

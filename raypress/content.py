@@ -1,0 +1,348 @@
+"""Read ``posts/``: front matter, dates, slugs, permalinks and drafts become a Post.
+
+Jekyll's conventions hold: ``YYYY-MM-DD-slug.md`` gives the date and slug where the
+front matter does not, ``layout: post`` is accepted, and a post with no front matter
+builds with its title taken from its first heading (or its file name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from raypress.config import Config
+from raypress.errors import Problem, SourceError
+from raypress.frontmatter import SplitPost, split_front_matter
+from raypress.paths import PathEscapeError, display_path, inside, safe_output_file, slugify
+
+POST_SUFFIXES = (".md", ".markdown")
+_DATED_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
+_SLUG_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
+_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$")
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+_STRING_KEYS = ("title", "description", "author", "slug", "permalink", "layout")
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One post as read from disk, before any Markdown is parsed."""
+
+    source: str  # path relative to the project root, e.g. "posts/2025-10-27-x.md"
+    digest: str  # sha256 of the file's bytes
+    title: str
+    date: datetime  # time-zone aware
+    updated: datetime | None
+    slug: str
+    url: str  # site-absolute path without baseurl, e.g. "/2025/10/27/x/"
+    output_file: str  # file under the output folder, e.g. "2025/10/27/x/index.html"
+    layout: str
+    tags: tuple[str, ...]
+    categories: tuple[str, ...]
+    description: str | None
+    author: str | None
+    draft: bool
+    body: str
+    body_line: int  # 1-based line of the file where ``body`` starts
+    extra: dict[str, Any] = field(default_factory=dict)  # other front-matter keys
+
+    def is_future(self, now: datetime) -> bool:
+        """True when the post is dated after ``now``."""
+        return self.date > now
+
+
+def find_post_files(config: Config) -> tuple[list[Path], list[Problem]]:
+    """List the Markdown files under posts/, refusing symlinks that leave the project."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in _walk(config.posts_path, config.root, problems):
+        if path.suffix.lower() in POST_SUFFIXES:
+            files.append(path)
+    return sorted(files), problems
+
+
+def read_post(path: Path, config: Config, layouts: frozenset[str]) -> Post:
+    """Read one post file; raise SourceError naming file:line for anything wrong."""
+    source = display_path(path, config.root)
+    raw = path.read_bytes()
+    if len(raw) > config.max_post_bytes:
+        raise SourceError(
+            source,
+            None,
+            f"post is {len(raw):,} bytes, over the limit of {config.max_post_bytes:,}",
+            "split it, or raise max_post_bytes in the configuration",
+        )
+    text = _decode(raw, source)
+    split = split_front_matter(text, source)
+    return _make_post(path, source, hashlib.sha256(raw).hexdigest(), split, config, layouts)
+
+
+def _decode(raw: bytes, source: str) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SourceError(
+            source,
+            line,
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            "save the file as UTF-8",
+        ) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def _make_post(
+    path: Path, source: str, digest: str, split: SplitPost, config: Config, layouts: frozenset[str]
+) -> Post:
+    data = dict(split.data)
+    lines = split.key_lines
+
+    def line_of(key: str) -> int:
+        return lines.get(key, 1)
+
+    for key in _STRING_KEYS:
+        value = data.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            raise SourceError(source, line_of(key), f"'{key}' must be text, not {_kind(value)}")
+    name_match = _DATED_NAME.match(path.stem)
+    body, body_line = split.body, split.body_line
+    title = _text(data.pop("title", None))
+    if not title:
+        title, body, body_line = _title_from_body(body, body_line, path.stem, name_match)
+
+    zone = config.zone
+    if "date" in data:
+        when = _parse_date(data.pop("date"), zone, source, line_of("date"))
+    elif name_match:
+        when = _parse_date("-".join(name_match.groups()[:3]), zone, source, 1)
+    else:
+        raise SourceError(
+            source,
+            1,
+            "missing date",
+            "add 'date: YYYY-MM-DD' to the front matter or name the file YYYY-MM-DD-slug.md",
+        )
+    updated = data.pop("updated", None)
+    if updated is not None:
+        updated = _parse_date(updated, zone, source, line_of("updated"))
+
+    slug = _text(data.pop("slug", None))
+    if slug:
+        if not _SLUG_OK.match(slug):
+            raise SourceError(
+                source,
+                line_of("slug"),
+                f"slug {slug!r} may only use letters, digits and . _ ~ -",
+                "a slug is one path segment; use 'permalink' for a full path",
+            )
+    else:
+        slug = slugify(name_match.group(4) if name_match else path.stem)
+        if not slug:
+            raise SourceError(source, 1, "cannot derive a slug from the file name", "add 'slug:'")
+
+    layout = _text(data.pop("layout", None)) or "post"
+    if layout not in layouts:
+        available = ", ".join(sorted(layouts)) or "none"
+        raise SourceError(
+            source,
+            line_of("layout"),
+            f"unknown layout {layout!r}",
+            f"available layouts: {available} (templates/<layout>.html)",
+        )
+    tags = _terms(data.pop("tags", None), source, line_of("tags"), "tags")
+    categories = _terms(data.pop("categories", None), source, line_of("categories"), "categories")
+    draft = data.pop("draft", False)
+    if not isinstance(draft, bool):
+        raise SourceError(source, line_of("draft"), "'draft' must be true or false")
+
+    permalink = _text(data.pop("permalink", None))
+    pattern = permalink or config.permalink_pattern
+    url = _expand_permalink(pattern, when, slug, categories)
+    try:
+        output_file = safe_output_file(url)
+    except PathEscapeError as exc:
+        key = "permalink" if permalink else "slug"
+        raise SourceError(
+            source,
+            line_of(key),
+            f"{key} gives the URL {url!r}, which {exc}",
+            "use a relative path inside the site such as /notes/my-post/",
+        ) from None
+    if not url.endswith("/") and not Path(url).suffix:
+        url += "/"
+    return Post(
+        source=source,
+        digest=digest,
+        title=title,
+        date=when,
+        updated=updated,
+        slug=slug,
+        url=url,
+        output_file=output_file,
+        layout=layout,
+        tags=tags,
+        categories=categories,
+        description=_text(data.pop("description", None)),
+        author=_text(data.pop("author", None)),
+        draft=draft,
+        body=body,
+        body_line=body_line,
+        extra=data,
+    )
+
+
+def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
+    """Yield files below ``folder``; symlinks must stay inside ``root`` (else refused)."""
+    if not folder.is_dir():
+        return
+    seen: set[Path] = set()
+    real_root = root.resolve()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        here = Path(current)
+        real_here = here.resolve()
+        if real_here in seen or not inside(real_here, real_root):
+            dirs[:] = []
+            continue
+        seen.add(real_here)
+        for name in sorted(d for d in dirs if not d.startswith((".", "_"))):
+            if (here / name).is_symlink() and not inside((here / name).resolve(), real_root):
+                problems.append(_outside_link(here / name, root))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith((".", "_")) and inside((here / d).resolve(), real_root)
+        )
+        for name in sorted(files):
+            path = here / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink() and not inside(path.resolve(), real_root):
+                problems.append(_outside_link(path, root))
+                continue
+            yield path
+
+
+def walk_files(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
+    """Files below ``folder`` (static copies), with the same symlink rule as posts."""
+    return _walk(folder, root, problems)
+
+
+def _outside_link(path: Path, root: Path) -> Problem:
+    target = os.readlink(path)
+    return Problem(
+        display_path(path, root),
+        None,
+        f"symlink to {target} points outside the project; refused, nothing copied",
+        "replace the link with a real file or a link inside the project",
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _title_from_body(
+    body: str, body_line: int, stem: str, name_match: re.Match[str] | None
+) -> tuple[str, str, int]:
+    """Title from a leading ``# Heading`` (removed from the body) or from the file name."""
+    lines = body.split("\n")
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            rest = "\n".join(lines[number + 1 :])
+            return heading.group(1), rest, body_line + number + 1
+        break
+    name = name_match.group(4) if name_match else stem
+    words = re.sub(r"[-_]+", " ", name).strip()
+    return (words[:1].upper() + words[1:]) or stem, body, body_line
+
+
+def _parse_date(value: Any, zone: ZoneInfo, source: str, line: int) -> datetime:
+    """A front-matter date (YAML date/datetime or text) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=zone)
+    if isinstance(value, str):
+        text = value.strip()
+        parsed: datetime | None = None
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            for fmt in _DATE_FORMATS:
+                try:
+                    parsed = datetime.strptime(text, fmt)
+                    break
+                except ValueError:
+                    continue
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+    raise SourceError(
+        source,
+        line,
+        f"invalid date {value!r}",
+        "use YYYY-MM-DD or YYYY-MM-DD HH:MM:SS +01:00",
+    )
+
+
+def _terms(value: Any, source: str, line: int, key: str) -> tuple[str, ...]:
+    """Tags or categories: a YAML list, or a string split on spaces and commas."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = [t for t in re.split(r"[,\s]+", value) if t]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise SourceError(source, line, f"'{key}' must be a list or a string, not {_kind(value)}")
+    terms: list[str] = []
+    for item in items:
+        if not isinstance(item, str | int | float) or isinstance(item, bool):
+            raise SourceError(source, line, f"each of '{key}' must be text, not {_kind(item)}")
+        text = str(item).strip()
+        if text and text not in terms:
+            terms.append(text)
+    return tuple(terms)
+
+
+def _expand_permalink(
+    pattern: str, when: datetime, slug: str, categories: tuple[str, ...]
+) -> str:
+    """Fill Jekyll's permalink placeholders (:year, :month, :day, :slug, ...)."""
+    values = {
+        "year": f"{when.year:04d}",
+        "month": f"{when.month:02d}",
+        "day": f"{when.day:02d}",
+        "i_month": str(when.month),
+        "i_day": str(when.day),
+        "y_day": f"{when.timetuple().tm_yday:03d}",
+        "hour": f"{when.hour:02d}",
+        "minute": f"{when.minute:02d}",
+        "second": f"{when.second:02d}",
+        "slug": slug,
+        "title": slug,
+        "categories": "/".join(slugify(c) for c in categories),
+    }
+
+    def fill(match: re.Match[str]) -> str:
+        return values.get(match.group(1), match.group(0))
+
+    url = re.sub(r":([a-z_]+)", fill, pattern)
+    if ":categories" in pattern and not pattern.startswith("//"):
+        url = re.sub(r"/{2,}", "/", url)  # no categories leaves an empty segment behind
+    return url

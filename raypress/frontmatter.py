@@ -1,0 +1,87 @@
+"""Split a post into YAML front matter and Markdown body; parse the YAML safely.
+
+Only ``yaml.safe_load`` is used: front matter is data, and a ``!!python/...`` tag is
+refused before anything could be constructed from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from raypress.errors import SourceError
+
+_OPEN = "---"
+_CLOSERS = ("---", "...")
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPost:
+    """A post's text cut in two: the front-matter mapping and the Markdown body."""
+
+    data: dict[str, Any]
+    has_front_matter: bool
+    body: str
+    body_line: int  # 1-based line of the file where the body starts
+    key_lines: dict[str, int]  # top-level key -> 1-based line in the file
+
+
+def split_front_matter(text: str, path: str) -> SplitPost:
+    """Separate and parse the front matter of ``text`` (the file at ``path``)."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].rstrip() != _OPEN:
+        return SplitPost({}, False, text, 1, {})
+    for number, line in enumerate(lines[1:], start=2):
+        if line.rstrip() in _CLOSERS:
+            yaml_text = "".join(lines[1 : number - 1])
+            body = "".join(lines[number:])
+            data = _load(yaml_text, path)
+            return SplitPost(data, True, body, number + 1, _key_lines(yaml_text))
+    raise SourceError(
+        path, 1, "front matter opened here is never closed", "add a line '---' after the YAML"
+    )
+
+
+def _load(yaml_text: str, path: str) -> dict[str, Any]:
+    tag = re.search(r"!!python/\S*|!<?tag:yaml\.org,2002:python/\S*", yaml_text)
+    if tag:
+        line = 2 + yaml_text[: tag.start()].count("\n")
+        raise SourceError(
+            path,
+            line,
+            f"front matter uses the YAML tag {tag.group(0)!r}, which is refused",
+            "front matter is plain data: remove the tag",
+        )
+    try:
+        data = yaml.safe_load(yaml_text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = 2 + mark.line if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "could not determine a constructor" in str(exc):
+            problem = f"unsupported YAML tag ({problem})"
+        raise SourceError(
+            path, line, f"malformed YAML in front matter: {problem}", "fix the YAML syntax"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SourceError(
+            path,
+            2,
+            f"front matter must be a mapping of keys to values, not a {type(data).__name__}",
+            "write it as 'key: value' lines",
+        )
+    return {str(k): v for k, v in data.items()}
+
+
+def _key_lines(yaml_text: str) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for offset, line in enumerate(yaml_text.splitlines()):
+        match = re.match(r"([A-Za-z_][\w-]*)\s*:", line)
+        if match and match.group(1) not in found:
+            found[match.group(1)] = 2 + offset
+    return found

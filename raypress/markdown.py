@@ -1,0 +1,239 @@
+"""Markdown to HTML with markdown-it-py; Python fences become Snippets on the way.
+
+The body is parsed once to tokens. Python fences and inline `` `{python} expr` ``
+expressions are extracted from the tokens (``token.map`` gives their lines) and rendered
+with placeholders around them, so execution results can be put in later without
+parsing or highlighting again (see :mod:`raypress.embed`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.gfm import gfm_plugin
+
+from raypress.content import Post
+from raypress.errors import Problem, SourceError
+from raypress.highlight import highlight_block
+from raypress.snippets import InlineExpression, Snippet, is_python, parse_options, split_options
+
+INLINE_PREFIX = "{python}"
+_RAY_IMPORT = re.compile(r"^\s*(import\s+ray\b|from\s+ray\b)", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkdownSettings:
+    """The options that change how a body renders (part of the render cache key)."""
+
+    html: bool = True
+    excerpt_separator: str = "<!--more-->"
+    toc_min_headings: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TocEntry:
+    level: int
+    id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A post's body rendered to HTML, with placeholders where execution results go."""
+
+    source: str
+    html: str
+    marker: str  # placeholder prefix, unique to this post's content
+    snippets: tuple[Snippet, ...]
+    inline: tuple[InlineExpression, ...]
+    toc: tuple[TocEntry, ...]
+    excerpt_html: str
+    excerpt_text: str
+    word_count: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def uses_ray(self) -> bool:
+        """True when any snippet imports ray (the build then needs a cluster)."""
+        return any(_RAY_IMPORT.search(s.source) for s in self.snippets if s.options.eval)
+
+
+def snippet_placeholder(marker: str, index: int, part: str) -> str:
+    """The comment standing for the ``part`` ("open"/"close") of snippet ``index``."""
+    return f"<!--{marker}:s{index}:{part}-->"
+
+
+def inline_placeholder(marker: str, index: int) -> str:
+    """The comment standing for inline expression ``index``."""
+    return f"<!--{marker}:x{index}-->"
+
+
+@lru_cache(maxsize=4)
+def create_markdown(enable_html: bool) -> MarkdownIt:
+    """The markdown-it-py parser: CommonMark + GFM (tables, strikethrough, task lists,
+    footnotes, autolinks, alerts) + heading anchors, with raypress's fence rule."""
+    md = MarkdownIt("commonmark", {"html": enable_html})
+    md.use(gfm_plugin)
+    md.use(anchors_plugin, min_level=1, max_level=4, permalink=True, permalinkSymbol="¶")
+    md.add_render_rule("fence", _render_fence)
+    md.add_render_rule("code_block", _render_code_block)
+    md.add_render_rule("code_inline", _render_code_inline)
+    return md
+
+
+def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
+    """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count."""
+    md = create_markdown(settings.html)
+    marker = f"raypress:{post.digest[:12]}"
+    separator = settings.excerpt_separator
+    body = post.body.replace(separator, "") if separator else post.body
+    tokens = md.parse(body)
+    snippets, inline, problems = _extract(tokens, post)
+    env: dict[str, Any] = {"marker": marker}
+    body_html = md.renderer.render(tokens, md.options, env)
+    excerpt_html = _excerpt_html(md, post.body, separator, tokens, env)
+    toc = _toc(tokens)
+    return ParsedBody(
+        source=post.source,
+        html=body_html,
+        marker=marker,
+        snippets=tuple(snippets),
+        inline=tuple(inline),
+        toc=toc if len(toc) >= settings.toc_min_headings else (),
+        excerpt_html=excerpt_html,
+        excerpt_text=_plain_text(excerpt_html),
+        word_count=_word_count(tokens),
+        problems=tuple(problems),
+    )
+
+
+def _fence_language(info: str) -> str:
+    word = info.strip().split(maxsplit=1)[0] if info.strip() else ""
+    return word.strip("{}").lower()
+
+
+def _extract(
+    tokens: Sequence[Token], post: Post
+) -> tuple[list[Snippet], list[InlineExpression], list[Problem]]:
+    snippets: list[Snippet] = []
+    inline: list[InlineExpression] = []
+    problems: list[Problem] = []
+    for token in tokens:
+        if token.type == "fence" and is_python(_fence_language(token.info)) and token.map:
+            fence_line = post.body_line + token.map[0]
+            option_lines, code = split_options(token.content)
+            try:
+                options = parse_options(option_lines, post.source, fence_line + 1)
+            except SourceError as exc:
+                problems.append(exc.problem)
+                continue
+            token.meta["snippet"] = len(snippets)
+            token.meta["echo"] = options.echo
+            token.meta["display"] = code
+            snippets.append(
+                Snippet(
+                    post=post.source,
+                    index=len(snippets),
+                    line=fence_line,
+                    code_line=fence_line + 1 + len(option_lines),
+                    language=_fence_language(token.info),
+                    source=code,
+                    options=options,
+                )
+            )
+        elif token.type == "inline" and token.children and token.map:
+            offset = 0
+            for child in token.children:
+                if child.type in ("softbreak", "hardbreak"):
+                    offset += 1
+                if child.type == "code_inline" and child.content.startswith(INLINE_PREFIX):
+                    child.meta["inline"] = len(inline)
+                    inline.append(
+                        InlineExpression(
+                            index=len(inline),
+                            line=post.body_line + token.map[0] + offset,
+                            source=child.content[len(INLINE_PREFIX) :].strip(),
+                            after_snippet=len(snippets) - 1,
+                        )
+                    )
+    return snippets, inline, problems
+
+
+def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    language = _fence_language(token.info)
+    index = token.meta.get("snippet")
+    if index is None or "marker" not in env:
+        return highlight_block(token.content, language)
+    code = highlight_block(token.meta["display"], language) if token.meta["echo"] else ""
+    marker = env["marker"]
+    return (
+        snippet_placeholder(marker, index, "open")
+        + code
+        + snippet_placeholder(marker, index, "close")
+        + "\n"
+    )
+
+
+def _render_code_block(
+    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
+) -> str:
+    return highlight_block(tokens[idx].content, "")
+
+
+def _render_code_inline(
+    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
+) -> str:
+    token = tokens[idx]
+    index = token.meta.get("inline")
+    if index is not None and "marker" in env:
+        return inline_placeholder(env["marker"], index)
+    return f"<code>{html.escape(token.content)}</code>"
+
+
+def _excerpt_html(
+    md: MarkdownIt, body: str, separator: str, tokens: Sequence[Token], env: dict[str, Any]
+) -> str:
+    if separator and separator in body:
+        head = body.split(separator, 1)[0]
+        return md.render(head, {})
+    for i, token in enumerate(tokens):
+        if token.type == "paragraph_open" and token.level == 0:
+            return md.renderer.render(list(tokens[i : i + 3]), md.options, {})
+    return ""
+
+
+def _toc(tokens: Sequence[Token]) -> tuple[TocEntry, ...]:
+    entries: list[TocEntry] = []
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and token.tag in ("h2", "h3") and token.attrGet("id"):
+            title = "".join(
+                c.content for c in tokens[i + 1].children or () if c.type in ("text", "code_inline")
+            )
+            entries.append(TocEntry(int(token.tag[1]), str(token.attrGet("id")), title.strip()))
+    return tuple(entries)
+
+
+def _word_count(tokens: Sequence[Token]) -> int:
+    words = 0
+    for token in tokens:
+        if token.type == "inline":
+            words += sum(
+                len(c.content.split()) for c in token.children or () if c.type == "text"
+            )
+        elif token.type in ("fence", "code_block"):
+            words += len(token.content.split())
+    return words
+
+
+def _plain_text(fragment: str) -> str:
+    text = re.sub(r"<[^>]+>", "", fragment)
+    return " ".join(html.unescape(text).split())

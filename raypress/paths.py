@@ -1,0 +1,55 @@
+"""Paths and URLs: slugs, and the rule that nothing is written outside the output folder."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path, PurePosixPath
+
+
+class PathEscapeError(ValueError):
+    """A URL that would place a file outside the output folder."""
+
+
+def slugify(text: str) -> str:
+    """``"Tasks vs. Actors!"`` -> ``"tasks-vs-actors"`` (ASCII, lower case, dashes)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def safe_output_file(url: str) -> str:
+    """The file (relative to the output folder) that serves the site-absolute ``url``.
+
+    ``/a/b/`` -> ``a/b/index.html``; ``/a/b.html`` -> ``a/b.html``; ``/a/b`` -> ``a/b/index.html``.
+    Raises PathEscapeError for URLs that could leave the output folder.
+    """
+    if not url.startswith("/"):
+        raise PathEscapeError("does not start with '/'")
+    if url.startswith("//"):
+        raise PathEscapeError("is protocol-relative (starts with '//')")
+    if "\\" in url or "\x00" in url or re.search(r"[\x00-\x1f]", url):
+        raise PathEscapeError("contains a backslash or a control character")
+    if re.match(r"^/[A-Za-z]:", url):
+        raise PathEscapeError("looks like a Windows drive path")
+    parts = [p for p in url.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise PathEscapeError("contains '.' or '..' segments and would leave the output folder")
+    if not parts:
+        return "index.html"
+    relative = PurePosixPath(*parts)
+    if url.endswith("/") or not relative.suffix:
+        return str(relative / "index.html")
+    return str(relative)
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """True when the resolved ``path`` is ``folder`` or below it."""
+    return path == folder or path.is_relative_to(folder)
+
+
+def display_path(path: Path, root: Path) -> str:
+    """``path`` relative to the project root when it lies inside it, for messages."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,211 @@
+"""``build(config)``: read posts -> parse -> (execute) -> render -> write, in that order.
+
+Every stage collects problems instead of stopping at the first, so one bad post does not
+hide another; if there is any problem, nothing is written and the previous site stays.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from raypress.bodycache import BodyCache, parse_bodies
+from raypress.config import Config
+from raypress.content import Post, find_post_files, read_post
+from raypress.embed import embed_results
+from raypress.errors import Problem, SourceError
+from raypress.markdown import MarkdownSettings, ParsedBody
+from raypress.render import OutputFile, Theme, available_layouts, render_pages
+from raypress.site import StaticFile, WriteReport, check_output_folder, collect_static, write_site
+from raypress.views import PostView, link_neighbours, post_view
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What a build did, for the console and for tests."""
+
+    posts: int = 0
+    pages: int = 0
+    drafts_skipped: int = 0
+    future_skipped: int = 0
+    parsed: int = 0  # bodies parsed this time (the rest came from the cache)
+    problems: tuple[Problem, ...] = ()
+    write: WriteReport | None = None
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def markdown_settings(config: Config) -> MarkdownSettings:
+    """The Markdown options taken from the configuration."""
+    return MarkdownSettings(
+        html=config.markdown_html,
+        excerpt_separator=config.excerpt_separator,
+        toc_min_headings=config.toc_min_headings,
+    )
+
+
+def build(config: Config, now: datetime | None = None) -> BuildReport:
+    """Build the site described by ``config`` into its output folder."""
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+    now = now or datetime.now(config.zone)
+    problems: list[Problem] = []
+
+    def timed(stage: str, mark: float) -> float:
+        current = time.perf_counter()
+        stages[stage] = current - mark
+        return current
+
+    try:
+        check_output_folder(config)
+        theme = Theme(config)
+        layouts = available_layouts(config)
+    except SourceError as exc:
+        return BuildReport(problems=(exc.problem,), seconds=time.perf_counter() - started)
+
+    mark = started
+    all_posts, read_problems = read_posts(config, layouts)
+    problems += read_problems
+    posts = select_posts(all_posts, config, now)
+    problems += duplicate_urls(posts)
+    mark = timed("read", mark)
+
+    cache = BodyCache(config.cache_path)
+    bodies, parse_problems, parsed = parse_bodies(
+        posts, markdown_settings(config), cache, config.jobs
+    )
+    problems += parse_problems
+    problems += [p for body in bodies.values() for p in body.problems]
+    mark = timed("parse", mark)
+
+    problems += theme.check_templates(_templates_used(posts))
+    views = post_views(posts, bodies, config, now)
+    files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
+    problems += render_problems
+    static, static_problems = collect_static(config)
+    problems += static_problems
+    problems += colliding_outputs(files, static)
+    mark = timed("render", mark)
+
+    report = BuildReport(
+        posts=len(posts),
+        pages=len(files),
+        drafts_skipped=sum(1 for p in all_posts if p.draft and not config.drafts),
+        future_skipped=sum(1 for p in all_posts if p.is_future(now) and not config.future),
+        parsed=parsed,
+        problems=tuple(sorted(set(problems), key=_problem_order)),
+    )
+    if problems:
+        return _finish(report, started, stages)
+    written = write_site(config, files, static)
+    cache.save(keep=set(cache.entries) if not all_posts else _live_keys(cache, bodies))
+    timed("write", mark)
+    return _finish(BuildReport(**{**_fields(report), "write": written}), started, stages)
+
+
+def read_posts(config: Config, layouts: frozenset[str]) -> tuple[list[Post], list[Problem]]:
+    """Every post under posts/ that reads cleanly, and a problem for each that does not."""
+    paths, problems = find_post_files(config)
+    posts: list[Post] = []
+    for path in paths:
+        try:
+            posts.append(read_post(path, config, layouts))
+        except SourceError as exc:
+            problems.append(exc.problem)
+        except OSError as exc:
+            problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
+    return posts, problems
+
+
+def select_posts(posts: list[Post], config: Config, now: datetime) -> list[Post]:
+    """Published posts, newest first; drafts and future posts only when asked for."""
+    chosen = [
+        p
+        for p in posts
+        if (config.drafts or not p.draft) and (config.future or not p.is_future(now))
+    ]
+    return sorted(chosen, key=lambda p: (p.date, p.source), reverse=True)
+
+
+def duplicate_urls(posts: list[Post]) -> list[Problem]:
+    """A problem for each post whose URL an earlier post already has."""
+    owners: dict[str, Post] = {}
+    problems: list[Problem] = []
+    for post in sorted(posts, key=lambda p: p.source):
+        first = owners.setdefault(post.output_file, post)
+        if first is not post:
+            problems.append(
+                Problem(
+                    post.source,
+                    None,
+                    f"URL {post.url} is also the URL of {first.source}",
+                    "give one of them another slug or permalink",
+                )
+            )
+    return problems
+
+
+def post_views(
+    posts: list[Post], bodies: dict[str, ParsedBody], config: Config, now: datetime
+) -> list[PostView]:
+    """Template views of the posts that parsed, newest first, linked to their neighbours."""
+    views = [
+        post_view(post, bodies[post.source], embed_results(bodies[post.source]), config, now)
+        for post in posts
+        if post.source in bodies
+    ]
+    link_neighbours(views)
+    return views
+
+
+def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:
+    """A problem for every output path produced twice (a post over a tag page, ...)."""
+    owners: dict[str, str] = {}
+    problems: list[Problem] = []
+    origins = [(f.path, f.origin) for f in files] + [(s.path, str(s.source)) for s in static]
+    for path, origin in origins:
+        first = owners.setdefault(path, origin)
+        if first != origin:
+            problems.append(
+                Problem(
+                    origin if origin.startswith("posts") else first,
+                    None,
+                    f"output file {path} is produced by both {first} and {origin}",
+                    "change the slug or permalink, or rename the static file",
+                )
+            )
+    return problems
+
+
+def _templates_used(posts: list[Post]) -> list[str]:
+    fixed = ["index.html", "taxonomy.html", "terms.html", "archive.html"]
+    fixed += ["feed.xml", "sitemap.xml", "404.html"]
+    return sorted({f"{p.layout}.html" for p in posts}) + fixed
+
+
+def _live_keys(cache: BodyCache, bodies: dict[str, ParsedBody]) -> set[str]:
+    live = {id(b) for b in bodies.values()}
+    return {key for key, body in cache.entries.items() if id(body) in live}
+
+
+def _fields(report: BuildReport) -> dict:
+    return {name: getattr(report, name) for name in report.__slots__}
+
+
+def _finish(report: BuildReport, started: float, stages: dict[str, float]) -> BuildReport:
+    return BuildReport(
+        **{
+            **_fields(report),
+            "seconds": time.perf_counter() - started,
+            "stage_seconds": dict(stages),
+        }
+    )
+
+
+def _problem_order(problem: Problem) -> tuple[str, int]:
+    return (problem.path, problem.line or 0)

@@ -1,0 +1,239 @@
+"""The output folder: built whole in a temporary folder and swapped in at once.
+
+A build never leaves a half-written site: files are written to ``_site.tmp-*`` beside
+the output folder (unchanged files are hard-linked from the current site), then the two
+folders are exchanged atomically (``renameat2(RENAME_EXCHANGE)`` on Linux, two renames
+elsewhere). A manifest in the cache folder records what each file was made from, so a
+build in which nothing changed writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from raypress.config import Config
+from raypress.content import walk_files
+from raypress.errors import Problem, SourceError
+from raypress.paths import display_path
+from raypress.render import OutputFile
+
+MANIFEST_NAME = "site-manifest.json"
+THEME_ASSETS = "assets"
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    """A file copied as it is: from static/ or from the theme's templates/assets/."""
+
+    source: Path
+    path: str  # relative to the output folder
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    written: int
+    linked: int
+    removed: int
+    changed: bool
+
+
+def collect_static(config: Config) -> tuple[list[StaticFile], list[Problem]]:
+    """The static files: ``static/`` to the site root, ``templates/assets/`` to /assets/."""
+    problems: list[Problem] = []
+    found: list[StaticFile] = []
+    for folder, prefix in (
+        (config.templates_path / THEME_ASSETS, THEME_ASSETS),
+        (config.static_path, ""),
+    ):
+        for path in walk_files(folder, config.root, problems):
+            relative = path.relative_to(folder).as_posix()
+            found.append(StaticFile(path, f"{prefix}/{relative}" if prefix else relative))
+    return found, problems
+
+
+def check_output_folder(config: Config) -> None:
+    """Refuse an output folder that holds (or is) the project or its sources."""
+    output = config.output_path.resolve()
+    protected = [config.root, config.posts_path, config.templates_path, config.static_path]
+    for folder in protected:
+        folder = folder.resolve()
+        if output == folder or folder.is_relative_to(output) or output.is_relative_to(folder):
+            if folder == config.root and output != folder and output.is_relative_to(folder):
+                continue  # _site inside the project root is the normal case
+            raise SourceError(
+                "configuration",
+                None,
+                f"output_dir {config.output_dir!r} overlaps {display_path(folder, config.root)}",
+                "choose a separate folder such as _site",
+            )
+
+
+def write_site(config: Config, files: list[OutputFile], static: list[StaticFile]) -> WriteReport:
+    """Make the output folder hold exactly ``files`` and ``static``; atomically."""
+    output = config.output_path
+    wanted: dict[str, str] = {f.path: _digest(f.data) for f in files}
+    for item in static:
+        stat = item.source.stat()
+        wanted[item.path] = f"static:{item.source}:{stat.st_size}:{stat.st_mtime_ns}"
+    manifest_path = config.cache_path / MANIFEST_NAME
+    old = _read_manifest(manifest_path, output)
+    if _unchanged(output, old, wanted):
+        return WriteReport(0, 0, 0, changed=False)
+
+    _remove_stale_temporaries(output)
+    staging = Path(tempfile.mkdtemp(prefix=f"{output.name}.tmp-{os.getpid()}-", dir=output.parent))
+    written = linked = 0
+    try:
+        by_path = {f.path: f for f in files}
+        sources = {s.path: s.source for s in static}
+        stats: dict[str, list[int]] = {}
+        for relative, key in wanted.items():
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            current = output / relative
+            if old.get(relative, {}).get("key") == key and _matches(current, old[relative]):
+                os.link(current, target)
+                linked += 1
+            elif relative in by_path:
+                target.write_bytes(by_path[relative].data)
+                written += 1
+            else:
+                shutil.copyfile(sources[relative], target)
+                written += 1
+            stat = target.stat()
+            stats[relative] = [stat.st_size, stat.st_mtime_ns]
+        removed = len(set(old) - set(wanted))
+        _swap_in(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _write_manifest(
+        manifest_path,
+        output,
+        {p: {"key": wanted[p], "size": s[0], "mtime_ns": s[1]} for p, s in stats.items()},
+    )
+    return WriteReport(written, linked, removed, changed=True)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _matches(path: Path, record: dict) -> bool:
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns")
+
+
+def _unchanged(output: Path, old: dict[str, dict], wanted: dict[str, str]) -> bool:
+    if not output.is_dir() or set(old) != set(wanted):
+        return False
+    if any(old[p].get("key") != k or not _matches(output / p, old[p]) for p, k in wanted.items()):
+        return False
+    present = {
+        Path(folder, name).relative_to(output).as_posix()
+        for folder, _, names in os.walk(output)
+        for name in names
+    }
+    return present == set(wanted)
+
+
+def _read_manifest(path: Path, output: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("output") != str(output.resolve()):
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _write_manifest(path: Path, output: Path, files: dict[str, dict]) -> None:
+    atomic_write(path, json.dumps({"output": str(output.resolve()), "files": files}).encode())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(temporary).unlink()
+        raise
+
+
+def _swap_in(staging: Path, output: Path) -> None:
+    """Put ``staging`` at ``output``; the old output is deleted afterwards."""
+    if not output.exists():
+        staging.rename(output)
+        return
+    if _exchange(staging, output):
+        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old site
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f"{output.name}.old-", dir=output.parent))
+    retired.rmdir()
+    output.rename(retired)
+    staging.rename(output)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths with renameat2(RENAME_EXCHANGE); False if unsupported."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    libc = ctypes.CDLL(name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def _remove_stale_temporaries(output: Path) -> None:
+    """Delete staging folders left by builds that were killed (their pid is gone)."""
+    for leftover in _siblings(output, (".tmp-", ".old-")):
+        pid_text = leftover.name.split(".tmp-", 1)[-1].split("-", 1)[0]
+        if ".tmp-" in leftover.name and pid_text.isdigit() and _alive(int(pid_text)):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _siblings(output: Path, markers: Iterable[str]) -> list[Path]:
+    if not output.parent.is_dir():
+        return []
+    return [
+        p
+        for p in output.parent.iterdir()
+        if p.is_dir() and any(p.name.startswith(output.name + m) for m in markers)
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,154 @@
+"""Snippets: the runnable Python fences of a post, and their `#|` options.
+
+A fence whose info string names Python (``python``, ``py``, ``python3``) becomes a
+:class:`Snippet`. Options follow Quarto's convention: YAML in ``#|`` comment lines at
+the top of the fence. They keep the fence valid Python and are stripped from the
+displayed source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from raypress.errors import SourceError
+
+PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
+OPTION_PREFIX = "#|"
+
+
+@dataclass(frozen=True, slots=True)
+class SnippetOptions:
+    """Per-snippet options; every field has the default a plain fence gets."""
+
+    label: str | None = None
+    eval: bool = True  # run it (False: show only)
+    echo: bool = True  # show the source (False: hidden setup code)
+    output: bool = True  # show what it printed
+    error: bool = False  # an exception is expected
+    timeout: float | None = None  # seconds; None: the post's or the build's default
+    repeat: int = 1  # time the snippet this many times (median and spread)
+    deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
+
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "label": (str,),
+    "eval": (bool,),
+    "echo": (bool,),
+    "output": (bool,),
+    "error": (bool,),
+    "timeout": (int, float),
+    "repeat": (int,),
+    "deps": (list, str),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """One runnable Python fence of a post.
+
+    ``line`` is the 1-based line of the opening fence in the post file and
+    ``code_line`` the line of the first line of ``source`` (after the options),
+    so tracebacks can name lines of the post.
+    """
+
+    post: str  # the post's path relative to the project root, e.g. "posts/x.md"
+    index: int  # 0-based position among the post's snippets
+    line: int
+    code_line: int
+    language: str
+    source: str
+    options: SnippetOptions = field(default_factory=SnippetOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class InlineExpression:
+    """An inline `` `{python} expr` `` in the prose, evaluated in the post's session
+    right after snippet ``after_snippet`` has run (-1: before any snippet)."""
+
+    index: int
+    line: int
+    source: str
+    after_snippet: int
+
+
+def is_python(language: str) -> bool:
+    """True for the fence languages that raypress runs."""
+    return language.lower() in PYTHON_LANGUAGES
+
+
+def split_options(code: str) -> tuple[list[str], str]:
+    """Split the leading ``#|`` lines of a fence from the code that follows them."""
+    lines = code.splitlines(keepends=True)
+    option_lines: list[str] = []
+    for line in lines:
+        if not line.lstrip().startswith(OPTION_PREFIX):
+            break
+        option_lines.append(line.lstrip()[len(OPTION_PREFIX) :])
+    return option_lines, "".join(lines[len(option_lines) :])
+
+
+def parse_options(option_lines: list[str], path: str, first_line: int) -> SnippetOptions:
+    """Parse ``#|`` option lines (already stripped of the prefix) into SnippetOptions.
+
+    ``first_line`` is the post line of the first option line; errors name it.
+    Raises SourceError for invalid YAML, unknown keys and values of the wrong type.
+    """
+    if not option_lines:
+        return SnippetOptions()
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in option_lines)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = first_line + (mark.line if mark is not None else 0)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SourceError(
+            path,
+            line,
+            f"snippet options are not valid YAML ({problem})",
+            "write options as `#| key: value`, one per line",
+        ) from None
+    if data is None:
+        return SnippetOptions()
+    if not isinstance(data, dict):
+        raise SourceError(
+            path, first_line, "snippet options must be `key: value` pairs", "e.g. `#| eval: false`"
+        )
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        line = first_line + _line_of_key(option_lines, str(key))
+        expected = _OPTION_TYPES.get(str(key))
+        if expected is None:
+            known = ", ".join(sorted(_OPTION_TYPES))
+            raise SourceError(path, line, f"unknown snippet option {key!r}", f"known options: {known}")
+        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+            names = " or ".join(t.__name__ for t in expected)
+            raise SourceError(
+                path, line, f"snippet option {key!r} must be {names}, not {value!r}", None
+            )
+        values[str(key)] = value
+    return _validated(values, path, first_line)
+
+
+def _validated(values: dict[str, Any], path: str, line: int) -> SnippetOptions:
+    if "deps" in values:
+        deps = values["deps"]
+        deps = [deps] if isinstance(deps, str) else deps
+        if not all(isinstance(d, str) for d in deps):
+            raise SourceError(path, line, "snippet option 'deps' must list file names", None)
+        values["deps"] = tuple(deps)
+    if "timeout" in values and values["timeout"] <= 0:
+        raise SourceError(path, line, "snippet option 'timeout' must be positive seconds", None)
+    if "repeat" in values and values["repeat"] < 1:
+        raise SourceError(path, line, "snippet option 'repeat' must be at least 1", None)
+    return SnippetOptions(**values)
+
+
+def _line_of_key(option_lines: list[str], key: str) -> int:
+    for offset, line in enumerate(option_lines):
+        if line.strip().startswith(f"{key}:") or line.strip().startswith(f"{key} :"):
+            return offset
+    return 0
