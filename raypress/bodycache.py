@@ -1,4 +1,4 @@
-"""Parsed bodies, computed in parallel and cached by content.
+"""Posts and parsed bodies, computed in parallel and cached by content.
 
 Markdown parsing and Pygments highlighting are most of a build's time, so a body is
 re-rendered only when its post file (or the Markdown settings, or raypress) changed. Cold
@@ -14,33 +14,50 @@ import pickle
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from raypress import __version__
+from raypress.config import Config
 from raypress.content import Post
 from raypress.errors import Problem
 from raypress.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.site import atomic_write
 
-CACHE_NAME = "bodies.pickle"
-_FORMAT = 1
+CACHE_NAME = "build-cache.pickle"
+_FORMAT = 2
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
+
+
+def _key(*parts: object) -> str:
+    text = "|".join(str(p) for p in (_FORMAT, __version__, *parts))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def body_key(post: Post, settings: MarkdownSettings) -> str:
     """What a parsed body depends on: the file's bytes, its path, settings, raypress."""
-    text = f"{_FORMAT}|{__version__}|{settings!r}|{post.source}|{post.digest}|{post.body_line}"
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _key("body", settings, post.source, post.digest, post.body_line)
 
 
-class BodyCache:
-    """A dict of key -> ParsedBody kept in one pickle file in the cache folder."""
+def post_key(source: str, digest: str, config: Config, layouts: frozenset[str]) -> str:
+    """What a Post read from a file depends on besides the file's bytes and path."""
+    settings = (config.timezone, config.permalink_pattern, config.max_post_bytes)
+    return _key("post", source, digest, settings, sorted(layouts))
+
+
+class BuildCache:
+    """Posts and parsed bodies from earlier builds, in one pickle file in the cache folder.
+
+    Entries used by this build are kept when it is saved; the rest (deleted or edited
+    posts) are dropped.
+    """
 
     def __init__(self, folder: Path):
         self.path = folder / CACHE_NAME
-        self.entries: dict[str, ParsedBody] = self._load()
+        self.entries: dict[str, Any] = self._load()
+        self.used: set[str] = set()
         self.dirty = False
 
-    def _load(self) -> dict[str, ParsedBody]:
+    def _load(self) -> dict[str, Any]:
         try:
             with self.path.open("rb") as handle:
                 data = pickle.load(handle)
@@ -51,33 +68,52 @@ class BodyCache:
         entries = data.get("entries")
         return entries if isinstance(entries, dict) else {}
 
-    def save(self, keep: set[str]) -> None:
-        """Write the cache back, keeping only the ``keep`` keys (posts that still exist)."""
-        stale = set(self.entries) - keep
+    def get(self, key: str) -> Any:
+        """The cached value for ``key``, or None."""
+        value = self.entries.get(key)
+        if value is not None:
+            self.used.add(key)
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        self.entries[key] = value
+        self.used.add(key)
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write the cache back with only the entries this build used."""
+        stale = set(self.entries) - self.used
         if not self.dirty and not stale:
             return
         for key in stale:
             del self.entries[key]
         payload = {"format": (_FORMAT, __version__), "entries": self.entries}
-        atomic_write(self.path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        atomic_write(self.path, data, durable=False)
         self.dirty = False
 
 
 def parse_bodies(
-    posts: Sequence[Post], settings: MarkdownSettings, cache: BodyCache, jobs: int
+    posts: Sequence[Post], settings: MarkdownSettings, cache: BuildCache, jobs: int
 ) -> tuple[dict[str, ParsedBody], list[Problem], int]:
     """The ParsedBody of each post (by source path), the posts that could not be parsed,
     and how many bodies had to be parsed (not found in the cache)."""
     keys = {post.source: body_key(post, settings) for post in posts}
-    missing = [post for post in posts if keys[post.source] not in cache.entries]
+    bodies: dict[str, ParsedBody] = {}
+    missing: list[Post] = []
+    for post in posts:
+        cached = cache.get(keys[post.source])
+        if cached is None:
+            missing.append(post)
+        else:
+            bodies[post.source] = cached
     problems: list[Problem] = []
     for post, body in zip(missing, _parse_many(missing, settings, jobs), strict=True):
         if isinstance(body, Problem):
             problems.append(body)
             continue
-        cache.entries[keys[post.source]] = body
-        cache.dirty = True
-    bodies = {p.source: cache.entries[keys[p.source]] for p in posts if keys[p.source] in cache.entries}
+        cache.put(keys[post.source], body)
+        bodies[post.source] = body
     return bodies, problems, len(missing)
 
 
@@ -86,7 +122,9 @@ def _parse_safely(post: Post, settings: MarkdownSettings) -> ParsedBody | Proble
         return parse_body(post, settings)
     except (RecursionError, MemoryError, ValueError, IndexError) as exc:
         return Problem(
-            post.source, None, f"the Markdown could not be rendered ({type(exc).__name__})",
+            post.source,
+            None,
+            f"the Markdown could not be rendered ({type(exc).__name__})",
             "simplify the deeply nested or very long construct",
         )
 

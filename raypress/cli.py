@@ -1,16 +1,22 @@
-"""The command line: ``build.py [build] [options]``, also ``python -m raypress`` and ``raypress``."""
+"""The command line: ``build.py [build] [options]``; ``python -m raypress`` and ``raypress`` too."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raypress import __version__
 from raypress.config import load_config
 from raypress.errors import SourceError
-from raypress.pipeline import BuildReport, build
+from raypress.stamp import current_stamp
+
+if TYPE_CHECKING:
+    from raypress.pipeline import BuildReport
 
 COMMANDS = ("build",)
 
@@ -40,14 +46,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_site_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=Path(), help="project folder (default: .)")
-    parser.add_argument("--config", type=Path, help="config file (default: site.toml, then "
-                        "[tool.raypress] in pyproject.toml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: site.toml, then [tool.raypress] in pyproject.toml)",
+    )
     parser.add_argument("--output", dest="output_dir", help="output folder (default: _site)")
     parser.add_argument("--baseurl", help="serve under this sub-path, e.g. /blog")
     parser.add_argument("--url", help="the site's public URL, e.g. https://example.org")
     parser.add_argument("--drafts", action="store_true", default=None, help="include drafts")
-    parser.add_argument("--future", action="store_true", default=None,
-                        help="include posts dated in the future")
+    parser.add_argument(
+        "--future", action="store_true", default=None, help="include posts dated in the future"
+    )
     parser.add_argument("--jobs", "-j", type=int, help="parallel workers (default: CPUs)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print problems only")
 
@@ -67,7 +77,19 @@ def _run_build(options: argparse.Namespace) -> int:
     except SourceError as exc:
         print(exc.problem, file=sys.stderr)
         return 1
-    report = build(config)
+    started = time.perf_counter()
+    now = datetime.now(config.zone)
+    stamp = current_stamp(config, now)
+    if stamp is not None:
+        if not options.quiet:
+            print(
+                f"{config.output_dir}/ is up to date ({stamp.posts} posts, {stamp.pages} pages; "
+                f"checked in {time.perf_counter() - started:.2f}s)"
+            )
+        return 0
+    from raypress.pipeline import build  # Markdown, Pygments, Jinja2: only when building
+
+    report = build(config, now)
     print_report(report, config.output_dir, quiet=options.quiet)
     return 0 if report.ok else 1
 
@@ -92,8 +114,16 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
     if report.future_skipped:
         skipped.append(f"{report.future_skipped} future post(s) skipped (--future)")
     write = report.write
-    changes = "no changes" if write is None or not write.changed else (
-        f"{write.written} written, {write.linked} unchanged, {write.removed} removed"
+    if report.up_to_date:
+        print(
+            f"{output_dir}/ is up to date ({report.posts} posts, {report.pages} pages; "
+            f"checked in {report.seconds:.2f}s)"
+        )
+        return
+    changes = (
+        "no changes"
+        if write is None or not write.changed
+        else (f"{write.written} written, {write.linked} unchanged, {write.removed} removed")
     )
     extra = f"; {'; '.join(skipped)}" if skipped else ""
     print(

@@ -7,6 +7,7 @@ flags override the file through :func:`load_config`'s keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +153,12 @@ def _read_table(path: Path, root: Path) -> dict[str, Any]:
 
 
 def _toml_line(exc: Exception) -> int | None:
-    return getattr(exc, "lineno", None)
+    """The line of a TOML error: ``lineno`` from Python 3.14, else from the message."""
+    line = getattr(exc, "lineno", None)
+    if line is None:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = int(found.group(1)) if found else None
+    return line
 
 
 def _check_values(config: Config, name: str) -> None:

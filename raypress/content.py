@@ -67,10 +67,13 @@ def find_post_files(config: Config) -> tuple[list[Path], list[Problem]]:
     return sorted(files), problems
 
 
-def read_post(path: Path, config: Config, layouts: frozenset[str]) -> Post:
-    """Read one post file; raise SourceError naming file:line for anything wrong."""
+def read_post(
+    path: Path, config: Config, layouts: frozenset[str], raw: bytes | None = None
+) -> Post:
+    """Read one post file (or its ``raw`` bytes, already read); raise SourceError naming
+    file:line for anything wrong."""
     source = display_path(path, config.root)
-    raw = path.read_bytes()
+    raw = path.read_bytes() if raw is None else raw
     if len(raw) > config.max_post_bytes:
         raise SourceError(
             source,
@@ -225,6 +228,16 @@ def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
             if path.is_symlink() and not inside(path.resolve(), real_root):
                 problems.append(_outside_link(path, root))
                 continue
+            if not path.is_file():  # a pipe, socket or device, or a link to nothing
+                problems.append(
+                    Problem(
+                        display_path(path, root),
+                        None,
+                        "not a regular file (a pipe, socket, device or broken link); refused",
+                        "remove it or replace it with a real file",
+                    )
+                )
+                continue
             yield path
 
 
@@ -234,7 +247,7 @@ def walk_files(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Pa
 
 
 def _outside_link(path: Path, root: Path) -> Problem:
-    target = os.readlink(path)
+    target = path.readlink()
     return Problem(
         display_path(path, root),
         None,
@@ -320,9 +333,7 @@ def _terms(value: Any, source: str, line: int, key: str) -> tuple[str, ...]:
     return tuple(terms)
 
 
-def _expand_permalink(
-    pattern: str, when: datetime, slug: str, categories: tuple[str, ...]
-) -> str:
+def _expand_permalink(pattern: str, when: datetime, slug: str, categories: tuple[str, ...]) -> str:
     """Fill Jekyll's permalink placeholders (:year, :month, :day, :slug, ...)."""
     values = {
         "year": f"{when.year:04d}",

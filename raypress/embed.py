@@ -1,32 +1,191 @@
-"""Put snippets' figures (and, once executed, their results) into a parsed body's HTML."""
+"""Put each snippet's figure, and what executing it produced, into a parsed body's HTML.
+
+Everything that came from execution is escaped here (text) or sanitised again (HTML from
+``_repr_html_``): a snippet printing ``</pre><script>`` shows that text, nothing more.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from html import escape
 
+import nh3
+
+from raypress.execution.model import (
+    Image,
+    InlineResult,
+    PostExecution,
+    SnippetResult,
+    format_duration,
+)
 from raypress.markdown import ParsedBody
+from raypress.snippets import Snippet
+
+_PLACEHOLDER = re.compile(r"<!--(raypress:[0-9a-f]+):([sx])(\d+)(?::(open|close))?-->")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
+_FAILED = frozenset({"error", "missing-expected-error", "died"})
+_NOT_RUN = frozenset({"not-run", "skipped"})
+_EXTENSIONS = {"image/png": "png", "image/svg+xml": "svg", "image/jpeg": "jpg", "image/gif": "gif"}
 
 
-def embed_results(body: ParsedBody) -> str:
-    """The final body HTML: each snippet wrapped in its figure, inline expressions shown."""
-    snippets = body.snippets
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """An image file produced by a snippet, written next to the post's page."""
+
+    name: str  # file name inside the post's folder
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedBody:
+    html: str
+    figures: tuple[Figure, ...]
+
+
+def embed_results(body: ParsedBody, execution: PostExecution | None = None) -> EmbeddedBody:
+    """The final body HTML: snippets in their figures, with outputs when executed."""
+    results = {r.index: r for r in execution.snippets} if execution else {}
+    inline = {r.index: r for r in execution.inline} if execution else {}
+    figures: list[Figure] = []
 
     def replace(match: re.Match[str]) -> str:
-        kind, index, part = match.group(1), int(match.group(2)), match.group(3)
+        marker, kind, index, part = match.group(1), match.group(2), int(match.group(3)), match[4]
+        if marker != body.marker:  # the same comment written by hand in the post: keep it
+            return match.group(0)
         if kind == "x":
-            expression = body.inline[index]
-            return f'<code class="inline-expression">{escape(expression.source)}</code>'
-        snippet = snippets[index]
-        if not snippet.options.echo:
-            return ""
+            return _inline_html(body.inline[index].source, inline.get(index))
+        snippet = body.snippets[index]
+        result = results.get(index)
         if part == "open":
-            label = f' data-label="{escape(snippet.options.label)}"' if snippet.options.label else ""
-            return (
-                f'<figure class="snippet" id="snippet-{index + 1}" '
-                f'data-line="{snippet.line}"{label}>\n'
-            )
-        return "</figure>"
+            return _figure_open(snippet, result)
+        return _figure_close(snippet, result, figures)
 
-    pattern = re.compile(rf"<!--{re.escape(body.marker)}:([sx])(\d+)(?::(open|close))?-->")
-    return pattern.sub(replace, body.html)
+    return EmbeddedBody(_PLACEHOLDER.sub(replace, body.html), tuple(figures))
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour and cursor escape sequences."""
+    return _ANSI.sub("", text)
+
+
+def _visible(snippet: Snippet, result: SnippetResult | None) -> bool:
+    return snippet.options.echo or _has_output(snippet, result)
+
+
+def _has_output(snippet: Snippet, result: SnippetResult | None) -> bool:
+    if result is None:
+        return False
+    if result.error is not None or result.notes or result.status in _FAILED | {"timed-out"}:
+        return True
+    return snippet.options.output and bool(
+        result.stdout or result.stderr or result.value or result.value_html or result.images
+    )
+
+
+def _figure_open(snippet: Snippet, result: SnippetResult | None) -> str:
+    if not _visible(snippet, result):
+        return ""
+    classes = ["snippet"]
+    if result is not None:
+        if result.status in _NOT_RUN:
+            classes.append("not-run")
+        elif result.status in _FAILED:
+            classes.append("failed")
+        elif result.status == "timed-out":
+            classes.append("timed-out")
+    elif not snippet.options.eval:
+        classes.append("not-run")
+    label = snippet.options.label
+    attributes = f' data-label="{escape(label)}"' if label else ""
+    return (
+        f'<figure class="{" ".join(classes)}" id="snippet-{snippet.index + 1}" '
+        f'data-line="{snippet.line}"{attributes}>\n'
+    )
+
+
+def _figure_close(snippet: Snippet, result: SnippetResult | None, figures: list[Figure]) -> str:
+    if not _visible(snippet, result):
+        return ""
+    parts: list[str] = []
+    if result is not None and _has_output(snippet, result):
+        parts.append('<div class="snippet-output">')
+        parts += _outputs(snippet, result, figures)
+        parts.append("</div>")
+    parts.append(_caption(snippet, result))
+    return "\n".join(parts) + "\n</figure>"
+
+
+def _outputs(snippet: Snippet, result: SnippetResult, figures: list[Figure]) -> list[str]:
+    parts: list[str] = []
+    if snippet.options.output:
+        if result.stdout:
+            parts.append(f'<pre class="stdout">{_text(result.stdout)}</pre>')
+        if result.stderr:
+            parts.append(f'<pre class="stderr">{_text(result.stderr)}</pre>')
+        if result.value_html:
+            parts.append(f'<div class="result-html">{_sanitise(result.value_html)}</div>')
+        elif result.value is not None:
+            parts.append(
+                f'<pre class="result"><span class="prompt">Out:</span> {_text(result.value)}</pre>'
+            )
+        for number, image in enumerate(result.images, start=1):
+            figure = _figure_file(snippet, number, image)
+            figures.append(figure)
+            alt = image.alt or f"Figure {number} produced by snippet {snippet.index + 1}"
+            parts.append(f'<img class="figure" src="{figure.name}" alt="{escape(alt)}">')
+    if result.error is not None:
+        parts.append(f'<pre class="error">{_text(result.error.traceback)}</pre>')
+    parts += [f'<p class="notice">{escape(note)}</p>' for note in result.notes]
+    if result.truncated and not any("trunc" in n for n in result.notes):
+        parts.append('<p class="notice">Output truncated.</p>')
+    return parts
+
+
+def _caption(snippet: Snippet, result: SnippetResult | None) -> str:
+    number = snippet.index + 1
+    link = f'<a href="#snippet-{number}">snippet {number}</a>'
+    if result is None or result.status in _NOT_RUN:
+        return f'<figcaption class="snippet-meta">{link}</figcaption>'
+    wall, cpu = format_duration(result.wall_s), format_duration(result.cpu_s)
+    if result.repeat is not None:
+        stats = result.repeat
+        spread = format_duration(stats.stdev_s)
+        timing = f"{wall} ± {spread} (median of {stats.n})"
+        title = (
+            f"median wall time of {stats.n} runs; "
+            f"min {format_duration(stats.min_s)}, max {format_duration(stats.max_s)}"
+        )
+    else:
+        timing, title = wall, f"wall time {wall} (CPU time {cpu})"
+    return (
+        f'<figcaption class="snippet-meta"><span class="timing" title="{escape(title)}">'
+        f"{escape(timing)}</span> {link}</figcaption>"
+    )
+
+
+def _inline_html(source: str, result: InlineResult | None) -> str:
+    if result is None:
+        return f'<code class="inline-expression">{escape(source)}</code>'
+    if result.error is not None or result.text is None:
+        message = result.error or "no value"
+        return (
+            f'<code class="inline-expression failed" title="{escape(message)}">'
+            f"{escape(source)}</code>"
+        )
+    return f'<span class="inline-result">{_text(result.text)}</span>'
+
+
+def _figure_file(snippet: Snippet, number: int, image: Image) -> Figure:
+    extension = _EXTENSIONS.get(image.mime, "bin")
+    digest = hashlib.sha256(image.data).hexdigest()[:10]
+    return Figure(f"snippet-{snippet.index + 1}-{number}-{digest}.{extension}", image.data)
+
+
+def _text(text: str) -> str:
+    return escape(strip_ansi(text), quote=False)
+
+
+def _sanitise(fragment: str) -> str:
+    return nh3.clean(fragment)

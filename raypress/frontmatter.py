@@ -58,13 +58,30 @@ def _load(yaml_text: str, path: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(yaml_text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = 2 + mark.line if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark, problem = yaml_error_place(exc, yaml_text)
+        last = max(0, len(yaml_text.rstrip().splitlines()) - 1)  # not the closing '---'
+        line = 2 + min(mark.line, last) if mark is not None else 1
         if "could not determine a constructor" in str(exc):
             problem = f"unsupported YAML tag ({problem})"
         raise SourceError(
             path, line, f"malformed YAML in front matter: {problem}", "fix the YAML syntax"
+        ) from None
+    except (ValueError, OverflowError) as exc:  # a timestamp that is no date: 2024-13-45
+        line, value = _bad_scalar(yaml_text)
+        raise SourceError(
+            path,
+            line,
+            f"invalid date or value {_short(value)!r} in front matter ({_short(str(exc))})",
+            "write dates as YYYY-MM-DD or YYYY-MM-DD HH:MM:SS +01:00, or quote the value",
+        ) from None
+    except RecursionError:
+        lines = yaml_text.splitlines() or [""]
+        deepest = max(range(len(lines)), key=lambda i: lines[i].count("[") + lines[i].count("{"))
+        raise SourceError(
+            path,
+            2 + deepest,
+            "front matter nests lists or mappings too deeply to be read",
+            "front matter holds plain values: flatten it",
         ) from None
     if data is None:
         return {}
@@ -76,6 +93,37 @@ def _load(yaml_text: str, path: str) -> dict[str, Any]:
             "write it as 'key: value' lines",
         )
     return {str(k): v for k, v in data.items()}
+
+
+def yaml_error_place(exc: yaml.YAMLError, text: str) -> tuple[Any, str]:
+    """The mark to report for a YAML error in ``text``, and its description.
+
+    An error found only at the end of the text (an unclosed ``[`` or quote) is reported
+    where the unclosed construct starts, not on the line after the YAML.
+    """
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if context_mark is not None and (problem_mark is None or problem_mark.index >= len(text)):
+        context = getattr(exc, "context", None)
+        return context_mark, f"{context}: {problem}" if context else problem
+    return problem_mark or context_mark, problem
+
+
+def _bad_scalar(yaml_text: str) -> tuple[int, str]:
+    """The line (of the post) and value of the first scalar that YAML cannot construct."""
+    for offset, text in enumerate(yaml_text.splitlines()):
+        try:
+            yaml.safe_load(text)
+        except (ValueError, OverflowError):
+            return 2 + offset, text.split(":", 1)[-1].strip()
+        except yaml.YAMLError:
+            continue
+    return 2, yaml_text.strip()
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _key_lines(yaml_text: str) -> dict[str, int]:

@@ -16,8 +16,10 @@ from functools import lru_cache
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
-from mdit_py_plugins.anchors import anchors_plugin
+from mdit_py_plugins.anchors.index import slugify as heading_slug
 from mdit_py_plugins.gfm import gfm_plugin
 
 from raypress.content import Post
@@ -82,11 +84,61 @@ def create_markdown(enable_html: bool) -> MarkdownIt:
     footnotes, autolinks, alerts) + heading anchors, with raypress's fence rule."""
     md = MarkdownIt("commonmark", {"html": enable_html})
     md.use(gfm_plugin)
-    md.use(anchors_plugin, min_level=1, max_level=4, permalink=True, permalinkSymbol="¶")
+    _look_before_protocol_scan(md)
+    md.core.ruler.push("anchor", _heading_anchors)
     md.add_render_rule("fence", _render_fence)
     md.add_render_rule("code_block", _render_code_block)
     md.add_render_rule("code_inline", _render_code_inline)
     return md
+
+
+def _heading_anchors(state: StateCore) -> None:
+    """An id and a ``¶`` link for h1-h4, as mdit-py-plugins' ``anchors_plugin(permalink=True)``
+    gives, but with repeated titles made unique in linear time: the plugin tries ``-1``,
+    ``-2``, ... afresh for every repeat, so a post of 25,000 equal headings took minutes."""
+    taken: set[str] = set()
+    next_suffix: dict[str, int] = {}
+    tokens = state.tokens
+    for index, token in enumerate(tokens):
+        if token.type != "heading_open" or token.tag not in ("h1", "h2", "h3", "h4"):
+            continue
+        inline = tokens[index + 1]
+        children = inline.children = inline.children or []
+        slug = str(token.attrGet("id") or "")
+        if not slug:
+            base = heading_slug(
+                "".join(c.content for c in children if c.type in ("text", "code_inline"))
+            )
+            slug, suffix = base, next_suffix.get(base, 1)
+            while slug in taken:  # base-1 .. base-(suffix-1) are taken already
+                slug, suffix = f"{base}-{suffix}", suffix + 1
+            next_suffix[base] = suffix
+            token.attrSet("id", slug)
+        taken.add(slug)
+        link_open = Token("link_open", "a", 1)
+        link_open.attrSet("class", "header-anchor")
+        link_open.attrSet("href", f"#{slug}")
+        children += [
+            Token("text", "", 0, content=" "),
+            link_open,
+            Token("html_block", "", 0, content="¶"),
+            Token("link_close", "a", -1),
+        ]
+
+
+def _look_before_protocol_scan(md: MarkdownIt) -> None:
+    """gfm_autolink's ``http:``-style rule copies the rest of the paragraph before it looks
+    at the character in front of it, at every position it is tried: quadratic, minutes for
+    a 1 MB paragraph. Look at that character first."""
+    ruler = md.inline.ruler
+    for rule in ruler.__rules__:
+        if rule.name == "gfm_autolink_protocol":
+            scan = rule.fn
+
+            def protocol(state: StateInline, silent: bool, scan: Any = scan) -> bool:
+                return state.src.startswith(":", state.pos) and scan(state, silent)
+
+            ruler.at(rule.name, protocol)
 
 
 def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
@@ -183,9 +235,7 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     )
 
 
-def _render_code_block(
-    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
-) -> str:
+def _render_code_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     return highlight_block(tokens[idx].content, "")
 
 
@@ -226,9 +276,7 @@ def _word_count(tokens: Sequence[Token]) -> int:
     words = 0
     for token in tokens:
         if token.type == "inline":
-            words += sum(
-                len(c.content.split()) for c in token.children or () if c.type == "text"
-            )
+            words += sum(len(c.content.split()) for c in token.children or () if c.type == "text")
         elif token.type in ("fence", "code_block"):
             words += len(token.content.split())
     return words

@@ -6,18 +6,30 @@ hide another; if there is any problem, nothing is written and the previous site 
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from raypress.bodycache import BodyCache, parse_bodies
+from raypress.bodycache import BuildCache, parse_bodies, post_key
 from raypress.config import Config
 from raypress.content import Post, find_post_files, read_post
 from raypress.embed import embed_results
 from raypress.errors import Problem, SourceError
+from raypress.execution.model import PostExecution
 from raypress.markdown import MarkdownSettings, ParsedBody
-from raypress.render import OutputFile, Theme, available_layouts, render_pages
-from raypress.site import StaticFile, WriteReport, check_output_folder, collect_static, write_site
+from raypress.paths import display_path
+from raypress.render import Theme, available_layouts, render_pages
+from raypress.site import (
+    OutputFile,
+    StaticFile,
+    WriteReport,
+    check_output_folder,
+    collect_static,
+    write_site,
+)
+from raypress.stamp import BuildStamp, current_stamp, input_digest, save_stamp
 from raypress.views import PostView, link_neighbours, post_view
 
 
@@ -30,6 +42,7 @@ class BuildReport:
     drafts_skipped: int = 0
     future_skipped: int = 0
     parsed: int = 0  # bodies parsed this time (the rest came from the cache)
+    up_to_date: bool = False  # nothing changed since the last build: nothing was done
     problems: tuple[Problem, ...] = ()
     write: WriteReport | None = None
     seconds: float = 0.0
@@ -63,19 +76,28 @@ def build(config: Config, now: datetime | None = None) -> BuildReport:
 
     try:
         check_output_folder(config)
-        theme = Theme(config)
-        layouts = available_layouts(config)
     except SourceError as exc:
         return BuildReport(problems=(exc.problem,), seconds=time.perf_counter() - started)
+    stamp = current_stamp(config, now)
+    if stamp is not None:
+        return BuildReport(
+            posts=stamp.posts,
+            pages=stamp.pages,
+            up_to_date=True,
+            seconds=time.perf_counter() - started,
+        )
+    digest = input_digest(config)
+    theme = Theme(config)
+    layouts = available_layouts(config)
 
     mark = started
-    all_posts, read_problems = read_posts(config, layouts)
+    cache = BuildCache(config.cache_path)
+    all_posts, read_problems = read_posts(config, layouts, cache)
     problems += read_problems
     posts = select_posts(all_posts, config, now)
     problems += duplicate_urls(posts)
     mark = timed("read", mark)
 
-    cache = BodyCache(config.cache_path)
     bodies, parse_problems, parsed = parse_bodies(
         posts, markdown_settings(config), cache, config.jobs
     )
@@ -84,8 +106,9 @@ def build(config: Config, now: datetime | None = None) -> BuildReport:
     mark = timed("parse", mark)
 
     problems += theme.check_templates(_templates_used(posts))
-    views = post_views(posts, bodies, config, now)
+    views, figures = post_views(posts, bodies, {}, config, now)
     files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
+    files += figures
     problems += render_problems
     static, static_problems = collect_static(config)
     problems += static_problems
@@ -103,18 +126,30 @@ def build(config: Config, now: datetime | None = None) -> BuildReport:
     if problems:
         return _finish(report, started, stages)
     written = write_site(config, files, static)
-    cache.save(keep=set(cache.entries) if not all_posts else _live_keys(cache, bodies))
+    cache.save()
+    due = [p.date for p in all_posts if p.is_future(now) and not config.future]
+    save_stamp(config, BuildStamp(digest, min(due, default=None), len(posts), len(files)))
     timed("write", mark)
     return _finish(BuildReport(**{**_fields(report), "write": written}), started, stages)
 
 
-def read_posts(config: Config, layouts: frozenset[str]) -> tuple[list[Post], list[Problem]]:
-    """Every post under posts/ that reads cleanly, and a problem for each that does not."""
+def read_posts(
+    config: Config, layouts: frozenset[str], cache: BuildCache
+) -> tuple[list[Post], list[Problem]]:
+    """Every post under posts/ that reads cleanly, and a problem for each that does not.
+    A file whose bytes did not change since the last build is not parsed again."""
     paths, problems = find_post_files(config)
     posts: list[Post] = []
     for path in paths:
         try:
-            posts.append(read_post(path, config, layouts))
+            raw = path.read_bytes()
+            source = display_path(path, config.root)
+            key = post_key(source, hashlib.sha256(raw).hexdigest(), config, layouts)
+            post = cache.get(key)
+            if post is None:
+                post = read_post(path, config, layouts, raw)
+                cache.put(key, post)
+            posts.append(post)
         except SourceError as exc:
             problems.append(exc.problem)
         except OSError as exc:
@@ -151,16 +186,29 @@ def duplicate_urls(posts: list[Post]) -> list[Problem]:
 
 
 def post_views(
-    posts: list[Post], bodies: dict[str, ParsedBody], config: Config, now: datetime
-) -> list[PostView]:
-    """Template views of the posts that parsed, newest first, linked to their neighbours."""
-    views = [
-        post_view(post, bodies[post.source], embed_results(bodies[post.source]), config, now)
-        for post in posts
-        if post.source in bodies
-    ]
+    posts: list[Post],
+    bodies: dict[str, ParsedBody],
+    executions: dict[str, PostExecution],
+    config: Config,
+    now: datetime,
+) -> tuple[list[PostView], list[OutputFile]]:
+    """Template views of the posts that parsed, newest first, linked to their neighbours,
+    and the figure files their snippets produced."""
+    views: list[PostView] = []
+    figures: list[OutputFile] = []
+    for post in posts:
+        body = bodies.get(post.source)
+        if body is None:
+            continue
+        embedded = embed_results(body, executions.get(post.source))
+        views.append(post_view(post, body, embedded.html, config, now))
+        folder = posixpath.dirname(post.output_file)
+        figures += [
+            OutputFile(posixpath.join(folder, f.name), f.data, post.source)
+            for f in embedded.figures
+        ]
     link_neighbours(views)
-    return views
+    return views, figures
 
 
 def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:
@@ -186,11 +234,6 @@ def _templates_used(posts: list[Post]) -> list[str]:
     fixed = ["index.html", "taxonomy.html", "terms.html", "archive.html"]
     fixed += ["feed.xml", "sitemap.xml", "404.html"]
     return sorted({f"{p.layout}.html" for p in posts}) + fixed
-
-
-def _live_keys(cache: BodyCache, bodies: dict[str, ParsedBody]) -> set[str]:
-    live = {id(b) for b in bodies.values()}
-    return {key for key, body in cache.entries.items() if id(body) in live}
 
 
 def _fields(report: BuildReport) -> dict:

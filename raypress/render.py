@@ -17,20 +17,12 @@ from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.highlight import stylesheet
 from raypress.paths import display_path, safe_output_file
+from raypress.site import OutputFile
 from raypress.views import PostView, SiteView, Term, feed_id, site_view
 
 SYSTEM_TEMPLATES = frozenset(
     {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap"}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFile:
-    """One file of the site: its path under the output folder, bytes, and what made it."""
-
-    path: str
-    data: bytes
-    origin: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +57,7 @@ def available_layouts(config: Config) -> frozenset[str]:
     folder = config.templates_path
     if not folder.is_dir():
         return frozenset()
-    return frozenset(
-        p.stem for p in folder.glob("*.html") if p.stem not in SYSTEM_TEMPLATES
-    )
+    return frozenset(p.stem for p in folder.glob("*.html") if p.stem not in SYSTEM_TEMPLATES)
 
 
 class Theme:
@@ -230,9 +220,10 @@ def render_pages(
         updated=updated,
         feed_id=feed_id(config, "/"),
     )
-    sitemap = [SitemapEntry(v.url, v.lastmod) for v in views]
-    sitemap += [SitemapEntry(url, None) for url in listings]
-    page("sitemap.xml", "/sitemap.xml", "sitemap", entries=sitemap)
+    if config.url:  # a sitemap must list absolute URLs: without the site's URL there is none
+        sitemap = [SitemapEntry(v.url, v.lastmod) for v in views]
+        sitemap += [SitemapEntry(url, None) for url in listings]
+        page("sitemap.xml", "/sitemap.xml", "sitemap", entries=sitemap)
     page("404.html", "/404.html", "404 page")
     css = stylesheet(config.pygments_style, config.pygments_dark_style).encode()
     files.append(OutputFile("assets/pygments.css", css, "pygments"))
@@ -249,4 +240,3 @@ def _group_terms(views: list[PostView], kind: str) -> dict[str, tuple[Term, list
         for item in view.tags if kind == "tag" else view.categories:
             groups.setdefault(item.slug, (item, []))[1].append(view)
     return groups
-

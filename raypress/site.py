@@ -15,6 +15,7 @@ import ctypes.util
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -25,10 +26,19 @@ from raypress.config import Config
 from raypress.content import walk_files
 from raypress.errors import Problem, SourceError
 from raypress.paths import display_path
-from raypress.render import OutputFile
 
 MANIFEST_NAME = "site-manifest.json"
 THEME_ASSETS = "assets"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """One generated file of the site: its path under the output folder, its bytes, and
+    what made it (a post's path, "index", ...) for messages."""
+
+    path: str
+    data: bytes
+    origin: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +107,27 @@ def write_site(config: Config, files: list[OutputFile], static: list[StaticFile]
         by_path = {f.path: f for f in files}
         sources = {s.path: s.source for s in static}
         stats: dict[str, list[int]] = {}
-        for relative, key in wanted.items():
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            current = output / relative
+        made: set[str] = {""}
+        top, current_top = str(staging), str(output)
+        for relative, key in wanted.items():  # plain strings: thousands of files
+            folder = posixpath.dirname(relative)
+            if folder not in made:
+                os.makedirs(f"{top}/{folder}", exist_ok=True)  # noqa: PTH103
+                while folder not in made:
+                    made.add(folder)
+                    folder = posixpath.dirname(folder)
+            target, current = f"{top}/{relative}", f"{current_top}/{relative}"
             if old.get(relative, {}).get("key") == key and _matches(current, old[relative]):
                 os.link(current, target)
                 linked += 1
             elif relative in by_path:
-                target.write_bytes(by_path[relative].data)
+                with open(target, "wb") as handle:  # noqa: PTH123
+                    handle.write(by_path[relative].data)
                 written += 1
             else:
                 shutil.copyfile(sources[relative], target)
                 written += 1
-            stat = target.stat()
+            stat = os.stat(target)  # noqa: PTH116
             stats[relative] = [stat.st_size, stat.st_mtime_ns]
         removed = len(set(old) - set(wanted))
         _swap_in(staging, output)
@@ -125,13 +142,21 @@ def write_site(config: Config, files: list[OutputFile], static: list[StaticFile]
     return WriteReport(written, linked, removed, changed=True)
 
 
+def output_intact(config: Config) -> bool:
+    """True when the output folder holds exactly what the last build wrote, untouched."""
+    output = config.output_path
+    recorded = _read_manifest(config.cache_path / MANIFEST_NAME, output)
+    wanted = {path: str(record.get("key")) for path, record in recorded.items()}
+    return bool(recorded) and _unchanged(output, recorded, wanted)
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _matches(path: Path, record: dict) -> bool:
+def _matches(path: str | Path, record: dict) -> bool:
     try:
-        stat = path.stat()
+        stat = os.stat(path)  # noqa: PTH116
     except OSError:
         return False
     return stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns")
@@ -140,14 +165,26 @@ def _matches(path: Path, record: dict) -> bool:
 def _unchanged(output: Path, old: dict[str, dict], wanted: dict[str, str]) -> bool:
     if not output.is_dir() or set(old) != set(wanted):
         return False
-    if any(old[p].get("key") != k or not _matches(output / p, old[p]) for p, k in wanted.items()):
+    top = str(output)
+    if any(old[p].get("key") != k or not _matches(f"{top}/{p}", old[p]) for p, k in wanted.items()):
         return False
-    present = {
-        Path(folder, name).relative_to(output).as_posix()
-        for folder, _, names in os.walk(output)
-        for name in names
-    }
-    return present == set(wanted)
+    return _files_below(str(output)) == set(wanted)
+
+
+def _files_below(top: str) -> set[str]:
+    """Relative paths of the files below ``top`` (os.scandir: no Path objects, fast)."""
+    found: set[str] = set()
+    stack = [("", top)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((name + "/", entry.path))
+                else:
+                    found.add(name)
+    return found
 
 
 def _read_manifest(path: Path, output: Path) -> dict[str, dict]:
@@ -162,18 +199,21 @@ def _read_manifest(path: Path, output: Path) -> dict[str, dict]:
 
 
 def _write_manifest(path: Path, output: Path, files: dict[str, dict]) -> None:
-    atomic_write(path, json.dumps({"output": str(output.resolve()), "files": files}).encode())
+    data = json.dumps({"output": str(output.resolve()), "files": files}).encode()
+    atomic_write(path, data, durable=False)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (``durable``:
+    fsync first, for records that must survive a power cut, not for caches)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         Path(temporary).replace(path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from raypress.errors import SourceError
+from raypress.frontmatter import yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 OPTION_PREFIX = "#|"
@@ -102,14 +103,20 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = first_line + (mark.line if mark is not None else 0)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark, problem = yaml_error_place(exc, text)
+        line = first_line + min(mark.line if mark is not None else 0, len(option_lines) - 1)
         raise SourceError(
             path,
             line,
             f"snippet options are not valid YAML ({problem})",
             "write options as `#| key: value`, one per line",
+        ) from None
+    except (ValueError, OverflowError) as exc:  # a timestamp that is no date: 2024-13-45
+        raise SourceError(
+            path,
+            first_line,
+            f"snippet options hold an invalid value ({exc})",
+            "quote the value: `#| label: '2024-13-45'`",
         ) from None
     if data is None:
         return SnippetOptions()
@@ -123,27 +130,35 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
         expected = _OPTION_TYPES.get(str(key))
         if expected is None:
             known = ", ".join(sorted(_OPTION_TYPES))
-            raise SourceError(path, line, f"unknown snippet option {key!r}", f"known options: {known}")
-        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+            raise SourceError(
+                path, line, f"unknown snippet option {key!r}", f"known options: {known}"
+            )
+        wrong_bool = isinstance(value, bool) and bool not in expected
+        if wrong_bool or not isinstance(value, expected):
             names = " or ".join(t.__name__ for t in expected)
             raise SourceError(
                 path, line, f"snippet option {key!r} must be {names}, not {value!r}", None
             )
         values[str(key)] = value
-    return _validated(values, path, first_line)
+    return _validated(values, path, {k: first_line + _line_of_key(option_lines, k) for k in values})
 
 
-def _validated(values: dict[str, Any], path: str, line: int) -> SnippetOptions:
+def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> SnippetOptions:
+    """Check option values; ``lines`` gives the post line of each option for errors."""
     if "deps" in values:
         deps = values["deps"]
         deps = [deps] if isinstance(deps, str) else deps
         if not all(isinstance(d, str) for d in deps):
-            raise SourceError(path, line, "snippet option 'deps' must list file names", None)
+            raise SourceError(
+                path, lines["deps"], "snippet option 'deps' must list file names", None
+            )
         values["deps"] = tuple(deps)
     if "timeout" in values and values["timeout"] <= 0:
-        raise SourceError(path, line, "snippet option 'timeout' must be positive seconds", None)
+        raise SourceError(
+            path, lines["timeout"], "snippet option 'timeout' must be positive seconds", None
+        )
     if "repeat" in values and values["repeat"] < 1:
-        raise SourceError(path, line, "snippet option 'repeat' must be at least 1", None)
+        raise SourceError(path, lines["repeat"], "snippet option 'repeat' must be at least 1", None)
     return SnippetOptions(**values)
 
 

@@ -6,6 +6,7 @@ Only ``content`` and ``excerpt``, HTML that raypress rendered itself, are Markup
 
 from __future__ import annotations
 
+import itertools
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -130,6 +131,6 @@ def post_view(
 
 def link_neighbours(views: list[PostView]) -> None:
     """Set ``previous`` (older) and ``next`` (newer) on views sorted newest first."""
-    for newer, older in zip(views, views[1:], strict=False):
+    for newer, older in itertools.pairwise(views):
         newer.previous = older
         older.next = newer

@@ -1,0 +1,98 @@
+"""Execution: run each post's Python snippets in a sandboxed session and record the results.
+
+Design note
+-----------
+* **Fork server.** ``execute_posts`` starts one fork server per build (``forkserver``):
+  a single-threaded Python that has already imported NumPy (and Ray, matplotlib, pandas
+  when a post needs them) and forks one *session* per post. Each session (``sandbox``)
+  gets its own session and process group, default signal handlers, stdin from
+  /dev/null, an allow-listed environment (``session_env``), RLIMIT_DATA as memory
+  ceiling (RLIMIT_AS would break ``ray.init``), a fresh working directory linking the
+  post's files, and a read-only view of the post's folder where mount namespaces work.
+  Interpreter start-up and heavy imports are paid once per build, not per post.
+* **Network.** The fork server enters a loopback-only network namespace where the
+  machine allows it (``netns``); the Ray head is launched by the fork server, so the
+  head and all sessions share it. Otherwise Ray uses a fresh token (``ray_cluster``).
+* **Capture.** A session's fds 1 and 2 are pipes read by the build process
+  (``driver``/``capture``); after each snippet the session writes a random marker, so
+  output of threads, subprocesses and C code lands in the right snippet, is capped
+  while reading (a 1 GB print never sits in memory) and survives a kill. Results and
+  events travel as JSON on a separate socket (``protocol``); the build process never
+  unpickles what a snippet could forge, and sanitises HTML itself (``results``).
+* **Snippets** (``session``) run in one fresh ``__main__`` module, compiled with the
+  post's path and line offset so tracebacks name post lines; the last bare expression
+  is evaluated for its value; figures are saved (``rich_output``).
+* **Limits.** Per-snippet and per-post deadlines are enforced by the build process:
+  SIGKILL of the session's process group via the fork server; output so far is kept.
+  The fork server also SIGKILLs a session's group when its leader exits.
+* **Ray.** One cluster per build, started lazily in the background when a post imports
+  ray (``ray_cluster``), SIGKILLed by process group at the end. In sessions
+  ``ray.init`` connects to it (``ray_shim``), each session a job in its own namespace;
+  task output is read from the job's worker log files (``ray_logs``); leftover detached
+  actors are killed at the end of each post (by the session, or by a janitor session
+  after a kill).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raypress.execution.model import (
+        Environment,
+        ErrorInfo,
+        ExecutionSettings,
+        Image,
+        InlineExpression,
+        InlineResult,
+        PostExecution,
+        PostRun,
+        RepeatStats,
+        SnippetResult,
+        format_duration,
+    )
+
+__all__ = [
+    "Environment",
+    "ErrorInfo",
+    "ExecutionSettings",
+    "Image",
+    "InlineExpression",
+    "InlineResult",
+    "PostExecution",
+    "PostRun",
+    "RepeatStats",
+    "SnippetResult",
+    "execute_posts",
+    "format_duration",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """The model's names, imported on first use: the fork server imports this package and
+    must not pay for the build-side modules (YAML and the rest)."""
+    if name in __all__:
+        from raypress.execution import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def execute_posts(
+    runs: Sequence[PostRun],
+    settings: ExecutionSettings,
+    progress: Callable[[PostExecution], None] | None = None,
+) -> list[PostExecution]:
+    """Execute every post in its own session; results in the order of ``runs``.
+
+    ``progress`` is called (in the calling thread) with each post's result as it
+    finishes. A post's own failures are in its result; this raises only when the
+    machinery itself cannot start.
+    """
+    if not runs:
+        return []
+    from raypress.execution.pool import Executor
+
+    with Executor(settings, runs) as executor:
+        return executor.run(runs, progress)

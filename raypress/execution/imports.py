@@ -1,0 +1,34 @@
+"""Which top-level modules a piece of code imports (read from its syntax, not run)."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+_IMPORT_LINE = re.compile(r"^\s*(?:from\s+([A-Za-z_]\w*)|import\s+([A-Za-z_][\w\s.,]*))", re.M)
+
+
+def top_level_imports(source: str) -> set[str]:
+    """Top-level module names imported anywhere in ``source``; regex fallback on bad syntax."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        names = set()
+        for match in _IMPORT_LINE.finditer(source):
+            if match.group(1):
+                names.add(match.group(1))
+            else:
+                names.update(part.split()[0].split(".")[0] for part in match.group(2).split(","))
+        return {name for name in names if name}
+    return names_in_tree(tree)
+
+
+def names_in_tree(tree: ast.AST) -> set[str]:
+    """Top-level module names of the import statements in a parsed tree."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names

@@ -1,0 +1,166 @@
+"""The data that goes into and comes out of execution: frozen, picklable, JSON-friendly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from raypress.errors import Problem
+from raypress.execution.durations import format_duration
+from raypress.snippets import InlineExpression, Snippet
+
+SnippetStatus = Literal[
+    "ok",
+    "error",
+    "expected-error",
+    "missing-expected-error",
+    "timed-out",
+    "not-run",
+    "skipped",
+    "died",
+]
+PostStatus = Literal["ok", "failed", "died", "timed-out"]
+RayMode = Literal["shared", "isolated"]
+NetworkMode = Literal["auto", "isolated", "host"]
+
+GIB = 1 << 30
+
+__all__ = [  # InlineExpression and format_duration are re-exported for the other stages
+    "GIB",
+    "Environment",
+    "ErrorInfo",
+    "ExecutionSettings",
+    "Image",
+    "InlineExpression",
+    "InlineResult",
+    "PostExecution",
+    "PostRun",
+    "RepeatStats",
+    "SnippetResult",
+    "format_duration",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PostRun:
+    """One post to execute: its snippets in document order and its inline expressions."""
+
+    post: str  # relative path, e.g. "posts/x.md"
+    post_dir: Path  # absolute folder holding the post (readable by the session)
+    snippets: tuple[Snippet, ...]
+    inline: tuple[InlineExpression, ...] = ()
+    timeout: float | None = None  # the post's default per-snippet timeout
+    uses_ray: bool = False  # also detected from the snippets' imports
+    ray_mode: RayMode = "shared"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    """How to execute: parallelism, limits, the Ray cluster to use."""
+
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    snippet_timeout: float = 300.0  # seconds per snippet unless the snippet or post says
+    post_timeout: float | None = None  # seconds for a whole post
+    memory_limit_bytes: int | None = 4 * GIB  # RLIMIT_DATA of each session (None: none)
+    output_cap_bytes: int = 100_000  # per stream and snippet
+    ray_address: str | None = None  # an existing cluster: start and stop nothing
+    ray_num_cpus: int | None = None  # logical CPUs of the build's cluster (None: max(8, cores))
+    ray_object_store_bytes: int | None = None  # None: min(2 GiB, a tenth of the memory)
+    network: NetworkMode = "auto"  # "auto": a loopback-only namespace where available
+    prewarm: tuple[str, ...] = ()  # imported by the fork server besides what posts import
+    temp_root: Path | None = None  # where session folders go (None: the system's)
+    log: Callable[[str], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A figure produced by a snippet."""
+
+    mime: str  # "image/png"
+    data: bytes
+    alt: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An exception raised by a snippet, its traceback trimmed and mapped to post lines."""
+
+    type: str
+    message: str
+    traceback: str
+    line: int | None  # line of the post file
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatStats:
+    """Timing of a snippet run ``n`` times (``repeat: n``)."""
+
+    n: int
+    median_s: float
+    min_s: float
+    max_s: float
+    stdev_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SnippetResult:
+    """What one snippet did."""
+
+    index: int
+    status: SnippetStatus
+    stdout: str = ""
+    stderr: str = ""
+    value: str | None = None  # repr of a final bare expression
+    value_html: str | None = None  # its sanitised _repr_html_
+    images: tuple[Image, ...] = ()
+    error: ErrorInfo | None = None
+    wall_s: float = 0.0  # the median when repeated
+    cpu_s: float = 0.0  # the session's CPU time, children included
+    repeat: RepeatStats | None = None
+    truncated: bool = False
+    notes: tuple[str, ...] = ()  # shown with the output, e.g. "timed out after 5 s"
+
+
+@dataclass(frozen=True, slots=True)
+class InlineResult:
+    """The text of an inline expression, or why there is none."""
+
+    index: int
+    text: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What the outputs were measured on."""
+
+    python: str = ""
+    platform: str = ""
+    cpu: str = ""
+    cpu_count: int = 0
+    packages: tuple[tuple[str, str], ...] = ()  # (name, version) of what the session imported
+    ray_version: str | None = None
+    ray_cluster_cpus: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostExecution:
+    """Everything one post's session produced."""
+
+    post: str
+    status: PostStatus
+    snippets: tuple[SnippetResult, ...]
+    inline: tuple[InlineResult, ...]
+    environment: Environment
+    started_at: str  # ISO 8601, UTC
+    wall_s: float
+    messages: tuple[str, ...] = ()  # notes for the build log, not the page
+    problems: tuple[Problem, ...] = ()  # errors for the console, e.g. file:line: Type: message
+
+    @property
+    def failed(self) -> bool:
+        """True when the build should exit non-zero because of this post."""
+        return self.status != "ok"

@@ -1,0 +1,271 @@
+"""Session side: run one post's snippets in order in one ``__main__`` namespace.
+
+Per snippet: compile with the post's path and line offset (tracebacks name post lines),
+run the body with ``exec`` and a final bare expression with ``eval`` (its value is shown
+like a notebook's Out), time wall and CPU (children included), save open matplotlib
+figures, print new Ray task output, then write the phase marker to fds 1 and 2 and send
+the result on the channel. A snippet that raises unexpectedly ends the run.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import builtins
+import ctypes
+import os
+import resource
+import socket
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from raypress.execution.capture import marker
+from raypress.execution.durations import format_duration
+from raypress.execution.environment import package_versions
+from raypress.execution.imports import names_in_tree
+from raypress.execution.protocol import (
+    Finished,
+    InlineCode,
+    InlineDone,
+    SessionEvent,
+    SessionPlan,
+    SnippetCode,
+    SnippetDone,
+    SnippetStarted,
+    encode_event,
+    send_frame,
+)
+from raypress.execution.ray_shim import RayShim, kill_detached_actors
+from raypress.execution.rich_output import collect_figures, value_texts
+from raypress.execution.tracebacks import describe, padded_source, register_source, type_name
+
+_COMPILE_FLAGS = 0
+
+
+class SessionRunner:
+    """Runs a plan inside an already sandboxed process."""
+
+    def __init__(self, plan: SessionPlan, channel: socket.socket) -> None:
+        self.plan = plan
+        self.channel = channel
+        self.pid = os.getpid()
+        self.filename = plan.post
+        self.seq = 0
+        self.walls: dict[int, float] = {}
+        self.imported: set[str] = set()
+        self.libc = ctypes.CDLL(None)
+        self.shim = RayShim(plan.ray, self.emit) if plan.ray else None
+        self.namespace = self._main_namespace()
+
+    def emit(self, event: SessionEvent) -> None:
+        """Send an event to the build process."""
+        send_frame(self.channel, encode_event(event))
+
+    def run(self) -> None:
+        """Run every snippet (until one fails) and the inline expressions between them."""
+        register_source(self.filename, self.plan.snippets)
+        if self.shim is not None:
+            self.shim.install()
+        inline: dict[int, list[InlineCode]] = {}
+        for expression in self.plan.inline:
+            inline.setdefault(expression.after_snippet, []).append(expression)
+        self._run_inline(inline.get(-1, []))
+        for snippet in self.plan.snippets:
+            if not snippet.run:
+                continue
+            if not self._run_snippet(snippet):
+                break
+            self._run_inline(inline.get(snippet.index, []))
+        if self.shim is not None:
+            self.shim.finish()
+            self.end_phase()
+        packages = package_versions(self.imported)
+        self.emit(Finished(packages=[[name, version] for name, version in packages]))
+
+    def end_phase(self) -> int:
+        """Flush every buffer and end the current phase's output; returns its number."""
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:
+                pass
+        self.libc.fflush(None)  # C stdio buffers of extensions
+        data = marker(self.plan.marker, self.seq)
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):  # a snippet may have closed it
+                os.write(fd, data)
+        self.seq += 1
+        return self.seq - 1
+
+    def _run_snippet(self, snippet: SnippetCode) -> bool:
+        """Run one snippet and report it; False when the session must stop."""
+        seq = self.seq
+        self.emit(SnippetStarted(index=snippet.index, seq=seq))
+        notes: list[str] = []
+        runs: list[float] = []
+        cpu = 0.0
+        value: Any = None
+        caught: BaseException | None = None
+        try:
+            body, last = self._compile(snippet)
+        except (SyntaxError, ValueError, OverflowError) as exc:
+            caught, body, last = exc, None, None
+        repeat = max(1, snippet.repeat)
+        for run in range(repeat if body is not None else 0):
+            wall, run_cpu, result, caught = self._timed(body, last)
+            runs.append(wall)
+            cpu += run_cpu
+            if run == 0:
+                value = result
+                if self.shim is not None:
+                    self.shim.flush_task_output()
+                images, figure_notes = collect_figures(snippet.index)
+                notes += figure_notes
+                self.end_phase()
+            else:
+                collect_figures(snippet.index)
+                self.end_phase()
+            if caught is not None:
+                break
+        if body is None:
+            images = []
+            self.end_phase()
+        text, html, value_notes = value_texts(value) if caught is None else (None, None, [])
+        expected = snippet.expect_error
+        if caught is not None:
+            status = "expected-error" if expected else "error"
+        else:
+            status = "missing-expected-error" if expected else "ok"
+        error = None
+        if caught is not None:
+            described = describe(caught, self.filename)
+            error = {
+                "type": described.type,
+                "message": described.message,
+                "traceback": described.traceback,
+                "line": described.line,
+            }
+        wall = _median(runs)
+        self.walls[snippet.index] = wall
+        self.emit(
+            SnippetDone(
+                index=snippet.index,
+                seq=seq,
+                status=status,
+                value=text,
+                value_html=html,
+                images=images,
+                error=error,
+                wall_s=wall,
+                cpu_s=cpu / max(1, len(runs)),
+                runs=runs,
+                notes=notes + value_notes,
+            )
+        )
+        return status in ("ok", "expected-error", "missing-expected-error")
+
+    def _compile(self, snippet: SnippetCode) -> tuple[types.CodeType, types.CodeType | None]:
+        tree = ast.parse(padded_source(snippet), self.filename, "exec")
+        self.imported |= names_in_tree(tree)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            expression = ast.Expression(tree.body.pop().value)
+            last = compile(expression, self.filename, "eval", _COMPILE_FLAGS, dont_inherit=True)
+        body = compile(tree, self.filename, "exec", _COMPILE_FLAGS, dont_inherit=True)
+        return body, last
+
+    def _timed(
+        self, body: types.CodeType, last: types.CodeType | None
+    ) -> tuple[float, float, Any, BaseException | None]:
+        namespace = self.namespace
+        caught = None
+        result = None
+        cpu_start = time.process_time() + _children_cpu()
+        start = time.perf_counter()
+        try:
+            exec(body, namespace)
+            if last is not None:
+                result = eval(last, namespace)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt are the snippet's too
+            caught = exc
+        if os.getpid() != self.pid:  # a child the snippet forked came back here: end it
+            os._exit(0)
+        wall = time.perf_counter() - start
+        cpu = time.process_time() + _children_cpu() - cpu_start
+        return wall, cpu, result, caught
+
+    def _run_inline(self, expressions: list[InlineCode]) -> None:
+        if not expressions:
+            return
+        for expression in expressions:
+            text = error = None
+            try:
+                code = compile(
+                    "\n" * (expression.line - 1) + expression.source.strip(),
+                    self.filename,
+                    "eval",
+                    _COMPILE_FLAGS,
+                    dont_inherit=True,
+                )
+                text = str(eval(code, self.namespace))
+            except BaseException as exc:
+                message = str(exc) if not isinstance(exc, SyntaxError) else exc.msg
+                error = f"{type_name(type(exc))}: {message}"
+            self.emit(InlineDone(index=expression.index, text=text, error=error))
+        self.end_phase()
+
+    def _main_namespace(self) -> dict[str, Any]:
+        """A fresh ``__main__`` module (so pickle finds the snippets' classes) with ``elapsed``."""
+        module = types.ModuleType("__main__")
+        module.__dict__.update(
+            __builtins__=builtins,
+            __file__=str(Path(self.plan.post_dir) / Path(self.plan.post).name),
+            elapsed=self._elapsed_helper(),
+        )
+        sys.modules["__main__"] = module
+        return module.__dict__
+
+    def _elapsed_helper(self) -> Callable[[str | int], str]:
+        walls = self.walls
+        labels = {s.label: s.index for s in self.plan.snippets if s.label}
+
+        def elapsed(snippet: str | int) -> str:
+            """Wall time of a snippet of this post (by label or 0-based index), e.g. "1.23 ms"."""
+            index = labels.get(snippet, snippet) if isinstance(snippet, str) else snippet
+            if not isinstance(index, int):
+                raise KeyError(f"no snippet labelled {snippet!r}")
+            if index not in walls:
+                raise LookupError(f"snippet {snippet!r} has not run (yet)")
+            return format_duration(walls[index])
+
+        return elapsed
+
+
+def run_janitor(plan: SessionPlan) -> None:
+    """Kill the detached actors left by the jobs of a session that was killed."""
+    import ray  # only janitors and Ray posts pay for it
+
+    assert plan.ray is not None
+    kwargs: dict[str, Any] = {}
+    if plan.ray.node_ip:
+        kwargs["_node_ip_address"] = plan.ray.node_ip
+    ray.init(plan.ray.address, namespace=plan.ray.namespace, log_to_driver=False, **kwargs)
+    print(f"killed {kill_detached_actors(ray, plan.janitor_jobs)} detached actor(s)")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if not ordered:
+        return 0.0
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -1,0 +1,56 @@
+"""The environment a session gets: an allow-list of the builder's, plus fixed settings.
+
+No tokens or credentials from the builder's environment reach a snippet: only these
+names (and ``LC_*``) are copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+ALLOWED = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "LD_LIBRARY_PATH",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "MPLCONFIGDIR",
+        "SOURCE_DATE_EPOCH",
+        "PYTHONHASHSEED",
+    }
+)
+
+FIXED = {
+    "MPLBACKEND": "module://raypress.execution.mpl_backend",
+    "NO_COLOR": "1",
+    "TERM": "dumb",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONIOENCODING": "utf-8",
+}
+
+
+def base_env(builder_env: Mapping[str, str], package_root: str) -> dict[str, str]:
+    """The allow-listed part of the builder's environment plus the fixed settings.
+
+    ``package_root`` (the folder holding ``raypress``) is put on PYTHONPATH, so the fork
+    server and the matplotlib backend import from the same raypress as the build.
+    """
+    env = {k: v for k, v in builder_env.items() if k in ALLOWED or k.startswith("LC_")}
+    env.update(FIXED)
+    paths = [package_root] + [p for p in env.get("PYTHONPATH", "").split(":") if p]
+    env["PYTHONPATH"] = ":".join(dict.fromkeys(paths))
+    return env
