@@ -13,6 +13,7 @@ import os
 import pickle
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from raypress.site import atomic_write
 CACHE_NAME = "build-cache.pickle"
 _FORMAT = 2
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
+BIG_POST_BYTES = 200_000  # bodies larger than this are parsed under a time budget
 
 
 def _key(*parts: object) -> str:
@@ -94,7 +96,11 @@ class BuildCache:
 
 
 def parse_bodies(
-    posts: Sequence[Post], settings: MarkdownSettings, cache: BuildCache, jobs: int
+    posts: Sequence[Post],
+    settings: MarkdownSettings,
+    cache: BuildCache,
+    jobs: int,
+    budget: float = 10.0,
 ) -> tuple[dict[str, ParsedBody], list[Problem], int]:
     """The ParsedBody of each post (by source path), the posts that could not be parsed,
     and how many bodies had to be parsed (not found in the cache)."""
@@ -108,7 +114,7 @@ def parse_bodies(
         else:
             bodies[post.source] = cached
     problems: list[Problem] = []
-    for post, body in zip(missing, _parse_many(missing, settings, jobs), strict=True):
+    for post, body in zip(missing, _parse_many(missing, settings, jobs, budget), strict=True):
         if isinstance(body, Problem):
             problems.append(body)
             continue
@@ -130,12 +136,59 @@ def _parse_safely(post: Post, settings: MarkdownSettings) -> ParsedBody | Proble
 
 
 def _parse_many(
-    posts: list[Post], settings: MarkdownSettings, jobs: int
+    posts: list[Post], settings: MarkdownSettings, jobs: int, budget: float
 ) -> list[ParsedBody | Problem]:
-    workers = min(jobs or os.cpu_count() or 1, len(posts))
-    if workers < 2 or len(posts) < _PARALLEL_FROM:
-        return [_parse_safely(post, settings) for post in posts]
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    chunk = max(1, len(posts) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(_parse_safely, posts, [settings] * len(posts), chunksize=chunk))
+    """Parse ``posts`` on up to ``jobs`` processes; a post over BIG_POST_BYTES is parsed in
+    a process of its own that is killed after ``budget`` seconds."""
+    results: dict[int, ParsedBody | Problem] = {}
+    small = [(i, p) for i, p in enumerate(posts) if len(p.body) <= BIG_POST_BYTES]
+    for i, post in enumerate(posts):
+        if len(post.body) > BIG_POST_BYTES:
+            results[i] = _parse_with_budget(post, settings, budget)
+    workers = min(jobs or os.cpu_count() or 1, len(small))
+    if workers < 2 or len(small) < _PARALLEL_FROM:
+        results.update((i, _parse_safely(post, settings)) for i, post in small)
+    else:
+        chunk = max(1, len(small) // (workers * 8))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+            parsed = pool.map(
+                _parse_safely, [p for _, p in small], [settings] * len(small), chunksize=chunk
+            )
+            results.update(zip([i for i, _ in small], parsed, strict=True))
+    return [results[i] for i in range(len(posts))]
+
+
+def _parse_with_budget(
+    post: Post, settings: MarkdownSettings, budget: float
+) -> ParsedBody | Problem:
+    """Parse one big post in a child process; refuse it if that takes over ``budget`` s."""
+    context = _context()
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_parse_into, args=(post, settings, sender), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if receiver.poll(budget):
+            return receiver.recv()
+        return Problem(
+            post.source,
+            None,
+            f"rendering this post's Markdown took over {budget:g} s ({len(post.body):,} "
+            "characters); refused",
+            "split the post or simplify its largest construct, or raise render_timeout",
+        )
+    except EOFError:
+        return Problem(post.source, None, "the Markdown renderer crashed on this post", None)
+    finally:
+        child.kill()
+        child.join()
+        receiver.close()
+
+
+def _parse_into(post: Post, settings: MarkdownSettings, sender: Connection) -> None:
+    sender.send(_parse_safely(post, settings))
+    sender.close()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    return multiprocessing.get_context("fork" if os.name == "posix" else "spawn")

@@ -51,6 +51,7 @@ class Config:
     pygments_style: str = "default"
     pygments_dark_style: str = "github-dark"
     max_post_bytes: int = 2_000_000
+    render_timeout: int = 10  # seconds a big post's Markdown may take before it is refused
     drafts: bool = False
     future: bool = False
     jobs: int = 0  # 0: one per CPU

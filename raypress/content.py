@@ -51,6 +51,7 @@ class Post:
     body: str
     body_line: int  # 1-based line of the file where ``body`` starts
     extra: dict[str, Any] = field(default_factory=dict)  # other front-matter keys
+    url_line: int | None = None  # front-matter line of 'permalink' or 'slug', if given
 
     def is_future(self, now: datetime) -> bool:
         """True when the post is dated after ``now``."""
@@ -187,6 +188,7 @@ def _make_post(
         updated=updated,
         slug=slug,
         url=url,
+        url_line=lines.get("permalink" if permalink else "slug"),
         output_file=output_file,
         layout=layout,
         tags=tags,
@@ -206,6 +208,9 @@ def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
         return
     seen: set[Path] = set()
     real_root = root.resolve()
+    if not inside(folder.resolve(), real_root):
+        problems.append(_outside_link(folder, root))
+        return
     for current, dirs, files in os.walk(folder, followlinks=True):
         here = Path(current)
         real_here = here.resolve()

@@ -67,10 +67,10 @@ def _load(yaml_text: str, path: str) -> dict[str, Any]:
             path, line, f"malformed YAML in front matter: {problem}", "fix the YAML syntax"
         ) from None
     except (ValueError, OverflowError) as exc:  # a timestamp that is no date: 2024-13-45
-        line, value = _bad_scalar(yaml_text)
+        offset, value = bad_scalar(yaml_text)
         raise SourceError(
             path,
-            line,
+            2 + offset,
             f"invalid date or value {_short(value)!r} in front matter ({_short(str(exc))})",
             "write dates as YYYY-MM-DD or YYYY-MM-DD HH:MM:SS +01:00, or quote the value",
         ) from None
@@ -110,16 +110,17 @@ def yaml_error_place(exc: yaml.YAMLError, text: str) -> tuple[Any, str]:
     return problem_mark or context_mark, problem
 
 
-def _bad_scalar(yaml_text: str) -> tuple[int, str]:
-    """The line (of the post) and value of the first scalar that YAML cannot construct."""
+def bad_scalar(yaml_text: str) -> tuple[int, str]:
+    """The 0-based line and the value of the first scalar YAML cannot construct (a
+    timestamp that is no date, such as 2024-13-45), found line by line."""
     for offset, text in enumerate(yaml_text.splitlines()):
         try:
             yaml.safe_load(text)
         except (ValueError, OverflowError):
-            return 2 + offset, text.split(":", 1)[-1].strip()
+            return offset, text.split(":", 1)[-1].strip()
         except yaml.YAMLError:
             continue
-    return 2, yaml_text.strip()
+    return 0, yaml_text.strip()
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -38,6 +38,7 @@ class MarkdownSettings:
     html: bool = True
     excerpt_separator: str = "<!--more-->"
     toc_min_headings: int = 3
+    baseurl: str = ""  # prefixed to the post's root-relative links and images
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +87,25 @@ def create_markdown(enable_html: bool) -> MarkdownIt:
     md.use(gfm_plugin)
     _look_before_protocol_scan(md)
     md.core.ruler.push("anchor", _heading_anchors)
+    md.core.ruler.push("baseurl", _prefix_baseurl)
     md.add_render_rule("fence", _render_fence)
     md.add_render_rule("code_block", _render_code_block)
     md.add_render_rule("code_inline", _render_code_inline)
     return md
+
+
+def _prefix_baseurl(state: StateCore) -> None:
+    """``[x](/2025/...)`` and ``![](/img.png)`` get the site's baseurl, so a site served
+    under a sub-path keeps working links (raw HTML is left as the author wrote it)."""
+    baseurl = state.env.get("baseurl", "") if isinstance(state.env, dict) else ""
+    if not baseurl:
+        return
+    for block in state.tokens:
+        for token in block.children or ():
+            name = {"link_open": "href", "image": "src"}.get(token.type)
+            value = token.attrGet(name) if name else None
+            if isinstance(value, str) and value.startswith("/") and not value.startswith("//"):
+                token.attrSet(name, baseurl + value)
 
 
 def _heading_anchors(state: StateCore) -> None:
@@ -147,9 +163,9 @@ def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
     marker = f"raypress:{post.digest[:12]}"
     separator = settings.excerpt_separator
     body = post.body.replace(separator, "") if separator else post.body
-    tokens = md.parse(body)
+    tokens = md.parse(body, {"baseurl": settings.baseurl})
     snippets, inline, problems = _extract(tokens, post)
-    env: dict[str, Any] = {"marker": marker}
+    env: dict[str, Any] = {"marker": marker, "baseurl": settings.baseurl}
     body_html = md.renderer.render(tokens, md.options, env)
     excerpt_html = _excerpt_html(md, post.body, separator, tokens, env)
     toc = _toc(tokens)
@@ -254,11 +270,20 @@ def _excerpt_html(
 ) -> str:
     if separator and separator in body:
         head = body.split(separator, 1)[0]
-        return md.render(head, {})
+        return _without_local_anchors(md.render(head, {"baseurl": env.get("baseurl", "")}))
     for i, token in enumerate(tokens):
         if token.type == "paragraph_open" and token.level == 0:
-            return md.renderer.render(list(tokens[i : i + 3]), md.options, {})
+            return _without_local_anchors(
+                md.renderer.render(list(tokens[i : i + 3]), md.options, {})
+            )
     return ""
+
+
+def _without_local_anchors(fragment: str) -> str:
+    """An excerpt shown on another page: footnote references and heading ``¶`` links
+    would point at nothing there."""
+    fragment = re.sub(r'<sup class="footnote-ref">.*?</sup>', "", fragment)
+    return re.sub(r'\s*<a class="header-anchor"[^>]*>.*?</a>', "", fragment)
 
 
 def _toc(tokens: Sequence[Token]) -> tuple[TocEntry, ...]:

@@ -59,6 +59,7 @@ def markdown_settings(config: Config) -> MarkdownSettings:
         html=config.markdown_html,
         excerpt_separator=config.excerpt_separator,
         toc_min_headings=config.toc_min_headings,
+        baseurl=config.baseurl,
     )
 
 
@@ -99,13 +100,13 @@ def build(config: Config, now: datetime | None = None) -> BuildReport:
     mark = timed("read", mark)
 
     bodies, parse_problems, parsed = parse_bodies(
-        posts, markdown_settings(config), cache, config.jobs
+        posts, markdown_settings(config), cache, config.jobs, config.render_timeout
     )
     problems += parse_problems
     problems += [p for body in bodies.values() for p in body.problems]
     mark = timed("parse", mark)
 
-    problems += theme.check_templates(_templates_used(posts))
+    problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
     views, figures = post_views(posts, bodies, {}, config, now)
     files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
     files += figures
@@ -168,18 +169,26 @@ def select_posts(posts: list[Post], config: Config, now: datetime) -> list[Post]
 
 
 def duplicate_urls(posts: list[Post]) -> list[Problem]:
-    """A problem for each post whose URL an earlier post already has."""
-    owners: dict[str, Post] = {}
-    problems: list[Problem] = []
+    """One problem per post that takes a URL another post already has: blamed on the post
+    whose front matter chose the URL (permalink or slug), else on the later file."""
+    groups: dict[str, list[Post]] = {}
     for post in sorted(posts, key=lambda p: p.source):
-        first = owners.setdefault(post.output_file, post)
-        if first is not post:
+        groups.setdefault(post.output_file, []).append(post)
+    problems: list[Problem] = []
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        chosen = [p for p in group if p.url_line is not None]
+        blamed = chosen if 0 < len(chosen) < len(group) else group[1:]
+        for post in blamed:
+            others = ", ".join(p.source for p in group if p is not post)
+            key = "permalink" if post.url_line is not None else "file name"
             problems.append(
                 Problem(
                     post.source,
-                    None,
-                    f"URL {post.url} is also the URL of {first.source}",
-                    "give one of them another slug or permalink",
+                    post.url_line,
+                    f"URL {post.url} is also the URL of {others}",
+                    f"change this post's {key} (or its slug or permalink)",
                 )
             )
     return problems
@@ -218,7 +227,8 @@ def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list
     origins = [(f.path, f.origin) for f in files] + [(s.path, str(s.source)) for s in static]
     for path, origin in origins:
         first = owners.setdefault(path, origin)
-        if first != origin:
+        both_posts = first.startswith("posts/") and origin.startswith("posts/")
+        if first != origin and not both_posts:  # two posts: told by duplicate_urls
             problems.append(
                 Problem(
                     origin if origin.startswith("posts") else first,

@@ -93,10 +93,14 @@ class Theme:
         """The full URL of a site-absolute path (site.url + baseurl + path)."""
         return self.config.url + self.relative_url(path)
 
+    def all_templates(self) -> list[str]:
+        """Every HTML and XML template of the theme, partials included."""
+        return self.env.list_templates(extensions=["html", "xml"])
+
     def check_templates(self, names: Iterable[str]) -> list[Problem]:
         """Compile the given templates now, so syntax errors are reported with file:line."""
         problems: list[Problem] = []
-        for name in names:
+        for name in dict.fromkeys(names):
             try:
                 self.env.get_template(name)
             except jinja2.TemplateSyntaxError as exc:

@@ -102,6 +102,7 @@ def write_site(config: Config, files: list[OutputFile], static: list[StaticFile]
 
     _remove_stale_temporaries(output)
     staging = Path(tempfile.mkdtemp(prefix=f"{output.name}.tmp-{os.getpid()}-", dir=output.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a web server must read it
     written = linked = 0
     try:
         by_path = {f.path: f for f in files}
@@ -148,6 +149,12 @@ def output_intact(config: Config) -> bool:
     recorded = _read_manifest(config.cache_path / MANIFEST_NAME, output)
     wanted = {path: str(record.get("key")) for path, record in recorded.items()}
     return bool(recorded) and _unchanged(output, recorded, wanted)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _digest(data: bytes) -> str:

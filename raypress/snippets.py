@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from raypress.errors import SourceError
-from raypress.frontmatter import yaml_error_place
+from raypress.frontmatter import bad_scalar, yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 OPTION_PREFIX = "#|"
@@ -112,10 +112,11 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
             "write options as `#| key: value`, one per line",
         ) from None
     except (ValueError, OverflowError) as exc:  # a timestamp that is no date: 2024-13-45
+        offset, value = bad_scalar(text)
         raise SourceError(
             path,
-            first_line,
-            f"snippet options hold an invalid value ({exc})",
+            first_line + offset,
+            f"snippet option value {value!r} is invalid ({exc})",
             "quote the value: `#| label: '2024-13-45'`",
         ) from None
     if data is None:

@@ -90,7 +90,7 @@ def _input_folders(config: Config) -> list[Path]:
 
 
 def _scan(path: Path) -> list[str]:
-    """``path|size|mtime|link-target`` for every file below ``path`` (links followed once)."""
+    """A row per file below ``path`` (links followed once): see :func:`_row`."""
     rows: list[str] = []
     stack = [str(path)]
     seen: set[str] = set()
@@ -103,7 +103,7 @@ def _scan(path: Path) -> list[str]:
         try:
             if not os.path.isdir(current):  # noqa: PTH112 - plain strings for speed
                 stat = os.stat(current)  # noqa: PTH116
-                rows.append(f"{current}|{stat.st_size}|{stat.st_mtime_ns}\n")
+                rows.append(_row(current, stat, ""))
                 continue
             entries = list(os.scandir(current))
         except OSError as exc:
@@ -118,8 +118,13 @@ def _scan(path: Path) -> list[str]:
                     stack.append(entry.path)
                     rows.append(f"{entry.path}|dir|{link}\n")
                 else:
-                    stat = entry.stat()
-                    rows.append(f"{entry.path}|{stat.st_size}|{stat.st_mtime_ns}|{link}\n")
+                    rows.append(_row(entry.path, entry.stat(), link))
             except OSError as exc:
                 rows.append(f"{entry.path}|error|{exc.errno}\n")
     return sorted(rows)
+
+
+def _row(path: str, stat: os.stat_result, link: str) -> str:
+    """Size, mtime, inode and ctime: ctime changes with every write and cannot be set back,
+    so edits that keep size and mtime (``cp -p``, ``rsync -t``) are seen too."""
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}|{link}\n"

@@ -3,8 +3,8 @@
 Design note
 -----------
 * **Fork server.** ``execute_posts`` starts one fork server per build (``forkserver``):
-  a single-threaded Python that has already imported NumPy (and Ray, matplotlib, pandas
-  when a post needs them) and forks one *session* per post. Each session (``sandbox``)
+  a single-threaded Python that has already imported what the posts import among NumPy,
+  matplotlib, pandas (Ray on request) and forks one *session* per post. Each session (``sandbox``)
   gets its own session and process group, default signal handlers, stdin from
   /dev/null, an allow-listed environment (``session_env``), RLIMIT_DATA as memory
   ceiling (RLIMIT_AS would break ``ray.init``), a fresh working directory linking the
@@ -24,7 +24,12 @@ Design note
   is evaluated for its value; figures are saved (``rich_output``).
 * **Limits.** Per-snippet and per-post deadlines are enforced by the build process:
   SIGKILL of the session's process group via the fork server; output so far is kept.
-  The fork server also SIGKILLs a session's group when its leader exits.
+  The fork server also SIGKILLs a session's group when its leader exits, and, as child
+  subreaper, adopts, reaps and finally kills what escaped a group (daemons, orphaned
+  Ray workers).
+* **Package import.** This ``__init__`` is lazy: the fork server imports the package
+  and must not pay for the build side (``model`` pulls in YAML via ``raypress.snippets``);
+  the session side uses its own plan types (``protocol.SnippetCode``, ``InlineCode``).
 * **Ray.** One cluster per build, started lazily in the background when a post imports
   ray (``ray_cluster``), SIGKILLed by process group at the end. In sessions
   ``ray.init`` connects to it (``ray_shim``), each session a job in its own namespace;

@@ -90,6 +90,9 @@ class Executor:
             self._warm_modules(runs),
         )
         self.isolated_network = self.server.ready.isolated_network
+        if settings.network == "isolated" and not self.isolated_network:
+            self.server.close()
+            raise RuntimeError(f"network isolation was required: {self.server.ready.problem}")
         if self.isolated_network:
             self.ray_auth = ray_cluster.auth_env(True, None)
         if self.server.ready.problem:

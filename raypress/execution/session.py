@@ -10,8 +10,8 @@ the result on the channel. A snippet that raises unexpectedly ends the run.
 from __future__ import annotations
 
 import ast
-import contextlib
 import builtins
+import contextlib
 import ctypes
 import os
 import resource
@@ -75,9 +75,7 @@ class SessionRunner:
             inline.setdefault(expression.after_snippet, []).append(expression)
         self._run_inline(inline.get(-1, []))
         for snippet in self.plan.snippets:
-            if not snippet.run:
-                continue
-            if not self._run_snippet(snippet):
+            if snippet.run and not self._run_snippet(snippet):
                 break
             self._run_inline(inline.get(snippet.index, []))
         if self.shim is not None:
@@ -89,11 +87,8 @@ class SessionRunner:
     def end_phase(self) -> int:
         """Flush every buffer and end the current phase's output; returns its number."""
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):  # a snippet's own replacement may be broken
+                stream.flush()  # type: ignore[union-attr]
         self.libc.fflush(None)  # C stdio buffers of extensions
         data = marker(self.plan.marker, self.seq)
         for fd in (1, 2):
@@ -108,6 +103,7 @@ class SessionRunner:
         self.emit(SnippetStarted(index=snippet.index, seq=seq))
         notes: list[str] = []
         runs: list[float] = []
+        images: list[dict[str, str]] = []
         cpu = 0.0
         value: Any = None
         caught: BaseException | None = None
@@ -115,25 +111,22 @@ class SessionRunner:
             body, last = self._compile(snippet)
         except (SyntaxError, ValueError, OverflowError) as exc:
             caught, body, last = exc, None, None
-        repeat = max(1, snippet.repeat)
-        for run in range(repeat if body is not None else 0):
+        for run in range(max(1, snippet.repeat) if body is not None else 0):
             wall, run_cpu, result, caught = self._timed(body, last)
             runs.append(wall)
             cpu += run_cpu
-            if run == 0:
+            if self.shim is not None:
+                self.shim.flush_task_output()
+            if run == 0:  # what the page shows comes from the first run
                 value = result
-                if self.shim is not None:
-                    self.shim.flush_task_output()
                 images, figure_notes = collect_figures(snippet.index)
                 notes += figure_notes
-                self.end_phase()
             else:
-                collect_figures(snippet.index)
-                self.end_phase()
+                collect_figures(snippet.index)  # closed, not shown
+            self.end_phase()  # after the first run, the output of repeats is discarded
             if caught is not None:
                 break
         if body is None:
-            images = []
             self.end_phase()
         text, html, value_notes = value_texts(value) if caught is None else (None, None, [])
         expected = snippet.expect_error

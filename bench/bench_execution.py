@@ -1,0 +1,181 @@
+"""Benchmark the execution engine: what isolation costs per post and per snippet.
+
+    python bench/bench_execution.py            # non-Ray scenarios
+    python bench/bench_execution.py --ray      # also the seed post, cold, on a fresh cluster
+
+Prints figures only; nothing asserts on time (see tests/ for behaviour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from raypress.execution import ExecutionSettings, InlineExpression, PostRun  # noqa: E402
+from raypress.execution.pool import Executor  # noqa: E402
+from raypress.snippets import Snippet, SnippetOptions  # noqa: E402
+
+SEED = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"
+NUMPY_SNIPPETS = (
+    "import numpy as np\nrng = np.random.default_rng(0)\nx = rng.normal(size=1000)\n",
+    "y = np.cumsum(x)\ny[-1]\n",
+    "m = y.reshape(10, 100).mean(axis=1)\nprint(m.round(2))\n",
+    "float(m.std())\n",
+)
+
+
+def make_run(name: str, sources: tuple[str, ...], folder: Path) -> PostRun:
+    """A post whose snippets are ``sources``, at made-up lines."""
+    snippets = tuple(
+        Snippet(f"posts/{name}.md", i, 10 * i + 1, 10 * i + 2, "python", src, SnippetOptions())
+        for i, src in enumerate(sources)
+    )
+    return PostRun(f"posts/{name}.md", folder, snippets)
+
+
+def python_fences(path: Path) -> list[tuple[int, int, str]]:
+    """(fence line, first code line, code) of each ```python fence of a post."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    fences, i = [], 0
+    while i < len(lines):
+        opening = re.match(r"^```\s*(\w+)", lines[i])
+        if opening:
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+            if opening.group(1) == "python":
+                fences.append((i + 1, i + 2, "\n".join(lines[i + 1 : end]) + "\n"))
+            i = end
+        i += 1
+    return fences
+
+
+def python_startup(repeat: int) -> float:
+    """Median wall time of ``python -c pass``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
+
+
+def bench_trivial(folder: Path, startup: float, repeat: int) -> None:
+    """One post of 10 ``x = 1`` snippets, cold (fork server included)."""
+    run = make_run("trivial", tuple("x = 1\n" for _ in range(10)), folder)
+    rows = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        executor = Executor(ExecutionSettings(jobs=1), [run])
+        ready = time.perf_counter() - start
+        outcome = executor.execute_outcome(run)
+        executed = time.perf_counter() - start
+        executor.close()
+        total = time.perf_counter() - start
+        assert outcome.execution.status == "ok", outcome.execution
+        rows.append((ready, outcome, executed, total))
+    ready, outcome, executed, total = sorted(rows, key=lambda r: r[3])[len(rows) // 2]
+    timeline = dict(outcome.timeline)
+    snippet_walls = sum(s.wall_s for s in outcome.execution.snippets)
+    in_session = timeline["last event"] - timeline["first event"]
+    print("\n== one post, 10 trivial snippets (x = 1), cold, median of", repeat)
+    print(f"python -c pass (start-up)        {ms(startup)}")
+    print(f"total (start to shut-down)       {ms(total)}   beyond start-up: {ms(total - startup)}")
+    print(f"  fork server ready              {ms(ready)}   (interpreter start + imports)")
+    print(f"  session spawned (fork)         {ms(timeline['spawned'])}")
+    print(f"  session start to 1st snippet   {ms(timeline['first event'] - timeline['spawned'])}")
+    print(f"  per snippet (machinery)        {ms((in_session - snippet_walls) / 10)}")
+    print(f"  snippets' own time (sum)       {ms(snippet_walls)}")
+    transport = timeline["assembled"] - timeline["last event"]
+    print(f"  exit, drain, result transport  {ms(transport)}")
+    print(f"  shut-down                      {ms(total - executed)}")
+
+
+def bench_numpy(folder: Path, repeat: int) -> None:
+    """20 posts of 4 dependent NumPy snippets, jobs=2, cold."""
+    runs = [make_run(f"numpy-{i:02d}", NUMPY_SNIPPETS, folder) for i in range(20)]
+    totals, readies, posts = [], [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        executor = Executor(ExecutionSettings(jobs=2), runs)
+        readies.append(time.perf_counter() - start)
+        results = executor.run(runs)
+        executor.close()
+        totals.append(time.perf_counter() - start)
+        assert all(r.status == "ok" for r in results), [r.problems for r in results]
+        posts.append(statistics.median(r.wall_s for r in results))
+    print("\n== 20 posts x 4 NumPy snippets, jobs=2, cold, median of", repeat)
+    print(f"execution total                  {ms(statistics.median(totals))}")
+    print(f"  fork server ready (numpy)      {ms(statistics.median(readies))}")
+    print(f"  one post, spawn to result      {ms(statistics.median(posts))}")
+
+
+def bench_ray(folder: Path) -> None:
+    """The seed post cold (cluster start included), then a second Ray post on that cluster."""
+    fences = python_fences(SEED)
+    snippets = tuple(
+        Snippet("posts/seed.md", i, line, code_line, "python", src, SnippetOptions())
+        for i, (line, code_line, src) in enumerate(fences)
+    )
+    seed = PostRun(
+        "posts/seed.md",
+        SEED.parent,
+        snippets,
+        (InlineExpression(0, 99, "elapsed(5)", len(snippets) - 1),),
+    )
+    start = time.perf_counter()
+    executor = Executor(ExecutionSettings(jobs=2), [seed])
+    ready = time.perf_counter() - start
+    first = executor.execute_outcome(seed)
+    seed_done = time.perf_counter() - start
+    assert executor.cluster is not None
+    cluster_s = executor.cluster.started_s
+    second_run = PostRun("posts/seed-2.md", SEED.parent, snippets)
+    second = executor.execute_outcome(second_run)
+    both = time.perf_counter() - start
+    executor.close()
+    total = time.perf_counter() - start
+    assert first.execution.status == "ok", first.execution.problems
+    own = sum(s.wall_s for s in second.execution.snippets)
+    print("\n== Ray: the seed post, cold (cluster start included)")
+    print(f"seed post cold, incl. cluster    {ms(seed_done)}")
+    print(f"  fork server ready              {ms(ready)}")
+    print(f"  cluster start (in background)  {ms(cluster_s)}")
+    for result in first.execution.snippets:
+        print(f"  snippet {result.index} ({result.status})         {ms(result.wall_s)}")
+    print(f"second Ray post, same cluster    {ms(both - seed_done)}")
+    print(f"  its snippets' own time         {ms(own)}   overhead {ms(both - seed_done - own)}")
+    for result in second.execution.snippets:
+        if result.wall_s > 0.01:
+            print(f"    snippet {result.index}                   {ms(result.wall_s)}")
+    print(f"shut-down (cluster, server)      {ms(total - both)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ray", action="store_true", help="also run the Ray scenario")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        startup = python_startup(args.repeat)
+        bench_trivial(folder, startup, args.repeat)
+        bench_numpy(folder, max(1, args.repeat // 2))
+        if args.ray:
+            bench_ray(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
