@@ -7,6 +7,7 @@ builds spread the work over processes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -21,13 +22,23 @@ from raypress import __version__
 from raypress.config import Config
 from raypress.content import Post
 from raypress.errors import Problem
-from raypress.markdown import MarkdownSettings, ParsedBody, parse_body
+from raypress.markdown import MarkdownSettings, ParsedBody, TocEntry, parse_body
 from raypress.site import atomic_write
+from raypress.snippets import InlineExpression, Snippet, SnippetOptions
 
 CACHE_NAME = "build-cache.pickle"
 _FORMAT = 2
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 BIG_POST_BYTES = 200_000  # bodies larger than this are parsed under a time budget
+
+
+def _schema() -> str:
+    """The shape of what is cached: a changed dataclass invalidates the cache file."""
+    classes = (Post, ParsedBody, TocEntry, Snippet, SnippetOptions, InlineExpression)
+    return repr([(c.__name__, [f.name for f in dataclasses.fields(c)]) for c in classes])
+
+
+_CACHE_VERSION = (_FORMAT, __version__, _schema())
 
 
 def _key(*parts: object) -> str:
@@ -65,7 +76,7 @@ class BuildCache:
                 data = pickle.load(handle)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             return {}
-        if not isinstance(data, dict) or data.get("format") != (_FORMAT, __version__):
+        if not isinstance(data, dict) or data.get("format") != _CACHE_VERSION:
             return {}
         entries = data.get("entries")
         return entries if isinstance(entries, dict) else {}
@@ -89,7 +100,7 @@ class BuildCache:
             return
         for key in stale:
             del self.entries[key]
-        payload = {"format": (_FORMAT, __version__), "entries": self.entries}
+        payload = {"format": _CACHE_VERSION, "entries": self.entries}
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         atomic_write(self.path, data, durable=False)
         self.dirty = False

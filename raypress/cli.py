@@ -59,6 +59,24 @@ def _add_site_options(parser: argparse.ArgumentParser) -> None:
         "--future", action="store_true", default=None, help="include posts dated in the future"
     )
     parser.add_argument("--jobs", "-j", type=int, help="parallel workers (default: CPUs)")
+    parser.add_argument(
+        "--no-exec",
+        dest="execute",
+        action="store_false",
+        default=None,
+        help="show snippets without running them",
+    )
+    parser.add_argument(
+        "--timeout",
+        dest="snippet_timeout",
+        type=int,
+        help="seconds a snippet may run (default 300)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="run snippets on this existing Ray cluster (default: RAY_ADDRESS, "
+        "else a cluster of the build's own)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="print problems only")
 
 
@@ -73,6 +91,9 @@ def _run_build(options: argparse.Namespace) -> int:
             drafts=options.drafts,
             future=options.future,
             jobs=options.jobs,
+            execute=options.execute,
+            snippet_timeout=options.snippet_timeout,
+            ray_address=options.ray_address,
         )
     except SourceError as exc:
         print(exc.problem, file=sys.stderr)
@@ -89,15 +110,26 @@ def _run_build(options: argparse.Namespace) -> int:
         return 0
     from raypress.pipeline import build  # Markdown, Pygments, Jinja2: only when building
 
-    report = build(config, now)
+    report = build(config, now, log=None if options.quiet else _log)
     print_report(report, config.output_dir, quiet=options.quiet)
     return 0 if report.ok else 1
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
 def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> None:
     """Problems to stderr, one line each; a one-line summary to stdout."""
-    for problem in report.problems:
+    for problem in report.problems + report.execution_problems:
         print(problem, file=sys.stderr)
+    if report.execution_problems and not report.problems:
+        count = len(report.execution_problems)
+        print(
+            f"{count} snippet problem{'s' if count != 1 else ''}: the site was built with the "
+            f"errors shown on its pages; exit status 1",
+            file=sys.stderr,
+        )
     if report.problems:
         count = len(report.problems)
         print(
@@ -125,6 +157,8 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
         if write is None or not write.changed
         else (f"{write.written} written, {write.linked} unchanged, {write.removed} removed")
     )
+    if report.executed:
+        skipped.insert(0, f"ran the snippets of {report.executed} post(s)")
     extra = f"; {'; '.join(skipped)}" if skipped else ""
     print(
         f"built {report.posts} posts, {report.pages} pages into {output_dir}/ "

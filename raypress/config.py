@@ -55,6 +55,14 @@ class Config:
     drafts: bool = False
     future: bool = False
     jobs: int = 0  # 0: one per CPU
+    # Execution of snippets
+    execute: bool = True  # False (--no-exec): show code, run nothing
+    snippet_timeout: int = 300  # seconds, unless a snippet or post says otherwise
+    post_timeout: int = 0  # seconds for a whole post; 0: no limit beyond the snippets'
+    memory_limit_mb: int = 4096  # per session (its own growth; Ray tasks are separate)
+    output_cap_bytes: int = 100_000  # per snippet and stream; the rest is cut with a note
+    ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
+    ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
 
     @property
     def posts_path(self) -> Path:

@@ -27,6 +27,7 @@ _DATED_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 _SLUG_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$")
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+RAY_MODES = ("shared", "isolated")
 _STRING_KEYS = ("title", "description", "author", "slug", "permalink", "layout")
 
 
@@ -52,6 +53,9 @@ class Post:
     body_line: int  # 1-based line of the file where ``body`` starts
     extra: dict[str, Any] = field(default_factory=dict)  # other front-matter keys
     url_line: int | None = None  # front-matter line of 'permalink' or 'slug', if given
+    execute: bool = True  # front matter 'execute: false' shows the code without running it
+    timeout: float | None = None  # default per-snippet timeout of this post, seconds
+    ray_mode: str = "shared"  # 'isolated': a private Ray cluster for this post
 
     def is_future(self, now: datetime) -> bool:
         """True when the post is dated after ``now``."""
@@ -164,6 +168,24 @@ def _make_post(
     draft = data.pop("draft", False)
     if not isinstance(draft, bool):
         raise SourceError(source, line_of("draft"), "'draft' must be true or false")
+    execute = data.pop("execute", True)
+    if not isinstance(execute, bool):
+        raise SourceError(source, line_of("execute"), "'execute' must be true or false")
+    timeout = data.pop("timeout", None)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise SourceError(
+            source, line_of("timeout"), f"'timeout' must be positive seconds, not {timeout!r}"
+        )
+    ray_mode = data.pop("ray", "shared")
+    if ray_mode not in RAY_MODES:
+        raise SourceError(
+            source,
+            line_of("ray"),
+            f"'ray' must be one of {', '.join(RAY_MODES)}, not {ray_mode!r}",
+            "'isolated' starts a private cluster for this post",
+        )
 
     permalink = _text(data.pop("permalink", None))
     pattern = permalink or config.permalink_pattern
@@ -189,6 +211,9 @@ def _make_post(
         slug=slug,
         url=url,
         url_line=lines.get("permalink" if permalink else "slug"),
+        execute=execute,
+        timeout=float(timeout) if timeout is not None else None,
+        ray_mode=ray_mode,
         output_file=output_file,
         layout=layout,
         tags=tags,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +21,9 @@ from raypress.errors import Problem, SourceError
 from raypress.execution.model import PostExecution
 from raypress.markdown import MarkdownSettings, ParsedBody
 from raypress.paths import display_path
-from raypress.render import Theme, available_layouts, render_pages
+from raypress.render import TIMINGS_URL, Theme, available_layouts, render_pages, timings_id
+from raypress.runner import describe, plan_runs, run_posts
+from raypress.script import percent_script, script_name
 from raypress.site import (
     OutputFile,
     StaticFile,
@@ -30,7 +33,7 @@ from raypress.site import (
     write_site,
 )
 from raypress.stamp import BuildStamp, current_stamp, input_digest, save_stamp
-from raypress.views import PostView, link_neighbours, post_view
+from raypress.views import PostView, execution_view, link_neighbours, post_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +46,16 @@ class BuildReport:
     future_skipped: int = 0
     parsed: int = 0  # bodies parsed this time (the rest came from the cache)
     up_to_date: bool = False  # nothing changed since the last build: nothing was done
-    problems: tuple[Problem, ...] = ()
+    executed: int = 0  # posts whose snippets ran
+    problems: tuple[Problem, ...] = ()  # in the input: nothing was written
+    execution_problems: tuple[Problem, ...] = ()  # snippets that failed: the site was written
     write: WriteReport | None = None
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.execution_problems
 
 
 def markdown_settings(config: Config) -> MarkdownSettings:
@@ -63,8 +68,17 @@ def markdown_settings(config: Config) -> MarkdownSettings:
     )
 
 
-def build(config: Config, now: datetime | None = None) -> BuildReport:
-    """Build the site described by ``config`` into its output folder."""
+def build(
+    config: Config,
+    now: datetime | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Build the site described by ``config`` into its output folder.
+
+    ``log`` receives progress lines (a post finished running, notes of the build log).
+    Problems in the input stop the build before anything runs or is written; snippets
+    that fail are reported too, but the site is written (their errors are on the pages).
+    """
     started = time.perf_counter()
     stages: dict[str, float] = {}
     now = now or datetime.now(config.zone)
@@ -104,12 +118,21 @@ def build(config: Config, now: datetime | None = None) -> BuildReport:
     )
     problems += parse_problems
     problems += [p for body in bodies.values() for p in body.problems]
+    problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
     mark = timed("parse", mark)
 
-    problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
-    views, figures = post_views(posts, bodies, {}, config, now)
+    runs = [] if problems else plan_runs(posts, bodies, config)
+    execution = run_posts(
+        runs, config, progress=(lambda r: log(describe(r))) if log else None, log=log
+    )
+    for message in execution.messages:
+        if log:
+            log(message)
+    mark = timed("execute", mark)
+
+    views, extra_files = post_views(posts, bodies, execution.executions, config, now)
     files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
-    files += figures
+    files += extra_files
     problems += render_problems
     static, static_problems = collect_static(config)
     problems += static_problems
@@ -122,14 +145,17 @@ def build(config: Config, now: datetime | None = None) -> BuildReport:
         drafts_skipped=sum(1 for p in all_posts if p.draft and not config.drafts),
         future_skipped=sum(1 for p in all_posts if p.is_future(now) and not config.future),
         parsed=parsed,
+        executed=len(runs),
         problems=tuple(sorted(set(problems), key=_problem_order)),
+        execution_problems=tuple(sorted(set(execution.problems), key=_problem_order)),
     )
     if problems:
         return _finish(report, started, stages)
     written = write_site(config, files, static)
     cache.save()
-    due = [p.date for p in all_posts if p.is_future(now) and not config.future]
-    save_stamp(config, BuildStamp(digest, min(due, default=None), len(posts), len(files)))
+    if not execution.problems:  # a failing snippet must fail the next build too
+        due = [p.date for p in all_posts if p.is_future(now) and not config.future]
+        save_stamp(config, BuildStamp(digest, min(due, default=None), len(posts), len(files)))
     timed("write", mark)
     return _finish(BuildReport(**{**_fields(report), "write": written}), started, stages)
 
@@ -202,22 +228,32 @@ def post_views(
     now: datetime,
 ) -> tuple[list[PostView], list[OutputFile]]:
     """Template views of the posts that parsed, newest first, linked to their neighbours,
-    and the figure files their snippets produced."""
+    and the files published beside each page: its snippets' figures and its script."""
     views: list[PostView] = []
-    figures: list[OutputFile] = []
+    files: list[OutputFile] = []
     for post in posts:
         body = bodies.get(post.source)
         if body is None:
             continue
-        embedded = embed_results(body, executions.get(post.source))
-        views.append(post_view(post, body, embedded.html, config, now))
+        execution = executions.get(post.source)
+        embedded = embed_results(body, execution)
         folder = posixpath.dirname(post.output_file)
-        figures += [
+        script_path = posixpath.join(folder, script_name(post))
+        if body.snippets:
+            script = percent_script(post, body, config.url + config.baseurl + post.url)
+            files.append(OutputFile(script_path, script.encode(), post.source))
+        run = None
+        if execution is not None:
+            run = execution_view(
+                post, body, execution, "/" + script_path, f"{TIMINGS_URL}#{timings_id(post.url)}"
+            )
+        views.append(post_view(post, body, embedded.html, config, now, run))
+        files += [
             OutputFile(posixpath.join(folder, f.name), f.data, post.source)
             for f in embedded.figures
         ]
     link_neighbours(views)
-    return views, figures
+    return views, files
 
 
 def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:
@@ -241,7 +277,7 @@ def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list
 
 
 def _templates_used(posts: list[Post]) -> list[str]:
-    fixed = ["index.html", "taxonomy.html", "terms.html", "archive.html"]
+    fixed = ["index.html", "taxonomy.html", "terms.html", "archive.html", "timings.html"]
     fixed += ["feed.xml", "sitemap.xml", "404.html"]
     return sorted({f"{p.layout}.html" for p in posts}) + fixed
 

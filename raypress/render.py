@@ -16,13 +16,19 @@ from raypress import __version__
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.highlight import stylesheet
-from raypress.paths import display_path, safe_output_file
+from raypress.paths import display_path, safe_output_file, slugify
 from raypress.site import OutputFile
 from raypress.views import PostView, SiteView, Term, feed_id, site_view
 
 SYSTEM_TEMPLATES = frozenset(
-    {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap"}
+    {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap", "timings"}
 )
+TIMINGS_URL = "/timings/"
+
+
+def timings_id(url: str) -> str:
+    """The anchor of a post's row on the timings page."""
+    return "post-" + (slugify(url) or "home")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +218,15 @@ def render_pages(
         "/archive/",
         "archive",
         years=[YearGroup(year, posts) for year, posts in sorted(years.items(), reverse=True)],
+    )
+
+    page(
+        "timings.html",
+        TIMINGS_URL,
+        "timings",
+        posts=[v for v in views if v.execution is not None],
+        not_run=[v for v in views if v.execution is None],
+        row_id=timings_id,
     )
 
     recent = views[: config.feed_entries]

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from raypress.config import Config
 from raypress.content import Post
+from raypress.execution.model import PostExecution, format_duration
 from raypress.markdown import ParsedBody, TocEntry
 from raypress.paths import slugify
 
@@ -44,6 +45,33 @@ class Term:
     def url(self) -> str:
         folder = "tags" if self.kind == "tag" else "categories"
         return f"/{folder}/{self.slug}/"
+
+
+@dataclass(frozen=True, slots=True)
+class SnippetTiming:
+    number: int  # 1-based, as in the page's #snippet-N anchors
+    label: str | None
+    status: str
+    wall_s: float
+    duration: str  # formatted wall time
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionView:
+    """When, where and how a post's snippets ran (the post footer, the timings page)."""
+
+    measured_at: datetime
+    python: str
+    ray: str | None
+    cpu: str
+    cpu_count: int
+    status: str
+    snippets: list[SnippetTiming]
+    total: str  # formatted sum of the snippets' wall times
+    slowest: SnippetTiming | None
+    failures: int
+    script_url: str
+    report_url: str
 
 
 @dataclass(slots=True, eq=False)
@@ -102,8 +130,50 @@ def term(name: str, kind: str) -> Term:
     return Term(name=name, slug=slugify(name) or "untitled", kind=kind)
 
 
+def execution_view(
+    post: Post, body: ParsedBody, execution: PostExecution, script_url: str, report_url: str
+) -> ExecutionView:
+    """The template view of a post's execution."""
+    environment = execution.environment
+    labels = {s.index: s.options.label for s in body.snippets}
+    timings = [
+        SnippetTiming(
+            number=r.index + 1,
+            label=labels.get(r.index),
+            status=r.status,
+            wall_s=r.wall_s,
+            duration=format_duration(r.wall_s),
+        )
+        for r in execution.snippets
+        if r.status not in ("not-run", "skipped")
+    ]
+    return ExecutionView(
+        measured_at=datetime.fromisoformat(execution.started_at),
+        python=environment.python,
+        ray=environment.ray_version,
+        cpu=environment.cpu,
+        cpu_count=environment.cpu_count,
+        status=execution.status,
+        snippets=timings,
+        total=format_duration(sum(t.wall_s for t in timings)),
+        slowest=max(timings, key=lambda t: t.wall_s, default=None),
+        failures=sum(
+            1
+            for r in execution.snippets
+            if r.status in ("error", "died", "timed-out", "missing-expected-error")
+        ),
+        script_url=script_url,
+        report_url=report_url,
+    )
+
+
 def post_view(
-    post: Post, body: ParsedBody, content: str, config: Config, now: datetime
+    post: Post,
+    body: ParsedBody,
+    content: str,
+    config: Config,
+    now: datetime,
+    execution: ExecutionView | None = None,
 ) -> PostView:
     """The template view of one post; ``content`` is its final body HTML."""
     return PostView(
@@ -126,6 +196,7 @@ def post_view(
         source_path=post.source,
         feed_id=feed_id(config, post.url),
         extra=post.extra,
+        execution=execution,
     )
 
 

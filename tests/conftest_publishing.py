@@ -104,10 +104,13 @@ class Project:
         ]
 
     # -- building ------------------------------------------------------------------------
-    def build(self, *args: str) -> BuildResult:
-        """``raypress build --root ROOT *args`` in this process; its exit code and output."""
+    def build(self, *args: str, execute: bool = False) -> BuildResult:
+        """``raypress build --root ROOT *args`` in this process; its exit code and output.
+        Snippets are not run (``--no-exec``) unless ``execute``: these tests are about
+        publishing; execution has its own tests."""
         self._capsys.readouterr()
-        code = main(["build", "--root", str(self.root), *args])
+        flags = [] if execute else ["--no-exec"]
+        code = main(["build", "--root", str(self.root), *flags, *args])
         captured = self._capsys.readouterr()
         return BuildResult(code, captured.out, captured.err)
 

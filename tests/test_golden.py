@@ -34,6 +34,7 @@ title = "raypress examples"
 description = "Python and Ray snippets whose output and timings were really measured."
 author = "The raypress authors"
 url = "https://example.org"
+execute = false
 """
 REFRESH = "refresh with: RAYPRESS_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py"
 

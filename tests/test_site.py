@@ -746,11 +746,13 @@ def copy_example_project(target: Path) -> Path:
     return target
 
 
-def test_python_build_py_builds_the_site(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_python_build_py_builds_the_site_running_every_snippet(tmp_path: Path) -> None:
     root = copy_example_project(tmp_path / "project")
     result = run_command(python_command("build.py"), cwd=root)
     assert result.returncode == 0, result.stderr
     assert "built 4 posts" in result.stdout
+    assert "ran the snippets of 4 post(s)" in result.stdout
     assert (
         root / "_site" / "2025" / "10" / "27" / "using-the-ray-library" / "index.html"
     ).is_file()
@@ -760,7 +762,7 @@ def test_python_dash_m_raypress_reports_bad_input_with_exit_1(tmp_path: Path) ->
     root = copy_example_project(tmp_path / "project")
     (root / "posts" / "bad.md").write_text("---\ntitle: x\n---\n", encoding="utf-8")
     result = run_command(
-        python_command("-m", "raypress", "build", "--root", str(root)), cwd=tmp_path
+        python_command("-m", "raypress", "build", "--no-exec", "--root", str(root)), cwd=tmp_path
     )
     assert result.returncode == 1
     assert result.stderr.splitlines()[0].startswith("posts/bad.md:1: error: missing date")
@@ -773,7 +775,9 @@ def test_raypress_console_script(tmp_path: Path) -> None:
     version = run_command([str(script), "--version"], cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("raypress "), version
     root = copy_example_project(tmp_path / "project")
-    result = run_command([str(script), "build", "--root", str(root), "--quiet"], cwd=tmp_path)
+    result = run_command(
+        [str(script), "build", "--root", str(root), "--quiet", "--no-exec"], cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
     assert (root / "_site" / "index.html").is_file()

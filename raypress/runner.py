@@ -1,0 +1,104 @@
+"""The execute stage: which posts run, with what settings, and what their runs report.
+
+It turns Posts and their ParsedBodies into :class:`PostRun` requests for
+:mod:`raypress.execution` and its answers into problems for the console.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from raypress.config import Config
+from raypress.content import Post
+from raypress.errors import Problem
+from raypress.execution.model import ExecutionSettings, PostExecution, PostRun, format_duration
+from raypress.markdown import ParsedBody
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """What the execute stage did: results by post source path, and what went wrong."""
+
+    executions: dict[str, PostExecution]
+    problems: tuple[Problem, ...]
+    messages: tuple[str, ...]
+    seconds: float = 0.0
+
+
+def plan_runs(posts: list[Post], bodies: dict[str, ParsedBody], config: Config) -> list[PostRun]:
+    """A PostRun for every post that has snippets to run and may run them."""
+    if not config.execute:
+        return []
+    runs: list[PostRun] = []
+    for post in posts:
+        body = bodies.get(post.source)
+        if body is None or not post.execute or not any(s.options.eval for s in body.snippets):
+            continue
+        runs.append(
+            PostRun(
+                post=post.source,
+                post_dir=(config.root / post.source).parent.resolve(),
+                snippets=body.snippets,
+                inline=body.inline,
+                timeout=post.timeout,
+                uses_ray=body.uses_ray,
+                ray_mode="isolated" if post.ray_mode == "isolated" else "shared",
+            )
+        )
+    return runs
+
+
+def execution_settings(config: Config, log: Callable[[str], None] | None) -> ExecutionSettings:
+    """ExecutionSettings from the configuration (and ``RAY_ADDRESS`` when not configured)."""
+    return ExecutionSettings(
+        jobs=config.jobs or os.cpu_count() or 1,
+        snippet_timeout=float(config.snippet_timeout),
+        post_timeout=float(config.post_timeout) if config.post_timeout else None,
+        memory_limit_bytes=config.memory_limit_mb * (1 << 20) if config.memory_limit_mb else None,
+        output_cap_bytes=config.output_cap_bytes,
+        ray_address=config.ray_address or os.environ.get("RAY_ADDRESS") or None,
+        ray_num_cpus=config.ray_num_cpus or None,
+        temp_root=None,
+        log=log,
+    )
+
+
+def run_posts(
+    runs: list[PostRun],
+    config: Config,
+    progress: Callable[[PostExecution], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExecutionReport:
+    """Execute ``runs`` (all posts in parallel sessions); collect results and problems."""
+    if not runs:
+        return ExecutionReport({}, (), ())
+    from raypress.execution import execute_posts  # starts processes: only when needed
+
+    results = execute_posts(runs, execution_settings(config, log), progress)
+    problems: list[Problem] = []
+    messages: list[str] = []
+    for result in results:
+        problems += result.problems
+        if result.status != "ok" and not result.problems:
+            problems.append(Problem(result.post, None, f"session {result.status}", None))
+        messages += [f"{result.post}: {m}" for m in result.messages]
+    return ExecutionReport(
+        {r.post: r for r in results},
+        tuple(problems),
+        tuple(messages),
+        sum(r.wall_s for r in results),
+    )
+
+
+def describe(execution: PostExecution) -> str:
+    """One console line for a finished post: what ran, how long, how it ended."""
+    ran = [s for s in execution.snippets if s.status not in ("not-run", "skipped")]
+    failed = [s for s in execution.snippets if s.status in ("error", "died", "timed-out")]
+    state = "ok" if execution.status == "ok" else execution.status.upper()
+    extra = f", {len(failed)} failed" if failed else ""
+    return (
+        f"ran {execution.post}: {len(ran)} snippet{'s' if len(ran) != 1 else ''}{extra} "
+        f"in {format_duration(execution.wall_s)} [{state}]"
+    )
