@@ -9,7 +9,7 @@ Prints figures only; nothing asserts on time (see tests/ for behaviour).
 from __future__ import annotations
 
 import argparse
-import re
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -20,8 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from raypress.execution import ExecutionSettings, InlineExpression, PostRun  # noqa: E402
+from raypress.config import load_config  # noqa: E402
+from raypress.execution import ExecutionSettings, PostRun  # noqa: E402
 from raypress.execution.pool import Executor  # noqa: E402
+from raypress.pipeline import post_run_for_file  # noqa: E402
 from raypress.snippets import Snippet, SnippetOptions  # noqa: E402
 
 SEED = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"
@@ -40,21 +42,6 @@ def make_run(name: str, sources: tuple[str, ...], folder: Path) -> PostRun:
         for i, src in enumerate(sources)
     )
     return PostRun(f"posts/{name}.md", folder, snippets)
-
-
-def python_fences(path: Path) -> list[tuple[int, int, str]]:
-    """(fence line, first code line, code) of each ```python fence of a post."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    fences, i = [], 0
-    while i < len(lines):
-        opening = re.match(r"^```\s*(\w+)", lines[i])
-        if opening:
-            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-            if opening.group(1) == "python":
-                fences.append((i + 1, i + 2, "\n".join(lines[i + 1 : end]) + "\n"))
-            i = end
-        i += 1
-    return fences
 
 
 def python_startup(repeat: int) -> float:
@@ -123,17 +110,8 @@ def bench_numpy(folder: Path, repeat: int) -> None:
 
 def bench_ray(folder: Path) -> None:
     """The seed post cold (cluster start included), then a second Ray post on that cluster."""
-    fences = python_fences(SEED)
-    snippets = tuple(
-        Snippet("posts/seed.md", i, line, code_line, "python", src, SnippetOptions())
-        for i, (line, code_line, src) in enumerate(fences)
-    )
-    seed = PostRun(
-        "posts/seed.md",
-        SEED.parent,
-        snippets,
-        (InlineExpression(0, 99, "elapsed(5)", len(snippets) - 1),),
-    )
+    seed = post_run_for_file(SEED, load_config(ROOT))  # exactly as the build makes it
+    assert seed is not None
     start = time.perf_counter()
     executor = Executor(ExecutionSettings(jobs=2), [seed])
     ready = time.perf_counter() - start
@@ -141,7 +119,7 @@ def bench_ray(folder: Path) -> None:
     seed_done = time.perf_counter() - start
     assert executor.cluster is not None
     cluster_s = executor.cluster.started_s
-    second_run = PostRun("posts/seed-2.md", SEED.parent, snippets)
+    second_run = dataclasses.replace(seed, post="posts/seed-2.md")
     second = executor.execute_outcome(second_run)
     both = time.perf_counter() - start
     executor.close()

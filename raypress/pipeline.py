@@ -12,14 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from raypress.bodycache import BuildCache, parse_bodies, post_key
 from raypress.config import Config
 from raypress.content import Post, find_post_files, read_post
 from raypress.embed import embed_results
 from raypress.errors import Problem, SourceError
-from raypress.execution.model import PostExecution
-from raypress.markdown import MarkdownSettings, ParsedBody
+from raypress.execution.model import PostExecution, PostRun
+from raypress.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.paths import display_path
 from raypress.render import TIMINGS_URL, Theme, available_layouts, render_pages, timings_id
 from raypress.runner import describe, plan_runs, run_posts
@@ -158,6 +159,15 @@ def build(
         save_stamp(config, BuildStamp(digest, min(due, default=None), len(posts), len(files)))
     timed("write", mark)
     return _finish(BuildReport(**{**_fields(report), "write": written}), started, stages)
+
+
+def post_run_for_file(path: Path, config: Config) -> PostRun | None:
+    """The PostRun a build would make for one post file (None: nothing to run); for tests
+    and benchmarks that exercise execution exactly as the build feeds it."""
+    post = read_post(path, config, available_layouts(config))
+    body = parse_body(post, markdown_settings(config))
+    runs = plan_runs([post], {post.source: body}, config)
+    return runs[0] if runs else None
 
 
 def read_posts(

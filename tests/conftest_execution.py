@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from raypress.config import load_config
 from raypress.execution import ExecutionSettings, InlineExpression, PostRun
 from raypress.execution.pool import Executor
+from raypress.pipeline import post_run_for_file
 from raypress.snippets import Snippet, SnippetOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,29 +55,12 @@ def make_run(
     )
 
 
-def python_fences(path: Path) -> list[tuple[int, int, str]]:
-    """(fence line, first code line, code) of each ```python fence of a markdown file."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    fences, i = [], 0
-    while i < len(lines):
-        opening = re.match(r"^```\s*(\w+)", lines[i])
-        if opening:
-            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-            if opening.group(1) == "python":
-                fences.append((i + 1, i + 2, "\n".join(lines[i + 1 : end]) + "\n"))
-            i = end
-        i += 1
-    return fences
-
-
-def seed_run(inline: tuple[InlineExpression, ...] = ()) -> PostRun:
-    """The seed post's python fences, as the parse stage would hand them over."""
-    post = "posts/" + SEED_POST.name
-    snippets = tuple(
-        Snippet(post, i, line, code_line, "python", source, SnippetOptions())
-        for i, (line, code_line, source) in enumerate(python_fences(SEED_POST))
-    )
-    return PostRun(post, SEED_POST.parent, snippets, inline, uses_ray=True)
+def seed_run(inline: tuple[InlineExpression, ...] | None = None) -> PostRun:
+    """The seed post's run exactly as the build makes it (its own inline expressions
+    unless ``inline`` replaces them)."""
+    run = post_run_for_file(SEED_POST, load_config(ROOT))
+    assert run is not None and run.uses_ray
+    return run if inline is None else dataclasses.replace(run, inline=inline)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ sends, so the session is not where that check belongs).
 from __future__ import annotations
 
 import io
+import pprint
 import sys
 from typing import Any
 
@@ -16,12 +17,13 @@ _REPR_LIMIT = 1_000_000  # characters; the build process applies the real cap
 
 
 def value_texts(value: Any) -> tuple[str | None, str | None, list[str]]:
-    """``repr`` and ``_repr_html_`` of a final expression's value (None shows nothing)."""
+    """The pretty-printed ``repr`` and the ``_repr_html_`` of a final expression's value
+    (None shows nothing)."""
     if value is None:
         return None, None, []
     notes: list[str] = []
-    try:
-        text = repr(value)
+    try:  # like a notebook's Out: long lists and dicts wrap, one item a line
+        text = pprint.pformat(value, width=88, sort_dicts=False)
     except Exception as exc:  # the value's own bug: say so instead of failing the snippet
         text = f"<repr() failed: {type(exc).__name__}: {exc}>"
     html = None
