@@ -18,7 +18,7 @@ from raypress.stamp import current_stamp
 if TYPE_CHECKING:
     from raypress.pipeline import BuildReport
 
-COMMANDS = ("build",)
+COMMANDS = ("build", "serve", "check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     build_parser = commands.add_parser("build", help="build the site into the output folder")
     _add_site_options(build_parser)
+    build_parser.add_argument(
+        "--rerun",
+        nargs="?",
+        const="",
+        action="append",
+        metavar="POST",
+        help="run the snippets even if their record in snippets/ is current: every post, "
+        "or this post file (repeatable)",
+    )
     build_parser.set_defaults(run=_run_build)
+    _add_check_parser(commands)
+    _add_serve_parser(commands)
     return parser
 
 
@@ -80,6 +91,52 @@ def _add_site_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="print problems only")
 
 
+def _add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``serve``: build, serve on loopback, rebuild on save, reload the browser."""
+    parser = commands.add_parser(
+        "serve", help="preview the site: rebuild on every save, reload the browser"
+    )
+    _add_site_options(parser)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on (default: 8000; 0: any free)"
+    )
+    parser.add_argument("--no-drafts", dest="drafts", action="store_false", help="leave drafts out")
+    parser.add_argument(
+        "--no-future", dest="future", action="store_false", help="leave future posts out"
+    )
+    parser.set_defaults(run=_run_serve, drafts=True, future=True)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number")
+    return value
+
+
+def _run_serve(options: argparse.Namespace) -> int:
+    from raypress.serve import ServeOptions, serve
+
+    overrides = {
+        "output_dir": options.output_dir,
+        "baseurl": options.baseurl,
+        "url": options.url,
+        "drafts": options.drafts,
+        "future": options.future,
+        "jobs": options.jobs,
+        "execute": options.execute,
+        "snippet_timeout": options.snippet_timeout,
+        "ray_address": options.ray_address,
+    }
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return serve(
+        ServeOptions(options.root, options.config, given, options.host, options.port, options.quiet)
+    )
+
+
 def _run_build(options: argparse.Namespace) -> int:
     try:
         config = load_config(
@@ -100,7 +157,12 @@ def _run_build(options: argparse.Namespace) -> int:
         return 1
     started = time.perf_counter()
     now = datetime.now(config.zone)
-    stamp = current_stamp(config, now)
+    try:
+        rerun = _rerun(options.rerun, config.root)
+    except SourceError as exc:
+        print(exc.problem, file=sys.stderr)
+        return 1
+    stamp = None if rerun else current_stamp(config, now)
     if stamp is not None:
         if not options.quiet:
             print(
@@ -110,8 +172,103 @@ def _run_build(options: argparse.Namespace) -> int:
         return 0
     from raypress.pipeline import build  # Markdown, Pygments, Jinja2: only when building
 
-    report = build(config, now, log=None if options.quiet else _log)
+    try:
+        report = build(config, now, log=None if options.quiet else _log, rerun=rerun)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; the records of the posts that finished running are in "
+            f"{config.snippets_dir}/",
+            file=sys.stderr,
+        )
+        return 130
     print_report(report, config.output_dir, quiet=options.quiet)
+    return 0 if report.ok else 1
+
+
+def _rerun(values: list[str] | None, root: Path) -> bool | frozenset[str]:
+    """``--rerun`` as build() takes it: True (alone), or the named posts' paths."""
+    if not values:
+        return False
+    if "" in values:
+        return True
+    posts = set()
+    for value in values:
+        path = Path(value).resolve()
+        if not path.is_file():
+            raise SourceError(value, None, "--rerun: no such post file")
+        try:
+            posts.add(path.relative_to(root).as_posix())
+        except ValueError:
+            raise SourceError(value, None, "--rerun: the post is not in this project") from None
+    return frozenset(posts)
+
+
+def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``check``: run every post afresh and compare its outputs with snippets/ (for CI)."""
+    parser = commands.add_parser(
+        "check", help="re-run every post and compare its outputs with its record (for CI)"
+    )
+    _add_site_options(parser)
+    parser.add_argument("posts", nargs="*", metavar="POST", help="only these post files")
+    parser.add_argument(
+        "--update", action="store_true", help="rewrite the records instead of failing"
+    )
+    parser.add_argument(
+        "--twice", action="store_true", help="run each post twice; report output that varies"
+    )
+    parser.add_argument(
+        "--slowdown",
+        type=float,
+        metavar="N",
+        help="warn when a snippet is N times slower than its record (default 3)",
+    )
+    parser.add_argument("--fail-on-slowdown", action="store_true", help="make slow snippets errors")
+    parser.add_argument("--junit-xml", type=Path, metavar="PATH", help="write a JUnit report")
+    parser.set_defaults(run=_run_check)
+
+
+def _run_check(options: argparse.Namespace) -> int:
+    import os
+
+    from raypress.check import CheckOptions, check
+    from raypress.checkreport import console_lines, github_annotations, write_junit
+
+    try:
+        config = load_config(
+            options.root,
+            options.config,
+            drafts=options.drafts,
+            future=options.future,
+            jobs=options.jobs,
+            snippet_timeout=options.snippet_timeout,
+            ray_address=options.ray_address,
+        )
+        posts = _rerun(options.posts, config.root) if options.posts else frozenset()
+    except SourceError as exc:
+        print(exc.problem, file=sys.stderr)
+        return 1
+    if options.slowdown is not None and options.slowdown <= 1:
+        print("--slowdown must be more than 1", file=sys.stderr)
+        return 2
+    report = check(
+        config,
+        CheckOptions(
+            update=options.update,
+            twice=options.twice,
+            slowdown=options.slowdown,
+            fail_on_slowdown=options.fail_on_slowdown,
+            posts=posts if isinstance(posts, frozenset) else frozenset(),
+        ),
+        log=None if options.quiet else _log,
+    )
+    for line, is_error in console_lines(report):
+        if is_error or not options.quiet or line.startswith(report.summary):
+            print(line, file=sys.stderr if is_error else sys.stdout, flush=True)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in github_annotations(report):
+            print(line)
+    if options.junit_xml is not None:
+        write_junit(report, options.junit_xml)
     return 0 if report.ok else 1
 
 
@@ -123,6 +280,11 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
     """Problems to stderr, one line each; a one-line summary to stdout."""
     for problem in report.problems + report.execution_problems:
         print(problem, file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not quiet:
+        for note in report.notes:
+            print(note)
     if report.execution_problems and not report.problems:
         count = len(report.execution_problems)
         print(
@@ -157,6 +319,8 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
         if write is None or not write.changed
         else (f"{write.written} written, {write.linked} unchanged, {write.removed} removed")
     )
+    if report.reused:
+        skipped.insert(0, f"{report.reused} post(s) from snippets/")
     if report.executed:
         skipped.insert(0, f"ran the snippets of {report.executed} post(s)")
     extra = f"; {'; '.join(skipped)}" if skipped else ""

@@ -41,6 +41,7 @@ class Config:
     static_dir: str = "static"
     output_dir: str = "_site"
     cache_dir: str = ".raypress-cache"
+    snippets_dir: str = "snippets"  # frozen results of the posts' snippets (committed)
     permalink: str = "pretty"
     posts_per_page: int = 10
     feed_entries: int = 20
@@ -63,6 +64,7 @@ class Config:
     output_cap_bytes: int = 100_000  # per snippet and stream; the rest is cut with a note
     ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
     ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
+    check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
 
     @property
     def posts_path(self) -> Path:
@@ -83,6 +85,10 @@ class Config:
     @property
     def cache_path(self) -> Path:
         return self.root / self.cache_dir
+
+    @property
+    def snippets_path(self) -> Path:
+        return self.root / self.snippets_dir
 
     @property
     def permalink_pattern(self) -> str:
@@ -109,7 +115,10 @@ def load_config(root: Path, config_file: Path | None = None, **overrides: Any) -
     source = _find_config_file(root, config_file)
     if source is not None:
         values = _read_table(source, root)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _check_timeouts(given, "command line")
+    _check_timeouts(values, _display(source, root) if source else "command line")
+    values.update(given)
     config = Config(root=root, **values)
     _check_values(config, _display(source, root) if source else "command line")
     return config
@@ -154,6 +163,7 @@ def _read_table(path: Path, root: Path) -> dict[str, Any]:
             "str": isinstance(value, str),
             "int": isinstance(value, int) and not isinstance(value, bool),
             "bool": isinstance(value, bool),
+            "float": isinstance(value, int | float) and not isinstance(value, bool),
         }[str(expected)]
         if not ok:
             raise SourceError(name, None, f"option {key!r} must be {expected}, not {value!r}")
@@ -170,6 +180,24 @@ def _toml_line(exc: Exception) -> int | None:
     return line
 
 
+def _check_timeouts(values: dict[str, Any], name: str) -> None:
+    """Timeouts must be positive seconds (0 means no whole-post limit)."""
+    if values.get("snippet_timeout", 1) <= 0:
+        flag = " (--timeout)" if name == "command line" else ""
+        raise SourceError(
+            name,
+            None,
+            f"snippet_timeout{flag} must be positive seconds, not {values['snippet_timeout']}",
+        )
+    if values.get("post_timeout", 0) < 0:
+        raise SourceError(
+            name,
+            None,
+            f"post_timeout must be positive seconds (or 0 for no limit), not "
+            f"{values['post_timeout']}",
+        )
+
+
 def _check_values(config: Config, name: str) -> None:
     if config.url.endswith("/"):
         raise SourceError(name, None, f"url {config.url!r} must not end with '/'")
@@ -179,6 +207,17 @@ def _check_values(config: Config, name: str) -> None:
         )
     if config.posts_per_page < 1:
         raise SourceError(name, None, "posts_per_page must be at least 1")
+    if config.check_slowdown <= 1:
+        raise SourceError(name, None, "check_slowdown must be more than 1 (a factor)")
+    others = {config.posts_dir, config.templates_dir, config.static_dir, config.output_dir}
+    snippets = config.snippets_dir.strip("/")
+    if snippets in ("", ".") or snippets in {o.strip("/") for o in others}:
+        raise SourceError(
+            name,
+            None,
+            f"snippets_dir {config.snippets_dir!r} must be a folder of its own",
+            "the default is 'snippets'",
+        )
     if not config.permalink_pattern.startswith("/"):
         raise SourceError(
             name,

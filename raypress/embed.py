@@ -146,10 +146,13 @@ def _outputs(snippet: Snippet, result: SnippetResult, figures: list[Figure]) -> 
 def _caption(snippet: Snippet, result: SnippetResult | None) -> str:
     number = snippet.index + 1
     link = f'<a href="#snippet-{number}">snippet {number}</a>'
-    if result is None or result.status in _NOT_RUN:
-        return f'<figcaption class="snippet-meta">{link}</figcaption>'
+    if result is None or result.status in _NOT_RUN or result.wall_s <= 0:
+        return f'<figcaption class="snippet-meta">{link}</figcaption>'  # nothing was timed
     wall, cpu = format_duration(result.wall_s), format_duration(result.cpu_s)
-    if result.repeat is not None:
+    if result.status in ("timed-out", "died"):  # stopped from outside: CPU time unknown
+        timing = wall
+        title = f"wall time {wall} until the session was stopped (CPU time not measured)"
+    elif result.repeat is not None:
         stats = result.repeat
         spread = format_duration(stats.stdev_s)
         timing = f"{wall} ± {spread} (median of {stats.n})"

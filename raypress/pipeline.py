@@ -6,6 +6,7 @@ hide another; if there is any problem, nothing is written and the previous site 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 import time
@@ -20,10 +21,20 @@ from raypress.content import Post, find_post_files, read_post
 from raypress.embed import embed_results
 from raypress.errors import Problem, SourceError
 from raypress.execution.model import PostExecution, PostRun
+from raypress.freeze import (
+    FreezePlan,
+    Rerun,
+    plan_freeze,
+    refresh_script,
+    remove_stale,
+    save_record,
+    should_save,
+)
+from raypress.inputs import InstalledVersions
 from raypress.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.paths import display_path
 from raypress.render import TIMINGS_URL, Theme, available_layouts, render_pages, timings_id
-from raypress.runner import describe, plan_runs, run_posts
+from raypress.runner import PostExecutor, describe, plan_runs, run_posts, runnable
 from raypress.script import percent_script, script_name
 from raypress.site import (
     OutputFile,
@@ -33,7 +44,14 @@ from raypress.site import (
     collect_static,
     write_site,
 )
-from raypress.stamp import BuildStamp, current_stamp, input_digest, save_stamp
+from raypress.stamp import (
+    BuildStamp,
+    current_stamp,
+    frozen_digest,
+    input_digest,
+    save_stamp,
+    stamp_digest,
+)
 from raypress.views import PostView, execution_view, link_neighbours, post_view
 
 
@@ -48,6 +66,10 @@ class BuildReport:
     parsed: int = 0  # bodies parsed this time (the rest came from the cache)
     up_to_date: bool = False  # nothing changed since the last build: nothing was done
     executed: int = 0  # posts whose snippets ran
+    reused: int = 0  # posts whose results came from their record in snippets/
+    unrecorded: tuple[str, ...] = ()  # --no-exec: posts shown without outputs (no record)
+    notes: tuple[str, ...] = ()  # for the console: records written, removed, ...
+    warnings: tuple[str, ...] = ()  # unusable records (re-run), records that could not be written
     problems: tuple[Problem, ...] = ()  # in the input: nothing was written
     execution_problems: tuple[Problem, ...] = ()  # snippets that failed: the site was written
     write: WriteReport | None = None
@@ -73,12 +95,21 @@ def build(
     config: Config,
     now: datetime | None = None,
     log: Callable[[str], None] | None = None,
+    rerun: Rerun = False,
+    executor: PostExecutor | None = None,
+    theme: Theme | None = None,
+    rendered: Callable[[list[OutputFile], list[StaticFile]], None] | None = None,
 ) -> BuildReport:
     """Build the site described by ``config`` into its output folder.
 
     ``log`` receives progress lines (a post finished running, notes of the build log).
     Problems in the input stop the build before anything runs or is written; snippets
     that fail are reported too, but the site is written (their errors are on the pages).
+    Posts whose record in snippets/ is current are not run (``rerun``: True for all, or
+    a set of ``posts/x.md``, runs them anyway); every finished run writes its record.
+    For a long-lived caller (``serve``): ``executor`` runs the posts instead of a new
+    engine, ``theme`` keeps compiled templates between builds, and ``rendered`` receives
+    the site's files once they are all rendered without problems, before they are written.
     """
     started = time.perf_counter()
     stages: dict[str, float] = {}
@@ -94,7 +125,7 @@ def build(
         check_output_folder(config)
     except SourceError as exc:
         return BuildReport(problems=(exc.problem,), seconds=time.perf_counter() - started)
-    stamp = current_stamp(config, now)
+    stamp = None if rerun else current_stamp(config, now)
     if stamp is not None:
         return BuildReport(
             posts=stamp.posts,
@@ -103,7 +134,7 @@ def build(
             seconds=time.perf_counter() - started,
         )
     digest = input_digest(config)
-    theme = Theme(config)
+    theme = theme or Theme(config)
     layouts = available_layouts(config)
 
     mark = started
@@ -122,16 +153,31 @@ def build(
     problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
     mark = timed("parse", mark)
 
-    runs = [] if problems else plan_runs(posts, bodies, config)
-    execution = run_posts(
-        runs, config, progress=(lambda r: log(describe(r))) if log else None, log=log
-    )
+    candidates = [] if problems else [p for p in posts if runnable(p, bodies.get(p.source))]
+    versions = InstalledVersions()
+    frozen = plan_freeze(candidates, bodies, config, rerun, versions)
+    problems += frozen.problems
+    warnings = list(frozen.notes)
+    to_run = [p for p in candidates if p.source in frozen.reasons]
+    runs = [] if problems else plan_runs(to_run, bodies, config)
+    saved: list[str] = []
+
+    def finished(result: PostExecution) -> None:
+        warning = _save_run(result, to_run, bodies, frozen, config, versions, saved)
+        if warning:
+            warnings.append(warning)
+        if log:
+            reason = frozen.reasons.get(result.post)
+            log(describe(result) + (f" ({reason})" if reason else ""))
+
+    execution = run_posts(runs, config, progress=finished, log=log, executor=executor)
     for message in execution.messages:
         if log:
             log(message)
+    executions = {**frozen.reused, **execution.executions}
     mark = timed("execute", mark)
 
-    views, extra_files = post_views(posts, bodies, execution.executions, config, now)
+    views, extra_files = post_views(posts, bodies, executions, config, now, frozen.unrecorded)
     files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
     files += extra_files
     problems += render_problems
@@ -147,18 +193,90 @@ def build(
         future_skipped=sum(1 for p in all_posts if p.is_future(now) and not config.future),
         parsed=parsed,
         executed=len(runs),
+        reused=len(frozen.reused),
+        unrecorded=tuple(sorted(frozen.unrecorded)),
         problems=tuple(sorted(set(problems), key=_problem_order)),
         execution_problems=tuple(sorted(set(execution.problems), key=_problem_order)),
     )
     if problems:
         return _finish(report, started, stages)
+    if rendered is not None:
+        rendered(files, static)
     written = write_site(config, files, static)
     cache.save()
+    notes = _tidy_snippets(config, posts, bodies, frozen, saved)
     if not execution.problems:  # a failing snippet must fail the next build too
         due = [p.date for p in all_posts if p.is_future(now) and not config.future]
-        save_stamp(config, BuildStamp(digest, min(due, default=None), len(posts), len(files)))
+        digest = stamp_digest(digest, frozen_digest(config, frozen.watched))
+        stamp = BuildStamp(digest, min(due, default=None), len(posts), len(files), frozen.watched)
+        save_stamp(config, stamp)
     timed("write", mark)
-    return _finish(BuildReport(**{**_fields(report), "write": written}), started, stages)
+    extra = {"write": written, "notes": tuple(notes), "warnings": tuple(warnings)}
+    return _finish(BuildReport(**{**_fields(report), **extra}), started, stages)
+
+
+def _save_run(
+    result: PostExecution,
+    posts: list[Post],
+    bodies: dict[str, ParsedBody],
+    frozen: FreezePlan,
+    config: Config,
+    versions: InstalledVersions,
+    saved: list[str],
+) -> str | None:
+    """Write the record of a post that just ran, if its run finished; a warning if not."""
+    post = next(p for p in posts if p.source == result.post)
+    body = bodies[post.source]
+    if not should_save(result, body):
+        status = result.status
+        return f"{post.source}: the run did not finish ({status}); its record was not updated"
+    try:
+        saved.append(
+            save_record(
+                config,
+                post,
+                body,
+                frozen.inputs[post.source],
+                result,
+                versions,
+                post_script(post, body, config),
+            )
+        )
+    except OSError as exc:
+        return f"{post.source}: cannot write its record in {config.snippets_dir}/: {exc}"
+    return None
+
+
+def _tidy_snippets(
+    config: Config,
+    posts: list[Post],
+    bodies: dict[str, ParsedBody],
+    frozen: FreezePlan,
+    saved: list[str],
+) -> list[str]:
+    """After a build: refresh the scripts of reused records, remove records of posts that
+    no longer exist; what was done, for the console."""
+    notes = [f"wrote {len(saved)} record(s) in {config.snippets_dir}/"] if saved else []
+    if config.execute:
+        for post in posts:
+            if post.source in frozen.reused:
+                with contextlib.suppress(OSError):  # a copy for reviewers; the site has its own
+                    refresh_script(config, post, post_script(post, bodies[post.source], config))
+    files, _ = find_post_files(config)
+    sources = [display_path(path, config.root) for path in files]
+    removed = remove_stale(config, sources)
+    notes += [f"removed {path} (its post no longer exists)" for path in removed]
+    notes += [
+        f"{source}: not executed ({reason}); shown without outputs"
+        for source, reason in sorted(frozen.unrecorded.items())
+    ]
+    return notes
+
+
+def post_script(post: Post, body: ParsedBody, config: Config) -> str:
+    """The post's code as a Jupytext percent script (published beside the page and kept
+    in snippets/)."""
+    return percent_script(post, body, config.url + config.baseurl + post.url)
 
 
 def post_run_for_file(path: Path, config: Config) -> PostRun | None:
@@ -236,9 +354,11 @@ def post_views(
     executions: dict[str, PostExecution],
     config: Config,
     now: datetime,
+    unrecorded: dict[str, str] | None = None,
 ) -> tuple[list[PostView], list[OutputFile]]:
     """Template views of the posts that parsed, newest first, linked to their neighbours,
-    and the files published beside each page: its snippets' figures and its script."""
+    and the files published beside each page: its snippets' figures and its script.
+    ``unrecorded`` posts (--no-exec, no record) are marked as not executed."""
     views: list[PostView] = []
     files: list[OutputFile] = []
     for post in posts:
@@ -250,14 +370,16 @@ def post_views(
         folder = posixpath.dirname(post.output_file)
         script_path = posixpath.join(folder, script_name(post))
         if body.snippets:
-            script = percent_script(post, body, config.url + config.baseurl + post.url)
+            script = post_script(post, body, config)
             files.append(OutputFile(script_path, script.encode(), post.source))
         run = None
         if execution is not None:
             run = execution_view(
                 post, body, execution, "/" + script_path, f"{TIMINGS_URL}#{timings_id(post.url)}"
             )
-        views.append(post_view(post, body, embedded.html, config, now, run))
+        view = post_view(post, body, embedded.html, config, now, run)
+        view.unexecuted = (unrecorded or {}).get(post.source)
+        views.append(view)
         files += [
             OutputFile(posixpath.join(folder, f.name), f.data, post.source)
             for f in embedded.figures

@@ -225,7 +225,7 @@ def render_pages(
         TIMINGS_URL,
         "timings",
         posts=[v for v in views if v.execution is not None],
-        not_run=[v for v in views if v.execution is None],
+        not_run=[v for v in views if v.execution is None and v.snippet_count],
         row_id=timings_id,
     )
 

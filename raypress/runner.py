@@ -7,8 +7,9 @@ It turns Posts and their ParsedBodies into :class:`PostRun` requests for
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from raypress.config import Config
 from raypress.content import Post
@@ -27,6 +28,11 @@ class ExecutionReport:
     seconds: float = 0.0
 
 
+def runnable(post: Post, body: ParsedBody | None) -> bool:
+    """True when the post has snippets to run and may run them (whether or not it will)."""
+    return body is not None and post.execute and any(s.options.eval for s in body.snippets)
+
+
 def plan_runs(posts: list[Post], bodies: dict[str, ParsedBody], config: Config) -> list[PostRun]:
     """A PostRun for every post that has snippets to run and may run them."""
     if not config.execute:
@@ -34,7 +40,7 @@ def plan_runs(posts: list[Post], bodies: dict[str, ParsedBody], config: Config) 
     runs: list[PostRun] = []
     for post in posts:
         body = bodies.get(post.source)
-        if body is None or not post.execute or not any(s.options.eval for s in body.snippets):
+        if body is None or not runnable(post, body):
             continue
         runs.append(
             PostRun(
@@ -65,18 +71,31 @@ def execution_settings(config: Config, log: Callable[[str], None] | None) -> Exe
     )
 
 
+class PostExecutor(Protocol):
+    """Something that runs posts, e.g. an execution engine kept warm by ``serve``."""
+
+    def run(
+        self, runs: Sequence[PostRun], progress: Callable[[PostExecution], None] | None = None
+    ) -> list[PostExecution]: ...
+
+
 def run_posts(
     runs: list[PostRun],
     config: Config,
     progress: Callable[[PostExecution], None] | None = None,
     log: Callable[[str], None] | None = None,
+    executor: PostExecutor | None = None,
 ) -> ExecutionReport:
-    """Execute ``runs`` (all posts in parallel sessions); collect results and problems."""
+    """Execute ``runs`` (all posts in parallel sessions); collect results and problems.
+    ``executor``: run them there (a long-lived engine) instead of a new one."""
     if not runs:
         return ExecutionReport({}, (), ())
-    from raypress.execution import execute_posts  # starts processes: only when needed
+    if executor is not None:
+        results = executor.run(runs, progress)
+    else:
+        from raypress.execution import execute_posts  # starts processes: only when needed
 
-    results = execute_posts(runs, execution_settings(config, log), progress)
+        results = execute_posts(runs, execution_settings(config, log), progress)
     problems: list[Problem] = []
     messages: list[str] = []
     for result in results:

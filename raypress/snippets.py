@@ -17,6 +17,7 @@ from raypress.errors import SourceError
 from raypress.frontmatter import bad_scalar, yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
+COMPARE_MODES = ("strict", "loose", "none")
 OPTION_PREFIX = "#|"
 
 
@@ -32,6 +33,7 @@ class SnippetOptions:
     timeout: float | None = None  # seconds; None: the post's or the build's default
     repeat: int = 1  # time the snippet this many times (median and spread)
     deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
+    compare: str = "strict"  # how `check` compares its output: strict, loose or none
 
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
@@ -43,6 +45,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
     "repeat": (int,),
     "deps": (list, str),
+    "compare": (str,),
 }
 
 
@@ -157,6 +160,14 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
     if "timeout" in values and values["timeout"] <= 0:
         raise SourceError(
             path, lines["timeout"], "snippet option 'timeout' must be positive seconds", None
+        )
+    if "compare" in values and values["compare"] not in COMPARE_MODES:
+        raise SourceError(
+            path,
+            lines["compare"],
+            f"snippet option 'compare' must be one of {', '.join(COMPARE_MODES)}, "
+            f"not {values['compare']!r}",
+            "loose: numbers and spacing may vary; none: the output is not compared",
         )
     if "repeat" in values and values["repeat"] < 1:
         raise SourceError(path, lines["repeat"], "snippet option 'repeat' must be at least 1", None)

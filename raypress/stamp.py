@@ -4,6 +4,11 @@ The stamp hashes the configuration, raypress's version and the size, mtime and l
 target of every file under posts/, templates/ and static/ (a few milliseconds for
 thousands of files, no file is opened). It also remembers when the next future-dated
 post becomes due, since the passing of time changes the site too.
+
+Frozen results count as inputs: the files under snippets/ (hashed when the build ends,
+after it wrote its records), the files outside posts/ that posts declare or import
+(``watched``), and the environment their records were measured in (the Python version
+and the installed packages' folders, whose mtime changes when a package is installed).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +36,7 @@ class BuildStamp:
     next_due: datetime | None  # the earliest future post left out, if any
     posts: int = 0
     pages: int = 0
+    watched: tuple[str, ...] = ()  # files outside the input folders that records depend on
 
 
 def input_digest(config: Config) -> str:
@@ -39,7 +47,27 @@ def input_digest(config: Config) -> str:
     for folder in _input_folders(config):
         for entry in _scan(folder):
             digest.update(entry.encode("utf-8", "surrogateescape"))
+    digest.update(sys.version.encode())
+    for folder in sys.path:  # an installed or upgraded package changes these folders
+        if folder.endswith(("site-packages", "dist-packages")):
+            digest.update("".join(_scan_one(folder)).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def frozen_digest(config: Config, watched: Iterable[str] = ()) -> str:
+    """Hash of the metadata of every file under snippets/ and of the ``watched`` files."""
+    digest = hashlib.sha256()
+    for entry in _scan(config.snippets_path):
+        digest.update(entry.encode("utf-8", "surrogateescape"))
+    for path in sorted(watched):
+        digest.update("".join(_scan_one(path)).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def stamp_digest(inputs: str, frozen: str) -> str:
+    """The digest a stamp keeps: the inputs read at the start of a build, and the frozen
+    results as the build left them."""
+    return hashlib.sha256(f"{inputs}|{frozen}".encode()).hexdigest()
 
 
 def read_stamp(config: Config) -> BuildStamp | None:
@@ -52,6 +80,7 @@ def read_stamp(config: Config) -> BuildStamp | None:
             datetime.fromisoformat(due) if due else None,
             int(data["posts"]),
             int(data["pages"]),
+            tuple(str(p) for p in data.get("watched", [])),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -60,7 +89,13 @@ def read_stamp(config: Config) -> BuildStamp | None:
 def save_stamp(config: Config, stamp: BuildStamp) -> None:
     """Record the inputs of a successful build."""
     due = stamp.next_due.isoformat() if stamp.next_due else None
-    fields = {"digest": stamp.digest, "next_due": due, "posts": stamp.posts, "pages": stamp.pages}
+    fields = {
+        "digest": stamp.digest,
+        "next_due": due,
+        "posts": stamp.posts,
+        "pages": stamp.pages,
+        "watched": list(stamp.watched),
+    }
     data = json.dumps(fields).encode()
     atomic_write(config.cache_path / STAMP_NAME, data, durable=False)
 
@@ -75,7 +110,10 @@ def is_current(stamp: BuildStamp | None, digest: str, now: datetime) -> bool:
 def current_stamp(config: Config, now: datetime) -> BuildStamp | None:
     """The last build's stamp if the site is up to date (inputs unchanged, output intact)."""
     stamp = read_stamp(config)
-    if is_current(stamp, input_digest(config), now) and output_intact(config):
+    if stamp is None:
+        return None
+    digest = stamp_digest(input_digest(config), frozen_digest(config, stamp.watched))
+    if is_current(stamp, digest, now) and output_intact(config):
         return stamp
     return None
 
@@ -122,6 +160,14 @@ def _scan(path: Path) -> list[str]:
             except OSError as exc:
                 rows.append(f"{entry.path}|error|{exc.errno}\n")
     return sorted(rows)
+
+
+def _scan_one(path: str) -> list[str]:
+    """The row of one file or folder (not its contents)."""
+    try:
+        return [_row(path, os.stat(path), "")]  # noqa: PTH116
+    except OSError as exc:
+        return [f"{path}|error|{exc.errno}\n"]
 
 
 def _row(path: str, stat: os.stat_result, link: str) -> str:

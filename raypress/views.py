@@ -91,6 +91,7 @@ class PostView:
     excerpt_text: str
     reading_time: int
     word_count: int
+    snippet_count: int
     toc: tuple[TocEntry, ...]
     draft: bool
     future: bool
@@ -98,6 +99,7 @@ class PostView:
     feed_id: str
     extra: dict[str, Any]
     execution: Any = None
+    unexecuted: str | None = None  # --no-exec and no record: why there are no outputs
     previous: PostView | None = field(default=None, repr=False)
     next: PostView | None = field(default=None, repr=False)
 
@@ -190,6 +192,7 @@ def post_view(
         excerpt_text=post.description or body.excerpt_text,
         reading_time=max(1, math.ceil(body.word_count / config.words_per_minute)),
         word_count=body.word_count,
+        snippet_count=len(body.snippets),
         toc=body.toc,
         draft=post.draft,
         future=post.is_future(now),

@@ -1,8 +1,10 @@
 """Golden snapshots of the example site: every post page, the index, feed.xml, sitemap.xml.
 
-The repository's own ``posts/`` and ``templates/`` are built with a fixed configuration
-and a fixed "now", and each page is compared byte for byte with ``tests/golden/``.
-Nothing is normalised: the build is deterministic.
+The repository's own ``posts/``, ``templates/`` and ``snippets/`` (the committed records of
+the posts' results) are built with a fixed configuration and a fixed "now", rendering
+from the records without running anything (``execute = false``, as ``--no-exec``), and
+each page is compared byte for byte with ``tests/golden/``. Nothing is normalised: the
+build is deterministic, and the pages show the frozen outputs and timings.
 
 After an intended change to the posts, the theme or the rendering, refresh the snapshots
 with::
@@ -27,6 +29,7 @@ from raypress.config import load_config
 from raypress.pipeline import build
 
 GOLDEN = Path(__file__).parent / "golden"
+SNIPPETS = EXAMPLE_POSTS.parent / "snippets"
 UPDATE = os.environ.get("RAYPRESS_UPDATE_GOLDEN") == "1"
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CONFIG = """\
@@ -62,9 +65,12 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("golden") / "project"
     shutil.copytree(TEMPLATES, root / "templates")
     shutil.copytree(EXAMPLE_POSTS, root / "posts")
+    shutil.copytree(SNIPPETS, root / "snippets")
     (root / "site.toml").write_text(CONFIG, encoding="utf-8")
     report = build(load_config(root), now=FIXED_NOW)
     assert report.ok, "\n".join(map(str, report.problems))
+    assert not report.unrecorded, f"posts without a record in snippets/: {report.unrecorded}"
+    assert report.reused == len(list(EXAMPLE_POSTS.glob("*.md")))
     site = root / "_site"
     if UPDATE:
         shutil.rmtree(GOLDEN, ignore_errors=True)
@@ -114,6 +120,7 @@ def test_two_builds_are_identical(tmp_path: Path, example_site: Path) -> None:
     root = tmp_path / "again"
     shutil.copytree(TEMPLATES, root / "templates")
     shutil.copytree(EXAMPLE_POSTS, root / "posts")
+    shutil.copytree(SNIPPETS, root / "snippets")
     (root / "site.toml").write_text(CONFIG, encoding="utf-8")
     assert build(load_config(root), now=FIXED_NOW).ok
     for name in snapshot_names(example_site):
