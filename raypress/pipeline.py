@@ -198,12 +198,12 @@ def build(
         problems=tuple(sorted(set(problems), key=_problem_order)),
         execution_problems=tuple(sorted(set(execution.problems), key=_problem_order)),
     )
+    cache.save()  # what parsed is worth keeping, whether or not this build can be written
     if problems:
         return _finish(report, started, stages)
     if rendered is not None:
         rendered(files, static)
     written = write_site(config, files, static)
-    cache.save()
     notes = _tidy_snippets(config, posts, bodies, frozen, saved)
     if not execution.problems:  # a failing snippet must fail the next build too
         due = [p.date for p in all_posts if p.is_future(now) and not config.future]

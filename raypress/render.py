@@ -72,7 +72,10 @@ class Theme:
     def __init__(self, config: Config):
         self.config = config
         self.site: SiteView = site_view(config)
+        bytecode = config.cache_path / "jinja"  # compiled templates, reused across builds
+        bytecode.mkdir(parents=True, exist_ok=True)
         self.env = jinja2.Environment(
+            bytecode_cache=jinja2.FileSystemBytecodeCache(str(bytecode)),
             loader=jinja2.FileSystemLoader(config.templates_path),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
