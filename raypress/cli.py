@@ -120,38 +120,34 @@ def _port(text: str) -> int:
 def _run_serve(options: argparse.Namespace) -> int:
     from raypress.serve import ServeOptions, serve
 
-    overrides = {
-        "output_dir": options.output_dir,
-        "baseurl": options.baseurl,
-        "url": options.url,
-        "drafts": options.drafts,
-        "future": options.future,
-        "jobs": options.jobs,
-        "execute": options.execute,
-        "snippet_timeout": options.snippet_timeout,
-        "ray_address": options.ray_address,
-    }
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given = _config_overrides(options)
     return serve(
         ServeOptions(options.root, options.config, given, options.host, options.port, options.quiet)
     )
 
 
+_CONFIG_FLAGS = (
+    "output_dir",
+    "baseurl",
+    "url",
+    "drafts",
+    "future",
+    "jobs",
+    "execute",
+    "snippet_timeout",
+    "ray_address",
+)
+
+
+def _config_overrides(options: argparse.Namespace) -> dict[str, object]:
+    """The configuration keys this command's flags set (flags it lacks or left unset: none)."""
+    values = {key: getattr(options, key, None) for key in _CONFIG_FLAGS}
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _run_build(options: argparse.Namespace) -> int:
     try:
-        config = load_config(
-            options.root,
-            options.config,
-            output_dir=options.output_dir,
-            baseurl=options.baseurl,
-            url=options.url,
-            drafts=options.drafts,
-            future=options.future,
-            jobs=options.jobs,
-            execute=options.execute,
-            snippet_timeout=options.snippet_timeout,
-            ray_address=options.ray_address,
-        )
+        config = load_config(options.root, options.config, **_config_overrides(options))
     except SourceError as exc:
         print(exc.problem, file=sys.stderr)
         return 1
@@ -234,15 +230,7 @@ def _run_check(options: argparse.Namespace) -> int:
     from raypress.checkreport import console_lines, github_annotations, write_junit
 
     try:
-        config = load_config(
-            options.root,
-            options.config,
-            drafts=options.drafts,
-            future=options.future,
-            jobs=options.jobs,
-            snippet_timeout=options.snippet_timeout,
-            ray_address=options.ray_address,
-        )
+        config = load_config(options.root, options.config, **_config_overrides(options))
         posts = _rerun(options.posts, config.root) if options.posts else frozenset()
     except SourceError as exc:
         print(exc.problem, file=sys.stderr)
