@@ -77,13 +77,18 @@ class BuildFailed(RuntimeError):
 # ------------------------------------------------------------------------------ running
 
 
-def run(command: Sequence[str | os.PathLike[str]], cwd: Path, inner: Callable[[str], float | None]
-        ) -> Run:
+def run(
+    command: Sequence[str | os.PathLike[str]], cwd: Path, inner: Callable[[str], float | None]
+) -> Run:
     """Run one build as a child process; raise BuildFailed if it fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
-        [str(c) for c in command], cwd=cwd, env=CHILD_ENV, capture_output=True, text=True,
+        [str(c) for c in command],
+        cwd=cwd,
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
         check=False,
     )
     wall = time.perf_counter() - started
@@ -150,8 +155,13 @@ def check_posts(result: Result, expected: int, pattern: str) -> None:
 # ------------------------------------------------------------------------------ scenarios
 
 
-def bench_raypress(corpus: corpus_module.Corpus, repeat: int, jobs: int | None,
-                   with_rebuilds: bool, progress: Callable[[str], None]) -> list[Result]:
+def bench_raypress(
+    corpus: corpus_module.Corpus,
+    repeat: int,
+    jobs: int | None,
+    with_rebuilds: bool,
+    progress: Callable[[str], None],
+) -> list[Result]:
     root = corpus.raypress_root
     count = len(corpus.posts)
     cold = Result("raypress cold", count)
@@ -177,8 +187,9 @@ def bench_raypress(corpus: corpus_module.Corpus, repeat: int, jobs: int | None,
     return [cold, unchanged, edited]
 
 
-def bench_pelican(corpus: corpus_module.Corpus, repeat: int, progress: Callable[[str], None]
-                  ) -> Result:
+def bench_pelican(
+    corpus: corpus_module.Corpus, repeat: int, progress: Callable[[str], None]
+) -> Result:
     root = corpus.pelican_root
     result = Result("pelican cold", len(corpus.posts))
     for number in range(repeat):
@@ -203,8 +214,9 @@ print(json.dumps({"ok": report.ok, "stages": stages}))
 """
 
 
-def stage_breakdown(corpus: corpus_module.Corpus, jobs: int | None
-                    ) -> list[tuple[str, dict[str, float]]]:
+def stage_breakdown(
+    corpus: corpus_module.Corpus, jobs: int | None
+) -> list[tuple[str, dict[str, float]]]:
     """raypress's own per-stage timings (BuildReport.stage_seconds) for a cold build, a
     no-change rebuild and a one-edit rebuild, each in a fresh child process; [] if the
     API is not there."""
@@ -221,7 +233,9 @@ def stage_breakdown(corpus: corpus_module.Corpus, jobs: int | None
             prepare(root)
         done = subprocess.run(
             [PYTHON, "-c", STAGES_SCRIPT, str(root), str(jobs or 0)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         try:
             data = json.loads(done.stdout.strip().splitlines()[-1])
@@ -251,8 +265,9 @@ def profile(corpus: corpus_module.Corpus, jobs: int | None) -> list[tuple[str, s
         done = run(raypress_command(root, case_jobs, profile=True), root, raypress_seconds)
         lines = done.stdout.splitlines()
         start = next((i for i, line in enumerate(lines) if "function calls" in line), 0)
-        header = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")),
-                      start)
+        header = next(
+            (i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), start
+        )
         tops.append((name, "\n".join(lines[start : header + 1 + PROFILE_LINES])))
     return tops
 
@@ -316,28 +331,40 @@ def seconds(value: float) -> str:
 
 
 def table(results: list[Result]) -> list[str]:
-    head = ("build", "posts", "runs", "wall best", "wall median", "in-process best",
-            "in-process median", "CPU median", "per post")
+    head = (
+        "build",
+        "posts",
+        "runs",
+        "wall best",
+        "wall median",
+        "in-process best",
+        "in-process median",
+        "CPU median",
+        "per post",
+    )
     rows = [head]
     for r in results:
         inner = r.inners
         per_post = min(r.walls) / r.posts * 1000 if "cold" in r.name else None
-        rows.append((
-            r.name,
-            f"{r.posts:,}",
-            str(len(r.runs)),
-            seconds(min(r.walls)),
-            seconds(statistics.median(r.walls)),
-            seconds(min(inner)) if inner else "?",
-            seconds(statistics.median(inner)) if inner else "?",
-            seconds(statistics.median(r.cpus)),
-            f"{per_post:.1f} ms" if per_post is not None else "",
-        ))
+        rows.append(
+            (
+                r.name,
+                f"{r.posts:,}",
+                str(len(r.runs)),
+                seconds(min(r.walls)),
+                seconds(statistics.median(r.walls)),
+                seconds(min(inner)) if inner else "?",
+                seconds(statistics.median(inner)) if inner else "?",
+                seconds(statistics.median(r.cpus)),
+                f"{per_post:.1f} ms" if per_post is not None else "",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = []
     for number, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:],
-                                                                           strict=True)]
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
         lines.append("  ".join(cells).rstrip())
         if number == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -347,20 +374,34 @@ def table(results: list[Result]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=1000, help="raypress corpus size")
-    parser.add_argument("--pelican-posts", type=int, default=200,
-                        help="corpus size for the Pelican comparison (0: skip Pelican)")
+    parser.add_argument(
+        "--pelican-posts",
+        type=int,
+        default=200,
+        help="corpus size for the Pelican comparison (0: skip Pelican)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each build")
     parser.add_argument("--jobs", type=int, help="passed to raypress --jobs (default: its own)")
     parser.add_argument("--seed", type=int, default=corpus_module.DEFAULT_SEED)
-    parser.add_argument("--work", type=Path, default=BENCH / "_work",
-                        help="folder for the corpora (default: bench/_work)")
-    parser.add_argument("--no-stages", dest="stages", action="store_false",
-                        help="skip the per-stage breakdown (one more cold, no-change and "
-                        "one-edit build)")
-    parser.add_argument("--profile", action="store_true",
-                        help=f"also print the top {PROFILE_LINES} cProfile lines (cumtime) of a "
-                        "cold build (default jobs and --jobs 1), a no-change rebuild and a "
-                        "one-edit rebuild")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=BENCH / "_work",
+        help="folder for the corpora (default: bench/_work)",
+    )
+    parser.add_argument(
+        "--no-stages",
+        dest="stages",
+        action="store_false",
+        help="skip the per-stage breakdown (one more cold, no-change and one-edit build)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help=f"also print the top {PROFILE_LINES} cProfile lines (cumtime) of a "
+        "cold build (default jobs and --jobs 1), a no-change rebuild and a "
+        "one-edit rebuild",
+    )
     args = parser.parse_args(argv)
     if args.posts < 1 or args.repeat < 1 or args.pelican_posts < 0:
         parser.error("--posts and --repeat must be at least 1, --pelican-posts at least 0")
@@ -375,13 +416,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress(f"writing the corpus into {args.work}")
     big = corpus_module.write_corpus(
-        args.work / f"corpus-{args.posts}", args.posts, args.seed,
+        args.work / f"corpus-{args.posts}",
+        args.posts,
+        args.seed,
         pelican=args.pelican_posts == args.posts,
     )
     small = None
     if args.pelican_posts:
-        small = big if args.pelican_posts == args.posts else corpus_module.write_corpus(
-            args.work / f"corpus-{args.pelican_posts}", args.pelican_posts, args.seed
+        small = (
+            big
+            if args.pelican_posts == args.posts
+            else corpus_module.write_corpus(
+                args.work / f"corpus-{args.pelican_posts}", args.pelican_posts, args.seed
+            )
         )
     posts = big.posts
     fences = sum(p.body.count("```") // 2 for p in posts)
@@ -422,8 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         pelican = by_name[("pelican cold", len(small.posts))]
         ours = by_name[("raypress cold", len(small.posts))]
         wall = statistics.median(pelican.walls) / statistics.median(ours.walls)
-        line = (f"\nPelican / raypress, cold build of {len(small.posts):,} posts: "
-                f"{wall:.2f}x (median wall)")
+        line = (
+            f"\nPelican / raypress, cold build of {len(small.posts):,} posts: "
+            f"{wall:.2f}x (median wall)"
+        )
         if pelican.inners and ours.inners:
             inner = statistics.median(pelican.inners) / statistics.median(ours.inners)
             line += f", {inner:.2f}x (median in-process)"
@@ -445,8 +494,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sources_stamp() != sources:
         print("warning: raypress/ changed during the run; the figures mix versions")
     for name, top in tops:
-        print(f"\ncProfile, {name}, {len(posts):,} posts (main process only; "
-              f"top {PROFILE_LINES} by cumtime):\n{top}")
+        print(
+            f"\ncProfile, {name}, {len(posts):,} posts (main process only; "
+            f"top {PROFILE_LINES} by cumtime):\n{top}"
+        )
     return 0
 
 

@@ -73,22 +73,58 @@ ADVERBS = _words(
     "usually often always never lazily eagerly quietly cheaply reliably"
 )
 PHRASES = (
-    "in place", "in order", "in bulk", "on demand", "at start-up", "per request",
-    "behind the scenes", "in the hot loop", "on every call", "at the end",
+    "in place",
+    "in order",
+    "in bulk",
+    "on demand",
+    "at start-up",
+    "per request",
+    "behind the scenes",
+    "in the hot loop",
+    "on every call",
+    "at the end",
 )
 PREPOSITIONS = _words("into from across between inside behind before after through without over")
 TRANSITIONS = (
-    "However,", "In other words,", "Put differently,", "On the other hand,", "As a rule,",
-    "For example,", "In my experience,", "Surprisingly,", "Of course,", "In practice,",
-    "Still,", "Even so,", "At this point,", "Again,", "To be fair,",
+    "However,",
+    "In other words,",
+    "Put differently,",
+    "On the other hand,",
+    "As a rule,",
+    "For example,",
+    "In my experience,",
+    "Surprisingly,",
+    "Of course,",
+    "In practice,",
+    "Still,",
+    "Even so,",
+    "At this point,",
+    "Again,",
+    "To be fair,",
 )
 OPENERS = (
-    "This post looks at", "Today I want to talk about", "A reader asked me about",
-    "Last week I spent too long on", "Here is a short tour of", "Let's take apart",
+    "This post looks at",
+    "Today I want to talk about",
+    "A reader asked me about",
+    "Last week I spent too long on",
+    "Here is a short tour of",
+    "Let's take apart",
 )
 TOPICS = (
-    "NumPy", "Ray", "asyncio", "pytest", "Pygments", "Jinja2", "SQLite", "pandas",
-    "multiprocessing", "dataclasses", "the GIL", "pathlib", "functools", "CPython",
+    "NumPy",
+    "Ray",
+    "asyncio",
+    "pytest",
+    "Pygments",
+    "Jinja2",
+    "SQLite",
+    "pandas",
+    "multiprocessing",
+    "dataclasses",
+    "the GIL",
+    "pathlib",
+    "functools",
+    "CPython",
 )
 TAGS = _words(
     "python numpy ray performance testing asyncio databases tooling profiling caching "
@@ -107,7 +143,7 @@ def _plural(noun: str) -> str:
 
 
 def _articles(text: str) -> str:
-    """"a explicit lock" -> "an explicit lock"."""
+    """ "a explicit lock" -> "an explicit lock"."""
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
@@ -269,9 +305,7 @@ class Writer:
                 item = f"**{self.n().capitalize()}**: {self.sentence()}"
                 self.words += 1
             elif r < 0.6:
-                item = _articles(
-                    f"`{self.ident()}` {_third(self.v())} {self.np_()} {self.adv()}."
-                )
+                item = _articles(f"`{self.ident()}` {_third(self.v())} {self.np_()} {self.adv()}.")
                 self.words += len(item.split())
             else:
                 item = self.sentence()
@@ -317,7 +351,7 @@ def _fill(template: str, values: dict[str, object]) -> str:
 
 
 PYTHON_TEMPLATES = (
-    '''from dataclasses import dataclass, field
+    """from dataclasses import dataclass, field
 
 
 @dataclass
@@ -341,8 +375,8 @@ stats = {{Noun}}Stats("{{noun}}")
 for value in [{{numbers}}]:
     stats.add(value)
 print(f"{stats.name}: n={stats.count} mean={stats.mean:.3f}")
-''',
-    '''import numpy as np
+""",
+    """import numpy as np
 
 rng = np.random.default_rng({{seed}})
 {{noun}}s = rng.normal(size=({{rows}}, {{cols}}))
@@ -365,8 +399,8 @@ got = {{verb}}_vectorised({{noun}}s, labels)
 assert np.allclose(expected, got)
 print(got[:5].round(2))
 print(f"{{{noun}}s.nbytes / 1e6:.1f} MB in, {got.nbytes} bytes out")
-''',
-    '''import time
+""",
+    """import time
 from functools import lru_cache
 
 
@@ -388,7 +422,7 @@ total, elapsed = run(keys)
 info = {{verb}}_{{noun}}.cache_info()
 print(f"total={total} hits={info.hits} misses={info.misses}")
 print(f"{elapsed * 1000:.1f} ms for {len(keys)} calls")
-''',
+""",
     '''from collections.abc import Iterable, Iterator
 
 
@@ -413,7 +447,7 @@ lines = """
 for record in only_{{adj}}(read_{{noun}}s(lines)):
     print(record["line"], record["key"], "->", record["value"])
 ''',
-    '''import ray
+    """import ray
 
 ray.init(num_cpus={{cpus}}, ignore_reinit_error=True)
 
@@ -441,7 +475,7 @@ for size in map(len, chunks):
     counter.add.remote(size)
 print(len(refs), "tasks,", ray.get(counter.add.remote(0)), "items")
 print(sum(ray.get(refs)))
-''',
+""",
     '''import functools
 import random
 import time
@@ -472,7 +506,7 @@ def {{verb}}_{{noun}}(name: str) -> str:
         raise {{Noun}}Error(f"{name} is busy")
     return name.upper()
 ''',
-    '''import asyncio
+    """import asyncio
 
 
 async def fetch_{{noun}}(name: str, delay: float) -> str:
@@ -493,8 +527,8 @@ async def main() -> None:
 
 
 asyncio.run(main())
-''',
-    '''import json
+""",
+    """import json
 from collections import Counter, defaultdict
 
 events = [
@@ -509,7 +543,7 @@ for event in events:
 print(json.dumps(by_kind.most_common(3)))
 for name, times in sorted(per_{{noun}}.items()):
     print(f"{name:>10}: {len(times)} events, worst {max(times)} ms")
-''',
+""",
 )
 
 BASH_HEADERS = (
@@ -517,26 +551,25 @@ BASH_HEADERS = (
     "# run from the project root\nset -eu\n",
 )
 BASH_BLOCKS = (
-    'python -m venv .venv\nsource .venv/bin/activate\npip install --upgrade pip\n'
+    "python -m venv .venv\nsource .venv/bin/activate\npip install --upgrade pip\n"
     'pip install "numpy>=1.26" "ray[default]>=2.40"\n',
     'for n in 1 2 4 8; do\n  echo "workers=$n"\n'
     '  python bench.py --workers "$n" --size {{size}} | tee "results/run-$n.txt"\ndone\n',
     'mkdir -p results logs\nexport OMP_NUM_THREADS=1\nexport {{NOUN}}_DIR="$PWD/data"\n',
-    'git fetch origin\ngit switch -c "{{noun}}-{{verb}}" origin/main\n'
-    'git log --oneline -n 5\n',
+    'git fetch origin\ngit switch -c "{{noun}}-{{verb}}" origin/main\ngit log --oneline -n 5\n',
     'find data -name "*.parquet" -size +{{size}}k -print0 \\\n'
-    '  | xargs -0 -n 8 python tools/{{verb}}_{{noun}}.py --out results/\n',
-    'time python -m pytest -q -x tests/test_{{noun}}.py\n'
-    'python -m cProfile -s cumtime {{verb}}.py > logs/profile.txt\nhead -n 30 logs/profile.txt\n',
-    'ray start --head --num-cpus={{cpus}}\npython driver.py --{{noun}}s {{count}}\nray stop\n',
-    'du -sh data/* | sort -h | tail -n 5\nwc -l logs/*.log\n'
+    "  | xargs -0 -n 8 python tools/{{verb}}_{{noun}}.py --out results/\n",
+    "time python -m pytest -q -x tests/test_{{noun}}.py\n"
+    "python -m cProfile -s cumtime {{verb}}.py > logs/profile.txt\nhead -n 30 logs/profile.txt\n",
+    "ray start --head --num-cpus={{cpus}}\npython driver.py --{{noun}}s {{count}}\nray stop\n",
+    "du -sh data/* | sort -h | tail -n 5\nwc -l logs/*.log\n"
     'grep -c "{{noun}} {{verb}}" logs/*.log || true\n',
     'curl -fsSL "https://example.org/{{noun}}.csv" -o data/{{noun}}.csv\n'
-    'sha256sum data/{{noun}}.csv\ncolumn -s, -t < data/{{noun}}.csv | head\n',
+    "sha256sum data/{{noun}}.csv\ncolumn -s, -t < data/{{noun}}.csv | head\n",
 )
 
 OTHER_TEMPLATES = {
-    "yaml": '''# {{noun}} pipeline settings
+    "yaml": """# {{noun}} pipeline settings
 name: {{noun}}-{{verb}}
 version: {{major}}.{{minor}}
 workers:
@@ -556,8 +589,8 @@ stages:
 logging:
   level: info
   format: "%(asctime)s %(levelname)s %(message)s"
-''',
-    "json": '''{
+""",
+    "json": """{
   "name": "{{noun}}-{{verb}}",
   "version": "{{major}}.{{minor}}.0",
   "workers": {{cpus}},
@@ -576,8 +609,8 @@ logging:
   "tags": ["{{tag1}}", "{{tag2}}"],
   "debug": false
 }
-''',
-    "toml": '''[project]
+""",
+    "toml": """[project]
 name = "{{noun}}-{{verb}}"
 version = "{{major}}.{{minor}}.0"
 requires-python = ">=3.11"
@@ -595,8 +628,8 @@ output = "results/{{noun}}s"
 [tool.pytest.ini_options]
 addopts = ["-q", "--strict-markers"]
 testpaths = ["tests"]
-''',
-    "sql": '''-- the {{adj}} {{noun}}s of the last {{days}} days
+""",
+    "sql": """-- the {{adj}} {{noun}}s of the last {{days}} days
 WITH recent AS (
     SELECT {{noun}}_id, kind, duration_ms, created_at
     FROM events
@@ -616,8 +649,8 @@ JOIN {{noun}}s AS t ON t.id = p.{{noun}}_id
 WHERE p.n >= {{count}}
 ORDER BY p.worst_ms DESC
 LIMIT {{size}};
-''',
-    "javascript": '''// {{verb}} {{noun}}s in the browser, {{size}} at a time
+""",
+    "javascript": """// {{verb}} {{noun}}s in the browser, {{size}} at a time
 const BATCH = {{size}};
 
 async function {{verb}}{{Noun}}s(urls) {
@@ -638,8 +671,8 @@ async function {{verb}}{{Noun}}s(urls) {
 {{verb}}{{Noun}}s(["/api/{{noun}}s/1", "/api/{{noun}}s/2"])
   .then((items) => console.log(items.length, "{{noun}}s"))
   .catch((error) => console.error(error));
-''',
-    "rust": '''use std::collections::HashMap;
+""",
+    "rust": """use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
 struct {{Noun}} {
@@ -662,8 +695,8 @@ fn main() {
     let totals = {{verb}}_{{noun}}s(&items);
     println!("{} groups, {:?}", totals.len(), totals.get(&0));
 }
-''',
-    "go": '''package main
+""",
+    "go": """package main
 
 import (
 	"fmt"
@@ -690,8 +723,8 @@ func main() {
 	}
 	fmt.Println("total:", total)
 }
-''',
-    "dockerfile": '''FROM python:3.11-slim AS build
+""",
+    "dockerfile": """FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY {{noun}}/ {{noun}}/
@@ -709,7 +742,7 @@ WORKDIR /home/app
 EXPOSE {{port}}
 HEALTHCHECK CMD python -c "import {{noun}}" || exit 1
 CMD ["python", "-m", "{{noun}}", "--port", "{{port}}"]
-''',
+""",
 }
 
 
@@ -808,20 +841,23 @@ def _slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def make_post(index: int, seed: int = DEFAULT_SEED, words: int = DEFAULT_WORDS,
-              runnable: bool = False) -> PostSpec:
+def make_post(
+    index: int, seed: int = DEFAULT_SEED, words: int = DEFAULT_WORDS, runnable: bool = False
+) -> PostSpec:
     """Post ``index`` of the corpus for ``seed`` (independent of how many posts there are)."""
     rng = random.Random(f"raypress-bench:{seed}:{index}")
     topic = rng.choice(TOPICS)
     w = Writer(rng, topic)
     c = Coder(rng)
-    title = rng.choice((
-        f"{_gerund(w.v()).capitalize()} {w.a()} {w.ns()} with {topic}",
-        f"Why {w.ns()} are {w.a()} in {topic}",
-        f"{topic} and the {w.a()} {w.n()}",
-        f"Notes on {w.a()} {w.ns()}",
-        f"A {w.a()} {w.n()} for {topic}",
-    ))
+    title = rng.choice(
+        (
+            f"{_gerund(w.v()).capitalize()} {w.a()} {w.ns()} with {topic}",
+            f"Why {w.ns()} are {w.a()} in {topic}",
+            f"{topic} and the {w.a()} {w.n()}",
+            f"Notes on {w.a()} {w.ns()}",
+            f"A {w.a()} {w.n()} for {topic}",
+        )
+    )
     title = _articles(title[0].upper() + title[1:])
     slug = f"{_slugify(title)}-{index + 1}"
     when = NEWEST - timedelta(days=index, hours=rng.randint(0, 8), minutes=rng.randrange(0, 60, 5))
@@ -864,8 +900,9 @@ def make_post(index: int, seed: int = DEFAULT_SEED, words: int = DEFAULT_WORDS,
     return PostSpec(index, title, slug, when, tags, body, w.words)
 
 
-def make_posts(count: int, seed: int = DEFAULT_SEED, words: int = DEFAULT_WORDS,
-               runnable: bool = False) -> list[PostSpec]:
+def make_posts(
+    count: int, seed: int = DEFAULT_SEED, words: int = DEFAULT_WORDS, runnable: bool = False
+) -> list[PostSpec]:
     """Posts 0..count-1 (post 0 is the newest)."""
     return [make_post(i, seed, words, runnable) for i in range(count)]
 
@@ -898,14 +935,14 @@ def pelican_text(post: PostSpec) -> str:
     )
 
 
-SITE_TOML = '''# raypress benchmark corpus (generated by bench/corpus.py)
+SITE_TOML = """# raypress benchmark corpus (generated by bench/corpus.py)
 title = "raypress bench corpus"
 description = "Generated posts for bench/bench_build.py."
 author = "Bench Author"
 url = "https://example.org"
-'''
+"""
 
-PELICANCONF = '''# Pelican settings for the raypress benchmark corpus (written by bench/corpus.py).
+PELICANCONF = """# Pelican settings for the raypress benchmark corpus (written by bench/corpus.py).
 # Comparable to raypress's output: posts, paginated index (10 per page), tag, category,
 # author and archive pages, one local Atom feed; Markdown through python-markdown with
 # codehilite (Pygments), the default theme. No blogroll, social or external feed links.
@@ -935,7 +972,7 @@ MARKDOWN = {
     },
     "output_format": "html5",
 }
-'''
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -982,8 +1019,14 @@ def write_pelican(posts: list[PostSpec], root: Path) -> None:
         (folder / f"{post.slug}.md").write_text(pelican_text(post), encoding="utf-8")
 
 
-def write_corpus(out: Path, count: int, seed: int = DEFAULT_SEED, words: int = DEFAULT_WORDS,
-                 runnable: bool = False, pelican: bool = True) -> Corpus:
+def write_corpus(
+    out: Path,
+    count: int,
+    seed: int = DEFAULT_SEED,
+    words: int = DEFAULT_WORDS,
+    runnable: bool = False,
+    pelican: bool = True,
+) -> Corpus:
     """(Re)create ``out`` holding the corpus in both layouts; returns what was written."""
     out = out.resolve()
     if out.exists():
@@ -1003,8 +1046,11 @@ def edit_post(path: Path, revision: int) -> None:
     prose = [
         i
         for i, block in enumerate(blocks)
-        if block[:1].isalpha() and block.endswith(".") and "\n" not in block
-        and len(block) > 200 and i > len(blocks) // 3
+        if block[:1].isalpha()
+        and block.endswith(".")
+        and "\n" not in block
+        and len(block) > 200
+        and i > len(blocks) // 3
     ]
     where = prose[len(prose) // 2]
     blocks[where] += f" Edit {revision}: I measured this again and the numbers held up."
@@ -1017,8 +1063,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--words", type=int, default=DEFAULT_WORDS, help="prose words per post")
-    parser.add_argument("--runnable", action="store_true",
-                        help="leave out '#| eval: false' in Python fences")
+    parser.add_argument(
+        "--runnable", action="store_true", help="leave out '#| eval: false' in Python fences"
+    )
     args = parser.parse_args(argv)
     corpus = write_corpus(args.out, args.posts, args.seed, args.words, args.runnable)
     print(

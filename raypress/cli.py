@@ -162,7 +162,7 @@ def _run_build(options: argparse.Namespace) -> int:
     if stamp is not None:
         if not options.quiet:
             print(
-                f"{config.output_dir}/ is up to date ({stamp.posts} posts, {stamp.pages} pages; "
+                f"{config.output_dir}/ is up to date ({stamp.posts} posts, {stamp.pages} files; "
                 f"checked in {time.perf_counter() - started:.2f}s)"
             )
         return 0
@@ -298,7 +298,7 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
     write = report.write
     if report.up_to_date:
         print(
-            f"{output_dir}/ is up to date ({report.posts} posts, {report.pages} pages; "
+            f"{output_dir}/ is up to date ({report.posts} posts, {report.pages} files; "
             f"checked in {report.seconds:.2f}s)"
         )
         return
@@ -313,6 +313,6 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
         skipped.insert(0, f"ran the snippets of {report.executed} post(s)")
     extra = f"; {'; '.join(skipped)}" if skipped else ""
     print(
-        f"built {report.posts} posts, {report.pages} pages into {output_dir}/ "
+        f"built {report.posts} posts, {report.pages} files into {output_dir}/ "
         f"in {report.seconds:.2f}s ({changes}){extra}"
     )
