@@ -166,9 +166,7 @@ def check(
     for post in candidates:
         body = bodies[post.source]
         fresh = first[post.source]
-        record, unusable = _record(config, post)
-        if options.update:
-            record, unusable = None, None
+        record, unusable = (None, None) if options.update else _record(config, post)
         found = compare_post(body, fresh, record, unusable, slowdown, options.fail_on_slowdown)
         if post.source in second:
             found = _with_instability(body, found, fresh, second[post.source])
@@ -385,14 +383,12 @@ def _with_instability(
         if snippet is not None and item.skipped is None and snippet.options.compare != "none":
             a, b = firsts.get(snippet.index), again.get(snippet.index)
             mode = snippet.options.compare
-            if a is not None and b is not None and output_text(a, mode) != output_text(b, mode):
+            texts = ("", "")
+            if a is not None and b is not None:
+                texts = (output_text(a, mode), output_text(b, mode))
+            if texts[0] != texts[1]:
                 suggestion = "loose" if mode == "strict" else "none"
-                diff = unified(
-                    output_text(a, mode),
-                    output_text(b, mode),
-                    f"{item.post}:{item.line}",
-                    ("first run", "second run"),
-                )
+                diff = unified(*texts, f"{item.post}:{item.line}", ("first run", "second run"))
                 issue = Issue(
                     "error",
                     f"output differs between two runs; mark it `#| compare: {suggestion}`",

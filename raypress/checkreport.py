@@ -22,7 +22,7 @@ def console_lines(report: CheckReport) -> Iterator[tuple[str, bool]]:
         yield str(problem), True
     for item in report.items:
         for issue in item.issues:
-            yield f"{item.post}:{item.line}: {issue.kind}: {item.name}: {issue.message}", True
+            yield _issue_heading(item, issue), True
             if issue.diff:
                 yield issue.diff.rstrip("\n"), True
     for path in report.updated:
@@ -125,9 +125,12 @@ def _testcase(suite: ET.Element, item: Item) -> None:
         ET.SubElement(case, "system-out").text = _clean(output)
 
 
+def _issue_heading(item: Item, issue: Issue) -> str:
+    return f"{item.post}:{item.line}: {issue.kind}: {item.name}: {issue.message}"
+
+
 def _issue_text(item: Item, issue: Issue) -> str:
-    text = f"{item.post}:{item.line}: {issue.kind}: {item.name}: {issue.message}"
-    return text + ("\n" + issue.diff if issue.diff else "")
+    return _issue_heading(item, issue) + ("\n" + issue.diff if issue.diff else "")
 
 
 def _clean(text: str) -> str:

@@ -243,14 +243,13 @@ def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
             dirs[:] = []
             continue
         seen.add(real_here)
+        kept = []
         for name in sorted(d for d in dirs if not d.startswith((".", "_"))):
-            if (here / name).is_symlink() and not inside((here / name).resolve(), real_root):
+            if inside((here / name).resolve(), real_root):
+                kept.append(name)
+            elif (here / name).is_symlink():
                 problems.append(_outside_link(here / name, root))
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if not d.startswith((".", "_")) and inside((here / d).resolve(), real_root)
-        )
+        dirs[:] = kept
         for name in sorted(files):
             path = here / name
             if name.startswith("."):

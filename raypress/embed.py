@@ -21,13 +21,13 @@ from raypress.execution.model import (
     format_duration,
 )
 from raypress.markdown import ParsedBody
+from raypress.records import IMAGE_EXTENSIONS
 from raypress.snippets import Snippet
 
 _PLACEHOLDER = re.compile(r"<!--(raypress:[0-9a-f]+):([sx])(\d+)(?::(open|close))?-->")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 _FAILED = frozenset({"error", "missing-expected-error", "died"})
 _NOT_RUN = frozenset({"not-run", "skipped"})
-_EXTENSIONS = {"image/png": "png", "image/svg+xml": "svg", "image/jpeg": "jpg", "image/gif": "gif"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ def _inline_html(source: str, result: InlineResult | None) -> str:
 
 
 def _figure_file(snippet: Snippet, number: int, image: Image) -> Figure:
-    extension = _EXTENSIONS.get(image.mime, "bin")
+    extension = IMAGE_EXTENSIONS.get(image.mime, "bin")
     digest = hashlib.sha256(image.data).hexdigest()[:10]
     return Figure(f"snippet-{snippet.index + 1}-{number}-{digest}.{extension}", image.data)
 

@@ -195,7 +195,8 @@ def _extract(
     inline: list[InlineExpression] = []
     problems: list[Problem] = []
     for token in tokens:
-        if token.type == "fence" and is_python(_fence_language(token.info)) and token.map:
+        language = _fence_language(token.info) if token.type == "fence" else ""
+        if is_python(language) and token.map:
             fence_line = post.body_line + token.map[0]
             option_lines, code = split_options(token.content)
             try:
@@ -212,7 +213,7 @@ def _extract(
                     index=len(snippets),
                     line=fence_line,
                     code_line=fence_line + 1 + len(option_lines),
-                    language=_fence_language(token.info),
+                    language=language,
                     source=code,
                     options=options,
                 )

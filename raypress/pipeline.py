@@ -125,7 +125,8 @@ def build(
         check_output_folder(config)
     except SourceError as exc:
         return BuildReport(problems=(exc.problem,), seconds=time.perf_counter() - started)
-    stamp = None if rerun else current_stamp(config, now)
+    digest = input_digest(config)
+    stamp = None if rerun else current_stamp(config, now, digest)
     if stamp is not None:
         return BuildReport(
             posts=stamp.posts,
@@ -133,7 +134,6 @@ def build(
             up_to_date=True,
             seconds=time.perf_counter() - started,
         )
-    digest = input_digest(config)
     theme = theme or Theme(config)
     layouts = available_layouts(config)
 
@@ -204,7 +204,8 @@ def build(
     if rendered is not None:
         rendered(files, static)
     written = write_site(config, files, static)
-    notes = _tidy_snippets(config, posts, bodies, frozen, saved)
+    sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
+    notes = _tidy_snippets(config, posts, bodies, frozen, saved, sources)
     if not execution.problems:  # a failing snippet must fail the next build too
         due = [p.date for p in all_posts if p.is_future(now) and not config.future]
         digest = stamp_digest(digest, frozen_digest(config, frozen.watched))
@@ -253,17 +254,16 @@ def _tidy_snippets(
     bodies: dict[str, ParsedBody],
     frozen: FreezePlan,
     saved: list[str],
+    sources: list[str],
 ) -> list[str]:
     """After a build: refresh the scripts of reused records, remove records of posts that
-    no longer exist; what was done, for the console."""
+    are not among ``sources`` (every post file); what was done, for the console."""
     notes = [f"wrote {len(saved)} record(s) in {config.snippets_dir}/"] if saved else []
     if config.execute:
         for post in posts:
             if post.source in frozen.reused:
                 with contextlib.suppress(OSError):  # a copy for reviewers; the site has its own
                     refresh_script(config, post, post_script(post, bodies[post.source], config))
-    files, _ = find_post_files(config)
-    sources = [display_path(path, config.root) for path in files]
     removed = remove_stale(config, sources)
     notes += [f"removed {path} (its post no longer exists)" for path in removed]
     notes += [

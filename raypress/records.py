@@ -41,7 +41,12 @@ FORMAT = 1
 _STATUSES = frozenset(get_args(SnippetStatus))
 _POST_STATUSES = frozenset({"ok", "failed", "died", "timed-out"})
 _CONFLICT = re.compile(r"^(<<<<<<<|=======$|>>>>>>>)", re.M)
-_EXTENSIONS = {"image/png": "png", "image/svg+xml": "svg", "image/jpeg": "jpg", "image/gif": "gif"}
+IMAGE_EXTENSIONS = {  # an image's file extension from its type (records, figures on pages)
+    "image/png": "png",
+    "image/svg+xml": "svg",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -95,7 +100,7 @@ def record_files(config: Config, source: str) -> RecordFiles:
 def image_name(image: Image) -> str:
     """The file name of an image: its content hash and an extension from its type."""
     digest = hashlib.sha256(image.data).hexdigest()
-    return f"{digest}.{_EXTENSIONS.get(image.mime, 'bin')}"
+    return f"{digest}.{IMAGE_EXTENSIONS.get(image.mime, 'bin')}"
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -109,9 +114,7 @@ def write_record(files: RecordFiles, record: Record, script: str | None) -> None
         for image in result.images:
             name = image_name(image)
             wanted.add(name)
-            target = files.images / name
-            if not target.is_file() or target.read_bytes() != image.data:
-                atomic_write(target, image.data)
+            write_if_changed(files.images / name, image.data)
     if script is not None:
         write_if_changed(files.script, script.encode())
     atomic_write(files.json, dumps(record).encode())

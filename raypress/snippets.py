@@ -129,8 +129,9 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
             path, first_line, "snippet options must be `key: value` pairs", "e.g. `#| eval: false`"
         )
     values: dict[str, Any] = {}
+    lines: dict[str, int] = {}  # the post line of each option, for errors
     for key, value in data.items():
-        line = first_line + _line_of_key(option_lines, str(key))
+        line = lines[str(key)] = first_line + _line_of_key(option_lines, str(key))
         expected = _OPTION_TYPES.get(str(key))
         if expected is None:
             known = ", ".join(sorted(_OPTION_TYPES))
@@ -144,7 +145,7 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
                 path, line, f"snippet option {key!r} must be {names}, not {value!r}", None
             )
         values[str(key)] = value
-    return _validated(values, path, {k: first_line + _line_of_key(option_lines, k) for k in values})
+    return _validated(values, path, lines)
 
 
 def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> SnippetOptions:

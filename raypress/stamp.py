@@ -107,12 +107,14 @@ def is_current(stamp: BuildStamp | None, digest: str, now: datetime) -> bool:
     return stamp.next_due is None or now < stamp.next_due
 
 
-def current_stamp(config: Config, now: datetime) -> BuildStamp | None:
-    """The last build's stamp if the site is up to date (inputs unchanged, output intact)."""
+def current_stamp(config: Config, now: datetime, inputs: str | None = None) -> BuildStamp | None:
+    """The last build's stamp if the site is up to date (inputs unchanged, output intact);
+    ``inputs``: :func:`input_digest`, when the caller has computed it already."""
     stamp = read_stamp(config)
     if stamp is None:
         return None
-    digest = stamp_digest(input_digest(config), frozen_digest(config, stamp.watched))
+    inputs = inputs if inputs is not None else input_digest(config)
+    digest = stamp_digest(inputs, frozen_digest(config, stamp.watched))
     if is_current(stamp, digest, now) and output_intact(config):
         return stamp
     return None

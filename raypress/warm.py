@@ -10,10 +10,10 @@ runs nothing), only its line numbers are moved when prose above a snippet grew o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +55,7 @@ class RunSummary:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     run: PostRun
+    key: str  # run_key(run)
     execution: PostExecution
 
 
@@ -137,9 +138,10 @@ class WarmExecution:
         results: dict[int, PostExecution] = {}
         to_run: list[int] = []
         reused: list[str] = []
+        keys = [run_key(run) for run in runs]
         for i, run in enumerate(runs):
             entry = self.entries.get(run.post)
-            if entry is not None and run_key(entry.run) == run_key(run):
+            if entry is not None and entry.key == keys[i]:
                 results[i] = shift_lines(entry.execution, entry.run, run)
                 reused.append(run.post)
             else:
@@ -154,7 +156,7 @@ class WarmExecution:
                 results[i] = execution
                 ran.append(execution)
                 if execution.status != "died":  # a session that could not start: retry
-                    self.entries[runs[i].post] = _Entry(runs[i], execution)
+                    self.entries[runs[i].post] = _Entry(runs[i], keys[i], execution)
                 else:
                     self.entries.pop(runs[i].post, None)
         self.last = RunSummary(tuple(ran), tuple(reused), time.perf_counter() - started)
@@ -184,12 +186,9 @@ class WarmExecution:
             return
         from raypress.execution.forkclient import ForkServerError
 
-        try:
+        # closed by a Ctrl-C during a run: its children died with it (its folders are gone)
+        with contextlib.suppress(ForkServerError):
             executor.close()
-        except ForkServerError:  # closed by a Ctrl-C during a run: its children died with it
-            for folder in (getattr(executor, "root", None), getattr(executor, "short_root", None)):
-                if folder is not None:
-                    shutil.rmtree(folder, ignore_errors=True)
 
     def _executor(self, wanted: ExecutionSettings, runs: Sequence[PostRun]) -> Engine:
         if self.executor is None:

@@ -63,11 +63,16 @@ start = time.perf_counter()
 all_at_once = ray.get([slow_double.remote(i) for i in range(8)])
 parallel = time.perf_counter() - start
 
+start = time.perf_counter()
+ray.get([slow_double.remote(i) for i in range(8)])  # the same batch, workers now running
+warm = time.perf_counter() - start
+
 print(one_by_one == all_at_once, all_at_once)
-print(f"get inside the loop: {sequential:.2f} s, one get at the end: {parallel:.2f} s")
+print(f"get inside the loop: {sequential:.2f} s, one get at the end: {parallel:.2f} s, "
+      f"the same batch again: {warm:.2f} s")
 
 # %% counter-actor
-# posts/2025-11-03-ray-tasks-vs-actors.md:101
+# posts/2025-11-03-ray-tasks-vs-actors.md:106
 @ray.remote
 class Counter:
     def __init__(self):
@@ -86,7 +91,7 @@ print(ray.get(refs))
 ray.get(counter.get.remote())
 
 # %% tasks-into-actor
-# posts/2025-11-03-ray-tasks-vs-actors.md:131
+# posts/2025-11-03-ray-tasks-vs-actors.md:136
 @ray.remote
 class Accumulator:
     def __init__(self):

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 
 _IMPORT_LINE = re.compile(r"^\s*(?:from\s+([A-Za-z_]\w*)|import\s+([A-Za-z_][\w\s.,]*))", re.M)
 
 
-def top_level_imports(source: str) -> set[str]:
-    """Top-level module names imported anywhere in ``source``; regex fallback on bad syntax."""
+@functools.lru_cache(maxsize=4096)
+def top_level_imports(source: str) -> frozenset[str]:
+    """Top-level module names imported anywhere in ``source``; regex fallback on bad syntax.
+
+    Cached: the executor asks about the same snippets several times per build.
+    """
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
@@ -19,8 +24,8 @@ def top_level_imports(source: str) -> set[str]:
                 names.add(match.group(1))
             else:
                 names.update(part.split()[0].split(".")[0] for part in match.group(2).split(","))
-        return {name for name in names if name}
-    return names_in_tree(tree)
+        return frozenset(name for name in names if name)
+    return frozenset(names_in_tree(tree))
 
 
 def names_in_tree(tree: ast.AST) -> set[str]:

@@ -173,11 +173,13 @@ class Executor:
         if self.cluster_future is not None:
             with contextlib.suppress(Exception):
                 self.cluster_future.result()
-        if self.cluster is not None:
-            self.cluster.stop()
-        self.server.close()
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.short_root, ignore_errors=True)
+        try:
+            if self.cluster is not None:
+                self.cluster.stop()  # ForkServerError once a Ctrl-C closed the server
+            self.server.close()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+            shutil.rmtree(self.short_root, ignore_errors=True)
 
     def _warm_modules(self, runs: Sequence[PostRun]) -> tuple[str, ...]:
         """What the fork server imports at start: the warmable modules the posts import."""
@@ -185,9 +187,9 @@ class Executor:
         for run in runs:
             for snippet in run.snippets:
                 names = top_level_imports(snippet.source)
-                if "matplotlib" in names:
-                    names.add("matplotlib.pyplot")
                 wanted |= names & WARMABLE.keys()
+                if "matplotlib" in names:
+                    wanted.add("matplotlib.pyplot")
         wanted.discard("ray")  # imported on request, once a post needs it
         return tuple(sorted(wanted))
 

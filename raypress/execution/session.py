@@ -41,7 +41,13 @@ from raypress.execution.protocol import (
 )
 from raypress.execution.ray_shim import RayShim, kill_detached_actors
 from raypress.execution.rich_output import collect_figures, value_texts
-from raypress.execution.tracebacks import describe, padded_source, register_source, type_name
+from raypress.execution.tracebacks import (
+    describe,
+    exception_message,
+    padded_source,
+    register_source,
+    type_name,
+)
 
 _COMPILE_FLAGS = 0
 
@@ -207,8 +213,7 @@ class SessionRunner:
                 )
                 text = str(eval(code, self.namespace))
             except BaseException as exc:
-                message = str(exc) if not isinstance(exc, SyntaxError) else exc.msg
-                error = f"{type_name(type(exc))}: {message}"
+                error = f"{type_name(type(exc))}: {exception_message(exc)}"
             self.emit(InlineDone(index=expression.index, text=text, error=error))
         self.end_phase()
 
