@@ -27,6 +27,7 @@ from raypress.config import Config
 from raypress.content import Post
 from raypress.errors import Problem
 from raypress.execution.model import (
+    NOT_RUN,
     InlineResult,
     PostExecution,
     PostRun,
@@ -213,7 +214,7 @@ def compare_post(
         if not snippet.options.eval:
             items.append(Item(fresh.post, snippet.line, name, skipped="eval: false"))
             continue
-        if result is None or result.status in ("not-run", "skipped"):
+        if result is None or result.status in NOT_RUN:
             why = "not run: an earlier snippet failed" if fresh.status != "ok" else "not run"
             items.append(Item(fresh.post, snippet.line, name, skipped=why))
             continue

@@ -14,6 +14,8 @@ from html import escape
 import nh3
 
 from raypress.execution.model import (
+    FAILED,
+    NOT_RUN,
     Image,
     InlineResult,
     PostExecution,
@@ -26,8 +28,6 @@ from raypress.snippets import Snippet
 
 _PLACEHOLDER = re.compile(r"<!--(raypress:[0-9a-f]+):([sx])(\d+)(?::(open|close))?-->")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
-_FAILED = frozenset({"error", "missing-expected-error", "died"})
-_NOT_RUN = frozenset({"not-run", "skipped"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ def _visible(snippet: Snippet, result: SnippetResult | None) -> bool:
 def _has_output(snippet: Snippet, result: SnippetResult | None) -> bool:
     if result is None:
         return False
-    if result.error is not None or result.notes or result.status in _FAILED | {"timed-out"}:
+    if result.error is not None or result.notes or result.status in FAILED:
         return True
     return snippet.options.output and bool(
         result.stdout or result.stderr or result.value or result.value_html or result.images
@@ -89,12 +89,12 @@ def _figure_open(snippet: Snippet, result: SnippetResult | None) -> str:
         return ""
     classes = ["snippet"]
     if result is not None:
-        if result.status in _NOT_RUN:
+        if result.status in NOT_RUN:
             classes.append("not-run")
-        elif result.status in _FAILED:
-            classes.append("failed")
         elif result.status == "timed-out":
             classes.append("timed-out")
+        elif result.status in FAILED:
+            classes.append("failed")
     elif not snippet.options.eval:
         classes.append("not-run")
     label = snippet.options.label
@@ -146,7 +146,7 @@ def _outputs(snippet: Snippet, result: SnippetResult, figures: list[Figure]) -> 
 def _caption(snippet: Snippet, result: SnippetResult | None) -> str:
     number = snippet.index + 1
     link = f'<a href="#snippet-{number}">snippet {number}</a>'
-    if result is None or result.status in _NOT_RUN or result.wall_s <= 0:
+    if result is None or result.status in NOT_RUN or result.wall_s <= 0:
         return f'<figcaption class="snippet-meta">{link}</figcaption>'  # nothing was timed
     wall, cpu = format_duration(result.wall_s), format_duration(result.cpu_s)
     if result.status in ("timed-out", "died"):  # stopped from outside: CPU time unknown

@@ -14,7 +14,14 @@ from typing import Protocol
 from raypress.config import Config
 from raypress.content import Post
 from raypress.errors import Problem
-from raypress.execution.model import ExecutionSettings, PostExecution, PostRun, format_duration
+from raypress.execution.model import (
+    FAILED,
+    NOT_RUN,
+    ExecutionSettings,
+    PostExecution,
+    PostRun,
+    format_duration,
+)
 from raypress.markdown import ParsedBody
 
 
@@ -113,8 +120,8 @@ def run_posts(
 
 def describe(execution: PostExecution) -> str:
     """One console line for a finished post: what ran, how long, how it ended."""
-    ran = [s for s in execution.snippets if s.status not in ("not-run", "skipped")]
-    failed = [s for s in execution.snippets if s.status in ("error", "died", "timed-out")]
+    ran = [s for s in execution.snippets if s.status not in NOT_RUN]
+    failed = [s for s in execution.snippets if s.status in FAILED]
     state = "ok" if execution.status == "ok" else execution.status.upper()
     extra = f", {len(failed)} failed" if failed else ""
     return (

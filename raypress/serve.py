@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from raypress.config import Config, load_config
 from raypress.errors import Problem, SourceError
+from raypress.execution.model import NOT_RUN
 from raypress.httpserve import DevServer, Served, Snapshot, is_loopback
 from raypress.livereload import Hub
 from raypress.paths import display_path
@@ -311,7 +312,7 @@ def _ran(summary: RunSummary) -> str:
     ran = summary.ran
     if not ran:
         return "ran nothing"
-    count = sum(1 for e in ran for s in e.snippets if s.status not in ("not-run", "skipped"))
+    count = sum(1 for e in ran for s in e.snippets if s.status not in NOT_RUN)
     own = sum(s.wall_s for e in ran for s in e.snippets)
     what = ran[0].post if len(ran) == 1 else f"{len(ran)} posts"
     return f"ran {what} ({count} snippets: {_seconds(own)}, in all {_seconds(summary.seconds)})"

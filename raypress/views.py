@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from raypress.config import Config
 from raypress.content import Post
-from raypress.execution.model import PostExecution, format_duration
+from raypress.execution.model import FAILED, NOT_RUN, PostExecution, format_duration
 from raypress.markdown import ParsedBody, TocEntry
 from raypress.paths import slugify
 
@@ -147,7 +147,7 @@ def execution_view(
             duration=format_duration(r.wall_s),
         )
         for r in execution.snippets
-        if r.status not in ("not-run", "skipped")
+        if r.status not in NOT_RUN
     ]
     return ExecutionView(
         measured_at=datetime.fromisoformat(execution.started_at),
@@ -159,11 +159,7 @@ def execution_view(
         snippets=timings,
         total=format_duration(sum(t.wall_s for t in timings)),
         slowest=max(timings, key=lambda t: t.wall_s, default=None),
-        failures=sum(
-            1
-            for r in execution.snippets
-            if r.status in ("error", "died", "timed-out", "missing-expected-error")
-        ),
+        failures=sum(1 for r in execution.snippets if r.status in FAILED),
         script_url=script_url,
         report_url=report_url,
     )

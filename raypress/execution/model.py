@@ -22,6 +22,8 @@ SnippetStatus = Literal[
     "skipped",
     "died",
 ]
+NOT_RUN: frozenset[str] = frozenset({"not-run", "skipped"})  # shown, not executed this time
+FAILED: frozenset[str] = frozenset({"error", "missing-expected-error", "timed-out", "died"})
 PostStatus = Literal["ok", "failed", "died", "timed-out"]
 RayMode = Literal["shared", "isolated"]
 NetworkMode = Literal["auto", "isolated", "host"]
