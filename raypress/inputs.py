@@ -24,11 +24,10 @@ from pathlib import Path
 from raypress.config import Config
 from raypress.content import Post
 from raypress.errors import Problem
+from raypress.execution.imports import top_level_imports
 from raypress.markdown import ParsedBody
 from raypress.paths import display_path, inside
 from raypress.snippets import Snippet
-
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)|import[ \t]+([A-Za-z_][\w \t.,]*))", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +175,7 @@ def local_modules(sources: Iterable[str], folder: Path, hashes: FileHashes) -> l
     pending = list(sources)
     seen: set[str] = set()
     while pending:
-        for name in sorted(imported_names(pending.pop()) - seen):
+        for name in sorted(top_level_imports(pending.pop()) - seen):
             seen.add(name)
             entries = hashes.names(folder)
             if f"{name}.py" in entries:
@@ -193,20 +192,6 @@ def local_modules(sources: Iterable[str], folder: Path, hashes: FileHashes) -> l
                 except OSError:
                     continue
     return found
-
-
-def imported_names(source: str) -> set[str]:
-    """Top-level names in ``import x`` / ``from x import`` lines (a quick scan, no parsing)."""
-    names: set[str] = set()
-    for match in _IMPORT.finditer(source):
-        if match.group(1):
-            names.add(match.group(1))
-        else:
-            for part in match.group(2).split(","):
-                words = part.split()
-                if words:
-                    names.add(words[0].split(".")[0])
-    return names
 
 
 class InstalledVersions:

@@ -24,11 +24,11 @@ from mdit_py_plugins.gfm import gfm_plugin
 
 from raypress.content import Post
 from raypress.errors import Problem, SourceError
+from raypress.execution.imports import top_level_imports
 from raypress.highlight import highlight_block
 from raypress.snippets import InlineExpression, Snippet, is_python, parse_options, split_options
 
 INLINE_PREFIX = "{python}"
-_RAY_IMPORT = re.compile(r"^\s*(import\s+ray\b|from\s+ray\b)", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class ParsedBody:
     @property
     def uses_ray(self) -> bool:
         """True when any snippet imports ray (the build then needs a cluster)."""
-        return any(_RAY_IMPORT.search(s.source) for s in self.snippets if s.options.eval)
+        return any("ray" in top_level_imports(s.source) for s in self.snippets if s.options.eval)
 
 
 def snippet_placeholder(marker: str, index: int, part: str) -> str:
