@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from raypress.content import Post
 from raypress.errors import Problem
 from raypress.execution.imports import top_level_imports
 from raypress.markdown import ParsedBody
-from raypress.paths import display_path, inside
+from raypress.paths import display_path, inside, package_folders
 from raypress.snippets import Snippet
 
 
@@ -223,9 +222,7 @@ def _normalise(name: str) -> str:
 def _dist_info_versions() -> dict[str, str]:
     """Distribution name -> version, from the dist-info folders on sys.path (first wins)."""
     versions: dict[str, str] = {}
-    for folder in sys.path:
-        if not folder.endswith(("site-packages", "dist-packages")):
-            continue
+    for folder in package_folders():
         try:
             names = os.listdir(folder)  # noqa: PTH208 - plain strings for speed
         except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from pathlib import Path, PurePosixPath
 
@@ -40,6 +41,11 @@ def safe_output_file(url: str) -> str:
     if url.endswith("/") or not relative.suffix:
         return str(relative / "index.html")
     return str(relative)
+
+
+def package_folders() -> list[str]:
+    """The site-packages folders on ``sys.path``: where installed packages live."""
+    return [f for f in sys.path if f.endswith(("site-packages", "dist-packages"))]
 
 
 def inside(path: Path, folder: Path) -> bool:

@@ -33,7 +33,14 @@ from raypress.freeze import (
 from raypress.inputs import InstalledVersions
 from raypress.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.paths import display_path
-from raypress.render import TIMINGS_URL, Theme, available_layouts, render_pages, timings_id
+from raypress.render import (
+    SITE_TEMPLATES,
+    TIMINGS_URL,
+    Theme,
+    available_layouts,
+    render_pages,
+    timings_id,
+)
 from raypress.runner import PostExecutor, describe, plan_runs, run_posts, runnable
 from raypress.script import percent_script, script_name
 from raypress.site import (
@@ -409,9 +416,7 @@ def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list
 
 
 def _templates_used(posts: list[Post]) -> list[str]:
-    fixed = ["index.html", "taxonomy.html", "terms.html", "archive.html", "timings.html"]
-    fixed += ["feed.xml", "sitemap.xml", "404.html"]
-    return sorted({f"{p.layout}.html" for p in posts}) + fixed
+    return sorted({f"{p.layout}.html" for p in posts}) + list(SITE_TEMPLATES)
 
 
 def _fields(report: BuildReport) -> dict:

@@ -3,6 +3,7 @@ Atom feed, sitemap and 404, as files in memory (written later by :mod:`raypress.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ SYSTEM_TEMPLATES = frozenset(
     {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap", "timings"}
 )
 TIMINGS_URL = "/timings/"
+LISTING_TEMPLATES = ("index.html", "taxonomy.html", "terms.html", "archive.html")
+SITE_TEMPLATES = (*LISTING_TEMPLATES, "timings.html", "feed.xml", "sitemap.xml", "404.html")
 
 
 def timings_id(url: str) -> str:
@@ -91,6 +94,11 @@ class Theme:
             w3c_date=lambda d: d.strftime("%Y-%m-%d"),
         )
         self.env.globals.update(site=self.site, generator=f"raypress {__version__}")
+
+    @functools.cached_property
+    def pygments_css(self) -> bytes:
+        """assets/pygments.css (made once per Theme: ``serve`` keeps its Theme)."""
+        return stylesheet(self.config.pygments_style, self.config.pygments_dark_style).encode()
 
     def relative_url(self, path: str) -> str:
         """Prefix a site-absolute path with the baseurl (full URLs pass unchanged)."""
@@ -177,7 +185,7 @@ def render_pages(
                 problems.append(exc.problem)
             return
         files.append(OutputFile(safe_output_file(url), data, origin))
-        if template in ("index.html", "taxonomy.html", "terms.html", "archive.html"):
+        if template in LISTING_TEMPLATES:
             listings.append(url)
 
     for view in views:
@@ -247,7 +255,7 @@ def render_pages(
         sitemap += [SitemapEntry(url, None) for url in listings]
         page("sitemap.xml", "/sitemap.xml", "sitemap", entries=sitemap)
     page("404.html", "/404.html", "404 page")
-    css = stylesheet(config.pygments_style, config.pygments_dark_style).encode()
+    css = theme.pygments_css
     files.append(OutputFile("assets/pygments.css", css, "pygments"))
     return files, problems
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from raypress import __version__
 from raypress.config import Config
+from raypress.paths import package_folders
 from raypress.site import atomic_write, output_intact
 
 STAMP_NAME = "build-stamp.json"
@@ -48,9 +49,8 @@ def input_digest(config: Config) -> str:
         for entry in _scan(folder):
             digest.update(entry.encode("utf-8", "surrogateescape"))
     digest.update(sys.version.encode())
-    for folder in sys.path:  # an installed or upgraded package changes these folders
-        if folder.endswith(("site-packages", "dist-packages")):
-            digest.update("".join(_scan_one(folder)).encode("utf-8", "surrogateescape"))
+    for folder in package_folders():  # an installed or upgraded package changes these
+        digest.update("".join(_scan_one(folder)).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
