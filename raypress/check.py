@@ -38,10 +38,11 @@ from raypress.freeze import relocated, save_record, should_save
 from raypress.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
 from raypress.markdown import ParsedBody
 from raypress.normalise import normalise
-from raypress.pipeline import markdown_settings, post_script, read_posts, select_posts
+from raypress.pipeline import markdown_settings, read_posts, select_posts
 from raypress.records import Record, RecordError, read_record, record_files
 from raypress.render import available_layouts
 from raypress.runner import describe, execution_settings, plan_runs, runnable
+from raypress.script import post_script
 from raypress.snippets import InlineExpression, Snippet
 
 SLOW_FLOOR_S = 0.05  # a snippet must also be this much slower than its record to be flagged

@@ -10,6 +10,7 @@ deletes the records of posts that no longer exist.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ from raypress.records import (
     write_if_changed,
     write_record,
 )
+from raypress.script import post_script
 
 SAVED_STATUSES = frozenset({"ok", "failed"})  # runs that finished: worth a record
 _TEMP_AGE_S = 300.0  # leftovers of an interrupted write older than this are removed
@@ -259,3 +261,60 @@ def _is_old(path: Path, now: float) -> bool:
         return now - path.stat().st_mtime > _TEMP_AGE_S
     except OSError:
         return False
+
+
+def save_run(
+    result: PostExecution,
+    posts: list[Post],
+    bodies: dict[str, ParsedBody],
+    frozen: FreezePlan,
+    config: Config,
+    versions: InstalledVersions,
+    saved: list[str],
+) -> str | None:
+    """Write the record of a post that just ran, if its run finished; a warning if not."""
+    post = next(p for p in posts if p.source == result.post)
+    body = bodies[post.source]
+    if not should_save(result, body):
+        status = result.status
+        return f"{post.source}: the run did not finish ({status}); its record was not updated"
+    try:
+        saved.append(
+            save_record(
+                config,
+                post,
+                body,
+                frozen.inputs[post.source],
+                result,
+                versions,
+                post_script(post, body, config),
+            )
+        )
+    except OSError as exc:
+        return f"{post.source}: cannot write its record in {config.snippets_dir}/: {exc}"
+    return None
+
+
+def tidy_snippets(
+    config: Config,
+    posts: list[Post],
+    bodies: dict[str, ParsedBody],
+    frozen: FreezePlan,
+    saved: list[str],
+    sources: list[str],
+) -> list[str]:
+    """After a build: refresh the scripts of reused records, remove records of posts that
+    are not among ``sources`` (every post file); what was done, for the console."""
+    notes = [f"wrote {len(saved)} record(s) in {config.snippets_dir}/"] if saved else []
+    if config.execute:
+        for post in posts:
+            if post.source in frozen.reused:
+                with contextlib.suppress(OSError):  # a copy for reviewers; the site has its own
+                    refresh_script(config, post, post_script(post, bodies[post.source], config))
+    removed = remove_stale(config, sources)
+    notes += [f"removed {path} (its post no longer exists)" for path in removed]
+    notes += [
+        f"{source}: not executed ({reason}); shown without outputs"
+        for source, reason in sorted(frozen.unrecorded.items())
+    ]
+    return notes

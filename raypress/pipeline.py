@@ -6,7 +6,6 @@ hide another; if there is any problem, nothing is written and the previous site 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import posixpath
 import time
@@ -21,15 +20,7 @@ from raypress.content import Post, find_post_files, read_post
 from raypress.embed import embed_results
 from raypress.errors import Problem, SourceError
 from raypress.execution.model import PostExecution, PostRun
-from raypress.freeze import (
-    FreezePlan,
-    Rerun,
-    plan_freeze,
-    refresh_script,
-    remove_stale,
-    save_record,
-    should_save,
-)
+from raypress.freeze import Rerun, plan_freeze, save_run, tidy_snippets
 from raypress.inputs import InstalledVersions
 from raypress.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.paths import display_path
@@ -42,7 +33,7 @@ from raypress.render import (
     timings_id,
 )
 from raypress.runner import PostExecutor, describe, plan_runs, run_posts, runnable
-from raypress.script import percent_script, script_name
+from raypress.script import post_script, script_name
 from raypress.site import (
     OutputFile,
     StaticFile,
@@ -170,7 +161,7 @@ def build(
     saved: list[str] = []
 
     def finished(result: PostExecution) -> None:
-        warning = _save_run(result, to_run, bodies, frozen, config, versions, saved)
+        warning = save_run(result, to_run, bodies, frozen, config, versions, saved)
         if warning:
             warnings.append(warning)
         if log:
@@ -212,7 +203,7 @@ def build(
         rendered(files, static)
     written = write_site(config, files, static)
     sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
-    notes = _tidy_snippets(config, posts, bodies, frozen, saved, sources)
+    notes = tidy_snippets(config, posts, bodies, frozen, saved, sources)
     if not execution.problems:  # a failing snippet must fail the next build too
         due = [p.date for p in all_posts if p.is_future(now) and not config.future]
         digest = stamp_digest(digest, frozen_digest(config, frozen.watched))
@@ -221,69 +212,6 @@ def build(
     timed("write", mark)
     extra = {"write": written, "notes": tuple(notes), "warnings": tuple(warnings)}
     return _finish(BuildReport(**{**_fields(report), **extra}), started, stages)
-
-
-def _save_run(
-    result: PostExecution,
-    posts: list[Post],
-    bodies: dict[str, ParsedBody],
-    frozen: FreezePlan,
-    config: Config,
-    versions: InstalledVersions,
-    saved: list[str],
-) -> str | None:
-    """Write the record of a post that just ran, if its run finished; a warning if not."""
-    post = next(p for p in posts if p.source == result.post)
-    body = bodies[post.source]
-    if not should_save(result, body):
-        status = result.status
-        return f"{post.source}: the run did not finish ({status}); its record was not updated"
-    try:
-        saved.append(
-            save_record(
-                config,
-                post,
-                body,
-                frozen.inputs[post.source],
-                result,
-                versions,
-                post_script(post, body, config),
-            )
-        )
-    except OSError as exc:
-        return f"{post.source}: cannot write its record in {config.snippets_dir}/: {exc}"
-    return None
-
-
-def _tidy_snippets(
-    config: Config,
-    posts: list[Post],
-    bodies: dict[str, ParsedBody],
-    frozen: FreezePlan,
-    saved: list[str],
-    sources: list[str],
-) -> list[str]:
-    """After a build: refresh the scripts of reused records, remove records of posts that
-    are not among ``sources`` (every post file); what was done, for the console."""
-    notes = [f"wrote {len(saved)} record(s) in {config.snippets_dir}/"] if saved else []
-    if config.execute:
-        for post in posts:
-            if post.source in frozen.reused:
-                with contextlib.suppress(OSError):  # a copy for reviewers; the site has its own
-                    refresh_script(config, post, post_script(post, bodies[post.source], config))
-    removed = remove_stale(config, sources)
-    notes += [f"removed {path} (its post no longer exists)" for path in removed]
-    notes += [
-        f"{source}: not executed ({reason}); shown without outputs"
-        for source, reason in sorted(frozen.unrecorded.items())
-    ]
-    return notes
-
-
-def post_script(post: Post, body: ParsedBody, config: Config) -> str:
-    """The post's code as a Jupytext percent script (published beside the page and kept
-    in snippets/)."""
-    return percent_script(post, body, config.url + config.baseurl + post.url)
 
 
 def post_run_for_file(path: Path, config: Config) -> PostRun | None:

@@ -6,6 +6,7 @@ Spyder open it as a notebook, and ``python script.py`` runs it top to bottom.
 
 from __future__ import annotations
 
+from raypress.config import Config
 from raypress.content import Post
 from raypress.markdown import ParsedBody
 from raypress.snippets import Snippet
@@ -57,3 +58,9 @@ def _cell(snippet: Snippet) -> list[str]:
         tags.append('"remove-input"')
     metadata = f" tags=[{', '.join(tags)}]" if tags else ""
     return [f"# %%{title}{metadata}", where, code, ""]
+
+
+def post_script(post: Post, body: ParsedBody, config: Config) -> str:
+    """The post's code as a Jupytext percent script (published beside the page and kept
+    in snippets/)."""
+    return percent_script(post, body, config.url + config.baseurl + post.url)
