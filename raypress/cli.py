@@ -55,28 +55,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_site_options(parser: argparse.ArgumentParser) -> None:
+def _add_site_options(parser: argparse.ArgumentParser, writes_site: bool = True) -> None:
+    """The flags every command shares; ``writes_site``: also those about the output."""
     parser.add_argument("--root", type=Path, default=Path(), help="project folder (default: .)")
     parser.add_argument(
         "--config",
         type=Path,
         help="config file (default: site.toml, then [tool.raypress] in pyproject.toml)",
     )
-    parser.add_argument("--output", dest="output_dir", help="output folder (default: _site)")
-    parser.add_argument("--baseurl", help="serve under this sub-path, e.g. /blog")
-    parser.add_argument("--url", help="the site's public URL, e.g. https://example.org")
+    if writes_site:
+        parser.add_argument("--output", dest="output_dir", help="output folder (default: _site)")
+        parser.add_argument("--baseurl", help="serve under this sub-path, e.g. /blog")
+        parser.add_argument("--url", help="the site's public URL, e.g. https://example.org")
     parser.add_argument("--drafts", action="store_true", default=None, help="include drafts")
     parser.add_argument(
         "--future", action="store_true", default=None, help="include posts dated in the future"
     )
     parser.add_argument("--jobs", "-j", type=int, help="parallel workers (default: CPUs)")
-    parser.add_argument(
-        "--no-exec",
-        dest="execute",
-        action="store_false",
-        default=None,
-        help="show snippets without running them",
-    )
+    if writes_site:
+        parser.add_argument(
+            "--no-exec",
+            dest="execute",
+            action="store_false",
+            default=None,
+            help="show snippets without running them",
+        )
     parser.add_argument(
         "--timeout",
         dest="snippet_timeout",
@@ -204,7 +207,7 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     parser = commands.add_parser(
         "check", help="re-run every post and compare its outputs with its record (for CI)"
     )
-    _add_site_options(parser)
+    _add_site_options(parser, writes_site=False)
     parser.add_argument("posts", nargs="*", metavar="POST", help="only these post files")
     parser.add_argument(
         "--update", action="store_true", help="rewrite the records instead of failing"
