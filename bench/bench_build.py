@@ -205,7 +205,7 @@ STAGES_SCRIPT = """
 import json, sys
 from pathlib import Path
 from raypress.config import load_config
-from raypress.pipeline import build
+from raypress.commands.build import build
 jobs = int(sys.argv[2]) or None
 report = build(load_config(Path(sys.argv[1]), None, jobs=jobs))
 stages = dict(getattr(report, "stage_seconds", {}) or {})

@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from raypress.commands.build import post_run_for_file  # noqa: E402
 from raypress.config import load_config  # noqa: E402
 from raypress.execution import ExecutionSettings, PostRun  # noqa: E402
+from raypress.execution.model import Snippet, SnippetOptions  # noqa: E402
 from raypress.execution.pool import Executor  # noqa: E402
-from raypress.pipeline import post_run_for_file  # noqa: E402
-from raypress.snippets import Snippet, SnippetOptions  # noqa: E402
 
 SEED = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"
 NUMPY_SNIPPETS = (

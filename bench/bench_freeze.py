@@ -84,7 +84,7 @@ import json, sys, time
 started = time.perf_counter()
 from pathlib import Path
 from raypress.config import load_config
-from raypress.pipeline import build
+from raypress.commands.build import build
 imported = time.perf_counter() - started
 report = build(load_config(Path(sys.argv[1])))
 stages = {"imports": imported, **report.stage_seconds}

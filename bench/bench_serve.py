@@ -243,7 +243,7 @@ def ray_edits(context: BrowserContext, edits: int, work: Path) -> list[Sample]:
 
 def _url_of(server: Server, root: Path, post: Path) -> str:
     from raypress.config import load_config
-    from raypress.content import read_post
+    from raypress.publish.posts import read_post
 
     config = load_config(root)
     return config.baseurl + read_post(post, config, frozenset({"post"})).url

@@ -10,7 +10,7 @@
 (c) The seed post and a second Ray post (a copy of it) in one build: what the second adds
     beyond its snippets' own time. Measured two ways: per post, ``PostExecution.wall_s``
     minus the sum of its ``SnippetResult.wall_s`` (the execute stage run in-process through
-    ``raypress.runner.run_posts``, with ``--jobs 1`` and with ``--jobs N``); and per build,
+    ``raypress.freeze.run_plan.run_posts``, with ``--jobs 1`` and with ``--jobs N``); and per build,
     the cold build of both minus the cold build of the seed alone minus the second post's
     snippet total from that build's /timings/ page. Target: under 1.5 s.
 
@@ -32,9 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from raypress.commands.build import build, post_run_for_file
 from raypress.config import load_config
-from raypress.pipeline import build, post_run_for_file
-from raypress.runner import run_posts
+from raypress.freeze.run_plan import run_posts
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"

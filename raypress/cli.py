@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from raypress import __version__
 from raypress.config import load_config
 from raypress.errors import SourceError
-from raypress.stamp import current_stamp
+from raypress.freeze.build_stamp import current_stamp
 
 if TYPE_CHECKING:
-    from raypress.pipeline import BuildReport
+    from raypress.commands.build import BuildReport
 
 COMMANDS = ("build", "serve", "check")
 
@@ -121,7 +121,7 @@ def _port(text: str) -> int:
 
 
 def _run_serve(options: argparse.Namespace) -> int:
-    from raypress.serve import ServeOptions, serve
+    from raypress.commands.serve import ServeOptions, serve
 
     given = _config_overrides(options)
     return serve(
@@ -169,7 +169,7 @@ def _run_build(options: argparse.Namespace) -> int:
                 f"checked in {time.perf_counter() - started:.2f}s)"
             )
         return 0
-    from raypress.pipeline import build  # Markdown, Pygments, Jinja2: only when building
+    from raypress.commands.build import build  # Markdown, Pygments, Jinja2: only when building
 
     try:
         report = build(config, now, log=None if options.quiet else _log, rerun=rerun)
@@ -229,8 +229,8 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def _run_check(options: argparse.Namespace) -> int:
     import os
 
-    from raypress.check import CheckOptions, check
-    from raypress.checkreport import console_lines, github_annotations, write_junit
+    from raypress.commands.check import CheckOptions, check
+    from raypress.commands.check_report import console_lines, github_annotations, write_junit
 
     try:
         config = load_config(options.root, options.config, **_config_overrides(options))

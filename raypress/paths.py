@@ -1,9 +1,13 @@
-"""Paths and URLs: slugs, and the rule that nothing is written outside the output folder."""
+"""Paths and URLs: slugs, the rule that nothing is written outside the output folder, and
+atomic file writes."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sys
+import tempfile
 import unicodedata
 from pathlib import Path, PurePosixPath
 
@@ -59,3 +63,21 @@ def display_path(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
+
+
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (``durable``:
+    fsync first, for records that must survive a power cut, not for caches)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(temporary).unlink()
+        raise

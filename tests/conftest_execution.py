@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from raypress.commands.build import post_run_for_file
 from raypress.config import load_config
 from raypress.execution import ExecutionSettings, InlineExpression, PostRun
+from raypress.execution.model import Snippet, SnippetOptions
 from raypress.execution.pool import Executor
-from raypress.pipeline import post_run_for_file
-from raypress.snippets import Snippet, SnippetOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_POST = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raypress.normalise import normalise
+from raypress.freeze.normalise import normalise
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from raypress.execution import (
     PostRun,
     execute_posts,
 )
+from raypress.execution.model import SnippetOptions
 from raypress.execution.pool import Executor
-from raypress.snippets import SnippetOptions
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from raypress.execution import (
     PostRun,
     execute_posts,
 )
+from raypress.execution.model import SnippetOptions
 from raypress.execution.pool import Executor
-from raypress.snippets import SnippetOptions
 
 
 def run_one(executor: Executor, run: PostRun) -> PostExecution:

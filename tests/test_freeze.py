@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from raypress.cli import main
+from raypress.commands.build import BuildReport, build
 from raypress.config import load_config
-from raypress.pipeline import BuildReport, build
-from raypress.records import RecordError, read_record, record_files
+from raypress.freeze.records import RecordError, read_record, record_files
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "posts"

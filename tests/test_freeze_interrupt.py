@@ -19,7 +19,7 @@ import pytest
 from test_freeze import Site
 
 from raypress.config import load_config
-from raypress.records import read_record, record_files
+from raypress.freeze.records import read_record, record_files
 
 pytestmark = pytest.mark.slow
 

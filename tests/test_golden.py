@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from conftest_publishing import EXAMPLE_POSTS, TEMPLATES
 
+from raypress.commands.build import build
 from raypress.config import load_config
-from raypress.pipeline import build
 
 GOLDEN = Path(__file__).parent / "golden"
 SNIPPETS = EXAMPLE_POSTS.parent / "snippets"

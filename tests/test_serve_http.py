@@ -14,8 +14,15 @@ from pathlib import Path
 import pytest
 
 from raypress.errors import Problem
-from raypress.httpserve import DevServer, HostCheck, Served, Snapshot, content_type, resolve
-from raypress.livereload import EVENTS_PATH, Hub
+from raypress.preview.http_server import (
+    DevServer,
+    HostCheck,
+    Served,
+    Snapshot,
+    content_type,
+    resolve,
+)
+from raypress.preview.live_reload import EVENTS_PATH, Hub
 
 SECRET = "TOP-SECRET-CONTENT"
 

@@ -18,12 +18,13 @@ from raypress.execution.model import (
     ExecutionSettings,
     PostExecution,
     PostRun,
+    Snippet,
+    SnippetOptions,
     SnippetResult,
 )
-from raypress.livereload import Hub, LiveState, inject
-from raypress.snippets import Snippet, SnippetOptions
-from raypress.warm import WarmExecution, run_key, shift_lines
-from raypress.watch import SourceWatcher
+from raypress.preview.file_watcher import SourceWatcher
+from raypress.preview.live_reload import Hub, LiveState, inject
+from raypress.preview.warm_executor import WarmExecution, run_key, shift_lines
 
 POST = "posts/2025-01-01-x.md"
 

@@ -21,10 +21,10 @@ from conftest_publishing import (
 )
 
 from raypress.config import load_config
-from raypress.content import read_post
-from raypress.markdown import MarkdownSettings, parse_body
-from raypress.render import available_layouts
-from raypress.snippets import SnippetOptions
+from raypress.execution.model import SnippetOptions
+from raypress.publish.markdown import MarkdownSettings, parse_body
+from raypress.publish.posts import read_post
+from raypress.publish.render import available_layouts
 
 
 def h1_texts(html: str) -> list[str]:

@@ -28,7 +28,7 @@ Design note
   subreaper, adopts, reaps and finally kills what escaped a group (daemons, orphaned
   Ray workers).
 * **Package import.** This ``__init__`` is lazy: the fork server imports the package
-  and must not pay for the build side (``model`` pulls in YAML via ``raypress.snippets``);
+  and must not pay for the build side (``model`` pulls in YAML via ``raypress.publish.snippets``);
   the session side uses its own plan types (``protocol.SnippetCode``, ``InlineCode``).
 * **Ray.** One cluster per build, started lazily in the background when a post imports
   ray (``ray_cluster``), SIGKILLed by process group at the end. In sessions

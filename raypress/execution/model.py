@@ -10,7 +10,6 @@ from typing import Literal
 
 from raypress.errors import Problem
 from raypress.execution.durations import format_duration
-from raypress.snippets import InlineExpression, Snippet
 
 SnippetStatus = Literal[
     "ok",
@@ -29,8 +28,15 @@ RayMode = Literal["shared", "isolated"]
 NetworkMode = Literal["auto", "isolated", "host"]
 
 GIB = 1 << 30
+COMPARE_MODES = ("strict", "loose", "none")
+IMAGE_EXTENSIONS = {  # an image's file extension from its type (records, figures on pages)
+    "image/png": "png",
+    "image/svg+xml": "svg",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+}
 
-__all__ = [  # InlineExpression and format_duration are re-exported for the other stages
+__all__ = [  # format_duration is re-exported for the other stages
     "GIB",
     "Environment",
     "ErrorInfo",
@@ -41,9 +47,55 @@ __all__ = [  # InlineExpression and format_duration are re-exported for the othe
     "PostExecution",
     "PostRun",
     "RepeatStats",
+    "Snippet",
+    "SnippetOptions",
     "SnippetResult",
     "format_duration",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class SnippetOptions:
+    """Per-snippet options; every field has the default a plain fence gets."""
+
+    label: str | None = None
+    eval: bool = True  # run it (False: show only)
+    echo: bool = True  # show the source (False: hidden setup code)
+    output: bool = True  # show what it printed
+    error: bool = False  # an exception is expected
+    timeout: float | None = None  # seconds; None: the post's or the build's default
+    repeat: int = 1  # time the snippet this many times (median and spread)
+    deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
+    compare: str = "strict"  # how `check` compares its output: strict, loose or none
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """One runnable Python fence of a post.
+
+    ``line`` is the 1-based line of the opening fence in the post file and
+    ``code_line`` the line of the first line of ``source`` (after the options),
+    so tracebacks can name lines of the post.
+    """
+
+    post: str  # the post's path relative to the project root, e.g. "posts/x.md"
+    index: int  # 0-based position among the post's snippets
+    line: int
+    code_line: int
+    language: str
+    source: str
+    options: SnippetOptions = field(default_factory=SnippetOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class InlineExpression:
+    """An inline `` `{python} expr` `` in the prose, evaluated in the post's session
+    right after snippet ``after_snippet`` has run (-1: before any snippet)."""
+
+    index: int
+    line: int
+    source: str
+    after_snippet: int
 
 
 @dataclass(frozen=True, slots=True)

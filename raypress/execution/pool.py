@@ -28,11 +28,11 @@ from raypress.execution.model import (
     InlineResult,
     PostExecution,
     PostRun,
+    Snippet,
     SnippetResult,
 )
 from raypress.execution.protocol import InlineCode, RayPlan, SessionPlan, SnippetCode
 from raypress.execution.session_env import base_env
-from raypress.snippets import Snippet
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _JANITOR_TIMEOUT_S = 30.0

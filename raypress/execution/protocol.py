@@ -26,7 +26,7 @@ MAX_FDS = 8
 
 @dataclass(frozen=True, slots=True)
 class SnippetCode:
-    """What a session needs of a snippet (not raypress.snippets: the fork server stays lean)."""
+    """What a session needs of a snippet (not ``publish.snippets``: the fork server stays lean)."""
 
     index: int
     code_line: int  # post line of the first line of ``source``

@@ -19,12 +19,12 @@ from raypress.execution.model import (
     InlineExpression,
     InlineResult,
     RepeatStats,
+    Snippet,
     SnippetResult,
     SnippetStatus,
 )
 from raypress.execution.protocol import InlineDone, SnippetDone, unb64
 from raypress.execution.tracebacks import console_message, looks_like_shell
-from raypress.snippets import Snippet
 
 SHELL_HINT = "this looks like a shell command: fence it as ```bash, or mark it `#| eval: false`"
 

@@ -14,35 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from raypress.bodycache import BuildCache, parse_bodies, post_key
 from raypress.config import Config
-from raypress.content import Post, find_post_files, read_post
-from raypress.embed import embed_results
 from raypress.errors import Problem, SourceError
 from raypress.execution.model import PostExecution, PostRun
-from raypress.freeze import Rerun, plan_freeze, save_run, tidy_snippets
-from raypress.inputs import InstalledVersions
-from raypress.markdown import MarkdownSettings, ParsedBody, parse_body
-from raypress.paths import display_path
-from raypress.render import (
-    SITE_TEMPLATES,
-    TIMINGS_URL,
-    Theme,
-    available_layouts,
-    render_pages,
-    timings_id,
-)
-from raypress.runner import PostExecutor, describe, plan_runs, run_posts, runnable
-from raypress.script import post_script, script_name
-from raypress.site import (
-    OutputFile,
-    StaticFile,
-    WriteReport,
-    check_output_folder,
-    collect_static,
-    write_site,
-)
-from raypress.stamp import (
+from raypress.freeze.build_stamp import (
     BuildStamp,
     current_stamp,
     frozen_digest,
@@ -50,7 +25,32 @@ from raypress.stamp import (
     save_stamp,
     stamp_digest,
 )
-from raypress.views import PostView, execution_view, link_neighbours, post_view
+from raypress.freeze.inputs import InstalledVersions
+from raypress.freeze.plan import Rerun, plan_freeze, save_run, tidy_snippets
+from raypress.freeze.run_plan import PostExecutor, describe, plan_runs, run_posts, runnable
+from raypress.paths import display_path
+from raypress.publish.embed_outputs import embed_results
+from raypress.publish.jupytext_script import post_script, script_name
+from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
+from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
+from raypress.publish.posts import Post, find_post_files, read_post
+from raypress.publish.render import (
+    SITE_TEMPLATES,
+    TIMINGS_URL,
+    Theme,
+    available_layouts,
+    render_pages,
+    timings_id,
+)
+from raypress.publish.site_writer import (
+    OutputFile,
+    StaticFile,
+    WriteReport,
+    check_output_folder,
+    collect_static,
+    write_site,
+)
+from raypress.publish.views import PostView, execution_view, link_neighbours, post_view
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raypress.config import Config
-from raypress.content import Post
 from raypress.errors import Problem
 from raypress.execution.imports import top_level_imports
-from raypress.markdown import ParsedBody
+from raypress.execution.model import Snippet
 from raypress.paths import display_path, inside, package_folders
-from raypress.snippets import Snippet
+from raypress.publish.markdown import ParsedBody
+from raypress.publish.posts import Post
 
 
 @dataclass(frozen=True, slots=True)

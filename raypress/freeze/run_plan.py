@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from raypress.config import Config
-from raypress.content import Post
 from raypress.errors import Problem
 from raypress.execution.model import (
     FAILED,
@@ -22,7 +21,8 @@ from raypress.execution.model import (
     PostRun,
     format_duration,
 )
-from raypress.markdown import ParsedBody
+from raypress.publish.markdown import ParsedBody
+from raypress.publish.posts import Post
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 Records are ignored for running: every post with snippets to run is executed in
 parallel, as a build would. Each snippet's output (stdout, stderr, value, images, the
-error it raised, notes) is compared with its record after :mod:`raypress.normalise`
+error it raised, notes) is compared with its record after :mod:`raypress.freeze.normalise`
 removed what legitimately varies between runs, per the snippet's ``compare`` option.
 A snippet fails when it raises unexpectedly, an expected error does not happen, it
 times out, its session dies, its code changed since the record, or its output differs.
@@ -22,28 +22,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from raypress.bodycache import BuildCache, parse_bodies
+from raypress.commands.build import markdown_settings, read_posts, select_posts
 from raypress.config import Config
-from raypress.content import Post
 from raypress.errors import Problem
 from raypress.execution.model import (
     NOT_RUN,
+    InlineExpression,
     InlineResult,
     PostExecution,
     PostRun,
+    Snippet,
     SnippetResult,
     format_duration,
 )
-from raypress.freeze import relocated, save_record, should_save
-from raypress.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
-from raypress.markdown import ParsedBody
-from raypress.normalise import normalise
-from raypress.pipeline import markdown_settings, read_posts, select_posts
-from raypress.records import Record, RecordError, read_record, record_files
-from raypress.render import available_layouts
-from raypress.runner import describe, execution_settings, plan_runs, runnable
-from raypress.script import post_script
-from raypress.snippets import InlineExpression, Snippet
+from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
+from raypress.freeze.normalise import normalise
+from raypress.freeze.plan import relocated, save_record, should_save
+from raypress.freeze.records import Record, RecordError, read_record, record_files
+from raypress.freeze.run_plan import describe, execution_settings, plan_runs, runnable
+from raypress.publish.jupytext_script import post_script
+from raypress.publish.markdown import ParsedBody
+from raypress.publish.parse_cache import BuildCache, parse_bodies
+from raypress.publish.posts import Post
+from raypress.publish.render import available_layouts
 
 SLOW_FLOOR_S = 0.05  # a snippet must also be this much slower than its record to be flagged
 _FAILED = {

@@ -11,7 +11,7 @@
   files get the site's ``404.html`` with status 404; the site lives under ``baseurl``.
 * A request whose ``Host`` is not this server (DNS rebinding) is refused, and the event
   stream also refuses cross-origin pages (``Origin``, ``Sec-Fetch-Site``).
-* HTML pages get the live-reload script on the way out (:mod:`raypress.livereload`).
+* HTML pages get the live-reload script on the way out (:mod:`raypress.preview.live_reload`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from raypress.livereload import EVENTS_PATH, KEEPALIVE_S, Hub, event, inject
+from raypress.preview.live_reload import EVENTS_PATH, KEEPALIVE_S, Hub, event, inject
 
 CONTENT_TYPES = MappingProxyType(
     {

@@ -1,6 +1,6 @@
 """Execution for a long-lived process (``serve``): one warm Executor, last results reused.
 
-:class:`WarmExecution` is handed to :func:`raypress.pipeline.build` as its ``executor``.
+:class:`WarmExecution` is handed to :func:`raypress.commands.build.build` as its ``executor``.
 It starts an :class:`~raypress.execution.pool.Executor` (fork server, Ray cluster) the
 first time a post must run and keeps it until :meth:`WarmExecution.close`, so the Ray
 cluster stays warm across rebuilds. It also remembers each post's last result: a post

@@ -9,7 +9,6 @@ build in which nothing changed writes nothing at all.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -23,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raypress.config import Config
-from raypress.content import walk_files
 from raypress.errors import Problem, SourceError
-from raypress.paths import display_path
+from raypress.paths import atomic_write, display_path
+from raypress.publish.posts import walk_files
 
 MANIFEST_NAME = "site-manifest.json"
 THEME_ASSETS = "assets"
@@ -208,24 +207,6 @@ def _read_manifest(path: Path, output: Path) -> dict[str, dict]:
 def _write_manifest(path: Path, output: Path, files: dict[str, dict]) -> None:
     data = json.dumps({"output": str(output.resolve()), "files": files}).encode()
     atomic_write(path, data, durable=False)
-
-
-def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (``durable``:
-    fsync first, for records that must survive a power cut, not for caches)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temporary).unlink()
-        raise
 
 
 def _swap_in(staging: Path, output: Path) -> None:

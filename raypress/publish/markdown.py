@@ -3,7 +3,7 @@
 The body is parsed once to tokens. Python fences and inline `` `{python} expr` ``
 expressions are extracted from the tokens (``token.map`` gives their lines) and rendered
 with placeholders around them, so execution results can be put in later without
-parsing or highlighting again (see :mod:`raypress.embed`).
+parsing or highlighting again (see :mod:`raypress.publish.embed_outputs`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from markdown_it.token import Token
 from mdit_py_plugins.anchors.index import slugify as heading_slug
 from mdit_py_plugins.gfm import gfm_plugin
 
-from raypress.content import Post
 from raypress.errors import Problem, SourceError
 from raypress.execution.imports import top_level_imports
-from raypress.highlight import highlight_block
-from raypress.snippets import InlineExpression, Snippet, is_python, parse_options, split_options
+from raypress.execution.model import InlineExpression, Snippet
+from raypress.publish.highlight import highlight_block
+from raypress.publish.posts import Post
+from raypress.publish.snippets import is_python, parse_options, split_options
 
 INLINE_PREFIX = "{python}"
 

@@ -16,10 +16,10 @@ from typing import Any
 from markupsafe import Markup
 
 from raypress.config import Config
-from raypress.content import Post
 from raypress.execution.model import FAILED, NOT_RUN, PostExecution, format_duration
-from raypress.markdown import ParsedBody, TocEntry
 from raypress.paths import slugify
+from raypress.publish.markdown import ParsedBody, TocEntry
+from raypress.publish.posts import Post
 
 
 @dataclass(frozen=True, slots=True)

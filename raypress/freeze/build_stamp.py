@@ -25,8 +25,8 @@ from pathlib import Path
 
 from raypress import __version__
 from raypress.config import Config
-from raypress.paths import package_folders
-from raypress.site import atomic_write, output_intact
+from raypress.paths import atomic_write, package_folders
+from raypress.publish.site_writer import output_intact
 
 STAMP_NAME = "build-stamp.json"
 
@@ -121,7 +121,7 @@ def current_stamp(config: Config, now: datetime, inputs: str | None = None) -> B
 
 
 def _input_folders(config: Config) -> list[Path]:
-    package = Path(__file__).parent  # an edited raypress is a changed input too
+    package = Path(__file__).resolve().parents[1]  # an edited raypress is a changed input too
     folders = [config.posts_path, config.templates_path, config.static_path, package]
     for name in ("site.toml", "pyproject.toml"):
         if (config.root / name).is_file():

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-from raypress.check import CheckReport, Issue, Item
+from raypress.commands.check import CheckReport, Issue, Item
 from raypress.execution.model import format_duration
-from raypress.site import atomic_write
+from raypress.paths import atomic_write
 
 _MAX_ANNOTATION = 4000  # characters of a diff kept in one annotation
 _NOT_XML = re.compile(r"[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")

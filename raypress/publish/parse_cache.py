@@ -20,11 +20,11 @@ from typing import Any
 
 from raypress import __version__
 from raypress.config import Config
-from raypress.content import Post
 from raypress.errors import Problem
-from raypress.markdown import MarkdownSettings, ParsedBody, TocEntry, parse_body
-from raypress.site import atomic_write
-from raypress.snippets import InlineExpression, Snippet, SnippetOptions
+from raypress.execution.model import InlineExpression, Snippet, SnippetOptions
+from raypress.paths import atomic_write
+from raypress.publish.markdown import MarkdownSettings, ParsedBody, TocEntry, parse_body
+from raypress.publish.posts import Post
 
 CACHE_NAME = "build-cache.pickle"
 _FORMAT = 2

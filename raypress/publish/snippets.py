@@ -8,32 +8,16 @@ displayed source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from raypress.errors import SourceError
-from raypress.frontmatter import bad_scalar, yaml_error_place
+from raypress.execution.model import COMPARE_MODES, SnippetOptions
+from raypress.publish.front_matter import bad_scalar, yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
-COMPARE_MODES = ("strict", "loose", "none")
 OPTION_PREFIX = "#|"
-
-
-@dataclass(frozen=True, slots=True)
-class SnippetOptions:
-    """Per-snippet options; every field has the default a plain fence gets."""
-
-    label: str | None = None
-    eval: bool = True  # run it (False: show only)
-    echo: bool = True  # show the source (False: hidden setup code)
-    output: bool = True  # show what it printed
-    error: bool = False  # an exception is expected
-    timeout: float | None = None  # seconds; None: the post's or the build's default
-    repeat: int = 1  # time the snippet this many times (median and spread)
-    deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
-    compare: str = "strict"  # how `check` compares its output: strict, loose or none
 
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
@@ -47,35 +31,6 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "deps": (list, str),
     "compare": (str,),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Snippet:
-    """One runnable Python fence of a post.
-
-    ``line`` is the 1-based line of the opening fence in the post file and
-    ``code_line`` the line of the first line of ``source`` (after the options),
-    so tracebacks can name lines of the post.
-    """
-
-    post: str  # the post's path relative to the project root, e.g. "posts/x.md"
-    index: int  # 0-based position among the post's snippets
-    line: int
-    code_line: int
-    language: str
-    source: str
-    options: SnippetOptions = field(default_factory=SnippetOptions)
-
-
-@dataclass(frozen=True, slots=True)
-class InlineExpression:
-    """An inline `` `{python} expr` `` in the prose, evaluated in the post's session
-    right after snippet ``after_snippet`` has run (-1: before any snippet)."""
-
-    index: int
-    line: int
-    source: str
-    after_snippet: int
 
 
 def is_python(language: str) -> bool:

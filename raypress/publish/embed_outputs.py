@@ -15,16 +15,16 @@ import nh3
 
 from raypress.execution.model import (
     FAILED,
+    IMAGE_EXTENSIONS,
     NOT_RUN,
     Image,
     InlineResult,
     PostExecution,
+    Snippet,
     SnippetResult,
     format_duration,
 )
-from raypress.markdown import ParsedBody
-from raypress.records import IMAGE_EXTENSIONS
-from raypress.snippets import Snippet
+from raypress.publish.markdown import ParsedBody
 
 _PLACEHOLDER = re.compile(r"<!--(raypress:[0-9a-f]+):([sx])(\d+)(?::(open|close))?-->")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")

@@ -1,8 +1,8 @@
 """Frozen results: a post's snippets run again only when what their results depend on changed.
 
 ``plan_freeze`` decides, per post with snippets to run, between its record in
-``snippets/`` (:mod:`raypress.records`) and a fresh run: a record is reused when the
-post's :class:`~raypress.inputs.Inputs` are those it was made from, its run succeeded,
+``snippets/`` (:mod:`raypress.freeze.records`) and a fresh run: a record is reused when the
+post's :class:`~raypress.freeze.inputs.Inputs` are those it was made from, its run succeeded,
 and the environment still matches (same Python, same installed version of every package
 the post imported). ``save_record`` writes a finished run's record; ``remove_stale``
 deletes the records of posts that no longer exist.
@@ -20,14 +20,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from raypress.config import Config
-from raypress.content import Post
 from raypress.errors import Problem
 from raypress.execution.model import ErrorInfo, PostExecution
-from raypress.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, python_version
-from raypress.inputs import source_hash as _source_hash
-from raypress.markdown import ParsedBody
-from raypress.paths import display_path
-from raypress.records import (
+from raypress.freeze.inputs import (
+    FileHashes,
+    Inputs,
+    InstalledVersions,
+    post_inputs,
+    python_version,
+)
+from raypress.freeze.inputs import source_hash as _source_hash
+from raypress.freeze.records import (
     Record,
     RecordError,
     SnippetPlace,
@@ -36,7 +39,10 @@ from raypress.records import (
     write_if_changed,
     write_record,
 )
-from raypress.script import post_script
+from raypress.paths import display_path
+from raypress.publish.jupytext_script import post_script
+from raypress.publish.markdown import ParsedBody
+from raypress.publish.posts import Post
 
 SAVED_STATUSES = frozenset({"ok", "failed"})  # runs that finished: worth a record
 _TEMP_AGE_S = 300.0  # leftovers of an interrupted write older than this are removed

@@ -7,9 +7,9 @@ Spyder open it as a notebook, and ``python script.py`` runs it top to bottom.
 from __future__ import annotations
 
 from raypress.config import Config
-from raypress.content import Post
-from raypress.markdown import ParsedBody
-from raypress.snippets import Snippet
+from raypress.execution.model import Snippet
+from raypress.publish.markdown import ParsedBody
+from raypress.publish.posts import Post
 
 _HEADER = """\
 # ---

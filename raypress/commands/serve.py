@@ -1,17 +1,17 @@
 """``build.py serve``: build, serve the site, rebuild on every save, reload the pages.
 
-The main thread builds and waits for changes; the HTTP server (:mod:`raypress.httpserve`)
-and the watchers (:mod:`raypress.watch`) run in threads. Each rebuild is an ordinary
-:func:`raypress.pipeline.build` (which swaps the output folder in atomically, and leaves
+The main thread builds and waits for changes; the HTTP server (:mod:`raypress.preview.http_server`)
+and the watchers (:mod:`raypress.preview.file_watcher`) run in threads. Each rebuild is an ordinary
+:func:`raypress.commands.build.build` (which swaps the output folder in atomically, and leaves
 it as it was when the input is wrong), lent three things:
 
-* a :class:`~raypress.warm.WarmExecution`: posts run only when their code changed, on one
-  execution engine whose Ray cluster stays up until the server stops;
+* a :class:`~raypress.preview.warm_executor.WarmExecution`: posts run only when their
+  code changed, on one execution engine whose Ray cluster stays up until the server stops;
 * the theme, whose compiled templates are kept while the configuration holds;
 * a ``rendered`` hook: the new site is served from memory as soon as it is rendered and,
   when nothing had to run, the pages reload before the build writes the output folder.
 
-After each rebuild the pages are told to reload (:mod:`raypress.livereload`), with the
+After each rebuild the pages are told to reload (:mod:`raypress.preview.live_reload`), with the
 build's problems in an overlay; the console gets one line per rebuild.
 """
 
@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from raypress.config import Config, load_config
 from raypress.errors import Problem, SourceError
 from raypress.execution.model import NOT_RUN
-from raypress.httpserve import DevServer, Served, Snapshot, is_loopback
-from raypress.livereload import Hub
 from raypress.paths import display_path
-from raypress.warm import RunSummary, WarmExecution
+from raypress.preview.http_server import DevServer, Served, Snapshot, is_loopback
+from raypress.preview.live_reload import Hub
+from raypress.preview.warm_executor import RunSummary, WarmExecution
 
 if TYPE_CHECKING:
-    from raypress.render import Theme
-    from raypress.site import OutputFile, StaticFile
+    from raypress.publish.render import Theme
+    from raypress.publish.site_writer import OutputFile, StaticFile
 
 CONFIG_FILES = ("site.toml", "pyproject.toml")
 
@@ -89,7 +89,7 @@ class DevSite:
     """The state of a serving session: configuration, warm execution, what pages show."""
 
     def __init__(self, options: ServeOptions, config: Config, console: Console) -> None:
-        from raypress.runner import execution_settings  # the build machinery: lazily
+        from raypress.freeze.run_plan import execution_settings  # the build machinery: lazily
 
         self.options = options
         self.config = config
@@ -174,8 +174,8 @@ class DevSite:
         return ()
 
     def _build(self) -> Outcome:
-        from raypress.pipeline import build  # Markdown, Pygments, Jinja2: only when building
-        from raypress.render import Theme
+        from raypress.commands.build import build  # Markdown, Pygments, Jinja2: only when building
+        from raypress.publish.render import Theme
 
         config = self.config
         self.warm.last = RunSummary()
@@ -223,7 +223,7 @@ def serve(options: ServeOptions, out: TextIO = sys.stdout, err: TextIO = sys.std
     except SourceError as exc:
         console.problem(exc.problem)
         return 1
-    from raypress.watch import SourceWatcher
+    from raypress.preview.file_watcher import SourceWatcher
 
     site = DevSite(options, config, console)
     try:
@@ -292,8 +292,8 @@ def _pages_of(
 ) -> tuple[dict[str, tuple[Problem, ...]], tuple[Problem, ...]]:
     """Failed snippets grouped by the output file of their post's page, and those whose
     page cannot be told (shown on every page)."""
-    from raypress.content import read_post
-    from raypress.render import available_layouts
+    from raypress.publish.posts import read_post
+    from raypress.publish.render import available_layouts
 
     pages: dict[str, tuple[Problem, ...]] = {}
     elsewhere: list[Problem] = []

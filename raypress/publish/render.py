@@ -1,5 +1,6 @@
 """Jinja2 rendering: post pages, paginated index, tag and category pages, archive,
-Atom feed, sitemap and 404, as files in memory (written later by :mod:`raypress.site`)."""
+Atom feed, sitemap and 404, as files in memory (written later by
+:mod:`raypress.publish.site_writer`)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import jinja2
 from raypress import __version__
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
-from raypress.highlight import stylesheet
 from raypress.paths import display_path, safe_output_file, slugify
-from raypress.site import OutputFile
-from raypress.views import PostView, SiteView, Term, feed_id, site_view
+from raypress.publish.highlight import stylesheet
+from raypress.publish.site_writer import OutputFile
+from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
 
 SYSTEM_TEMPLATES = frozenset(
     {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap", "timings"}

@@ -25,6 +25,7 @@ from typing import Any, get_args
 from raypress import __version__
 from raypress.config import Config
 from raypress.execution.model import (
+    IMAGE_EXTENSIONS,
     Environment,
     ErrorInfo,
     Image,
@@ -34,19 +35,13 @@ from raypress.execution.model import (
     SnippetResult,
     SnippetStatus,
 )
-from raypress.inputs import Inputs
-from raypress.site import atomic_write
+from raypress.freeze.inputs import Inputs
+from raypress.paths import atomic_write
 
 FORMAT = 1
 _STATUSES = frozenset(get_args(SnippetStatus))
 _POST_STATUSES = frozenset({"ok", "failed", "died", "timed-out"})
 _CONFLICT = re.compile(r"^(<<<<<<<|=======$|>>>>>>>)", re.M)
-IMAGE_EXTENSIONS = {  # an image's file extension from its type (records, figures on pages)
-    "image/png": "png",
-    "image/svg+xml": "svg",
-    "image/jpeg": "jpg",
-    "image/gif": "gif",
-}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
