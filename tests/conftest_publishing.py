@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from raypress.cli import main
+from raypress.theme import THEME_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "templates"
@@ -59,6 +60,15 @@ def toml_value(value: Any) -> str:
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
     raise TypeError(f"no TOML for {value!r}")
+
+
+def eject(root: Path, name: str) -> Path:
+    """Copy the built-in theme's template ``name`` into the site's templates/ (as a user
+    does before editing it); returns the copy."""
+    target = root / "templates" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(THEME_PATH / name, target)
+    return target
 
 
 def post_text(body: str = "Some words.\n", **front: Any) -> str:

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest_publishing import TEMPLATES, Project, post_text, python_command, run_command
+from conftest_publishing import (
+    TEMPLATES,
+    Project,
+    eject,
+    post_text,
+    python_command,
+    run_command,
+)
 
 GOOD_POST = post_text("Hello, world. This post is fine.\n", title="Good", date="2024-01-01")
 
@@ -283,7 +290,7 @@ def test_template_syntax_error_names_the_template_line(built: Project) -> None:
 
 
 def test_syntax_error_in_the_post_template_names_its_line(built: Project) -> None:
-    template = built.root / "templates" / "post.html"
+    template = eject(built.root, "post.html")
     lines = template.read_text(encoding="utf-8").splitlines()
     lines.insert(2, "{{ post.title | }}")
     template.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -362,7 +369,7 @@ def test_every_bad_post_of_a_build_is_reported(built: Project) -> None:
 
 def test_bad_post_and_bad_template_are_both_reported(built: Project) -> None:
     built.post("bad.md", "---\ntitle: x\n---\n")
-    template = built.root / "templates" / "index.html"
+    template = eject(built.root, "index.html")
     template.write_text("{% for %}\n", encoding="utf-8")
     assert_refused(
         built,

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_publishing import eject
 from serve_process import (
     SEED,
     SEED_URL,
@@ -73,7 +74,7 @@ def test_saves_rebuild_and_bad_saves_are_survived(tmp_path: Path) -> None:
         seen += 2
 
         # a template edit: every page reloads whole
-        base = root / "templates" / "base.html"
+        base = eject(root, "base.html")
         base.write_text(base.read_text().replace("</footer>", "</footer><!-- edited -->"))
         assert stream.next_after(seen + 3)["soft"] is False
         assert "<!-- edited -->" in server.get("/")[1]

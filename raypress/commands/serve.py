@@ -181,7 +181,8 @@ class DevSite:
         self.warm.last = RunSummary()
         self.early = False
         try:
-            self.theme = self.theme or Theme(config)
+            if self.theme is None or self.theme.stale():
+                self.theme = Theme(config)
             report = build(
                 config,
                 datetime.now(config.zone),

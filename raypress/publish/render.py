@@ -21,6 +21,7 @@ from raypress.paths import display_path, safe_output_file, slugify
 from raypress.publish.highlight import stylesheet
 from raypress.publish.site_writer import OutputFile
 from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
+from raypress.theme import THEME_PATH
 
 SYSTEM_TEMPLATES = frozenset(
     {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap", "timings"}
@@ -62,12 +63,22 @@ class SitemapEntry:
     lastmod: datetime | None
 
 
+def theme_folders(config: Config) -> list[Path]:
+    """Where templates are looked up, first match wins: the site's ``templates/``, which
+    overrides any file of the built-in theme by name, then the theme itself."""
+    return [config.templates_path, THEME_PATH]
+
+
 def available_layouts(config: Config) -> frozenset[str]:
-    """Template names a post may use as ``layout`` (templates/<layout>.html)."""
-    folder = config.templates_path
-    if not folder.is_dir():
-        return frozenset()
-    return frozenset(p.stem for p in folder.glob("*.html") if p.stem not in SYSTEM_TEMPLATES)
+    """Template names a post may use as ``layout`` (``<layout>.html`` in the site's
+    templates or the built-in theme)."""
+    return frozenset(
+        p.stem
+        for folder in theme_folders(config)
+        if folder.is_dir()
+        for p in folder.glob("*.html")
+        if p.stem not in SYSTEM_TEMPLATES
+    )
 
 
 class Theme:
@@ -80,7 +91,7 @@ class Theme:
         bytecode.mkdir(parents=True, exist_ok=True)
         self.env = jinja2.Environment(
             bytecode_cache=jinja2.FileSystemBytecodeCache(str(bytecode)),
-            loader=jinja2.FileSystemLoader(config.templates_path),
+            loader=jinja2.FileSystemLoader([str(f) for f in theme_folders(config)]),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -95,6 +106,16 @@ class Theme:
             w3c_date=lambda d: d.strftime("%Y-%m-%d"),
         )
         self.env.globals.update(site=self.site, generator=f"raypress {__version__}")
+        self.overrides = self._override_files()
+
+    def _override_files(self) -> frozenset[str]:
+        folder = self.config.templates_path
+        return frozenset(str(p) for p in folder.rglob("*")) if folder.is_dir() else frozenset()
+
+    def stale(self) -> bool:
+        """True when the site's templates/ gained or lost a file since this Theme was made:
+        Jinja's cache would keep serving the theme's template a new override replaces."""
+        return self._override_files() != self.overrides
 
     @functools.cached_property
     def pygments_css(self) -> bytes:
@@ -129,7 +150,7 @@ class Theme:
                         f"{self.config.templates_dir}/{name}",
                         None,
                         "template not found",
-                        "restore it from the default theme",
+                        "add it to the site's templates, or `raypress theme eject` the theme's",
                     )
                 )
         return problems
@@ -161,9 +182,9 @@ class Theme:
         )
 
     def _template_frame(self, exc: Exception, name: str) -> tuple[str, int | None]:
-        folder = str(self.config.templates_path)
+        folders = tuple(str(f) for f in theme_folders(self.config))
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-            if frame.filename.startswith(folder):
+            if frame.filename.startswith(folders):
                 return display_path(Path(frame.filename), self.config.root), frame.lineno
         return f"{self.config.templates_dir}/{name}", None
 

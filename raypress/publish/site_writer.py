@@ -25,6 +25,7 @@ from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import atomic_write, display_path
 from raypress.publish.posts import walk_files
+from raypress.theme import THEME_PATH
 
 MANIFEST_NAME = "site-manifest.json"
 THEME_ASSETS = "assets"
@@ -57,17 +58,25 @@ class WriteReport:
 
 
 def collect_static(config: Config) -> tuple[list[StaticFile], list[Problem]]:
-    """The static files: ``static/`` to the site root, ``templates/assets/`` to /assets/."""
+    """The static files: ``static/`` to the site root, and ``assets/`` of the built-in
+    theme to /assets/, each overridden by the same name in the site's ``templates/assets/``."""
     problems: list[Problem] = []
-    found: list[StaticFile] = []
+    found: dict[str, StaticFile] = {}
     for folder, prefix in (
+        (THEME_PATH / THEME_ASSETS, THEME_ASSETS),
         (config.templates_path / THEME_ASSETS, THEME_ASSETS),
         (config.static_path, ""),
     ):
-        for path in walk_files(folder, config.root, problems):
+        if not folder.is_dir():
+            continue
+        root = THEME_PATH if folder.is_relative_to(THEME_PATH) else config.root
+        for path in walk_files(folder, root, problems):
             relative = path.relative_to(folder).as_posix()
-            found.append(StaticFile(path, f"{prefix}/{relative}" if prefix else relative))
-    return found, problems
+            url = f"{prefix}/{relative}" if prefix else relative
+            if prefix and url in found:
+                del found[url]  # the site's own asset replaces the theme's
+            found.setdefault(url, StaticFile(path, url))
+    return list(found.values()), problems
 
 
 def check_output_folder(config: Config) -> None:
