@@ -86,6 +86,7 @@ def markdown_settings(config: Config) -> MarkdownSettings:
         excerpt_separator=config.excerpt_separator,
         toc_min_headings=config.toc_min_headings,
         baseurl=config.baseurl,
+        typography=config.typography,
     )
 
 
@@ -155,7 +156,7 @@ def build(
     versions = InstalledVersions()
     frozen = plan_freeze(candidates, bodies, config, rerun, versions)
     problems += frozen.problems
-    warnings = list(frozen.notes)
+    warnings = [w for post in posts for w in post.warnings] + list(frozen.notes)
     to_run = [p for p in candidates if p.source in frozen.reasons]
     runs = [] if problems else plan_runs(to_run, bodies, config)
     saved: list[str] = []
