@@ -34,6 +34,7 @@ from raypress.publish.jupytext_script import post_script, script_name
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
+from raypress.publish.relative_links import make_links_relative
 from raypress.publish.render import (
     SITE_TEMPLATES,
     TIMINGS_URL,
@@ -183,6 +184,8 @@ def build(
     static, static_problems = collect_static(config)
     problems += static_problems
     problems += colliding_outputs(files, static)
+    if config.relative_urls:
+        files = make_links_relative(files, (s.path for s in static), config.baseurl)
     mark = timed("render", mark)
 
     report = BuildReport(
