@@ -314,6 +314,13 @@ def walk_files(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Pa
 
 
 def _outside_link(path: Path, root: Path) -> Problem:
+    if not path.is_symlink():  # a configured folder such as static_dir = "../shared"
+        return Problem(
+            display_path(path, root),
+            None,
+            f"folder {path.resolve()} is outside the project; refused, nothing read from it",
+            "keep posts and static files inside the project (a theme folder may be anywhere)",
+        )
     target = path.readlink()
     return Problem(
         display_path(path, root),
