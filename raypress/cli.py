@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from raypress import __version__
 from raypress.config import load_config
@@ -180,7 +181,8 @@ def _run_build(options: argparse.Namespace) -> int:
     from raypress.commands.build import build  # Markdown, Pygments, Jinja2: only when building
 
     try:
-        report = build(config, now, log=None if options.quiet else _log, rerun=rerun)
+        with _live_status(options.quiet) as (log, events):
+            report = build(config, now, log=log, rerun=rerun, events=events)
     except KeyboardInterrupt:
         print(
             f"interrupted; the records of the posts that finished running are in "
@@ -249,17 +251,19 @@ def _run_check(options: argparse.Namespace) -> int:
     if options.slowdown is not None and options.slowdown <= 1:
         print("--slowdown must be more than 1", file=sys.stderr)
         return 2
-    report = check(
-        config,
-        CheckOptions(
-            update=options.update,
-            twice=options.twice,
-            slowdown=options.slowdown,
-            fail_on_slowdown=options.fail_on_slowdown,
-            posts=posts if isinstance(posts, frozenset) else frozenset(),
-        ),
-        log=None if options.quiet else _log,
-    )
+    with _live_status(options.quiet) as (log, events):
+        report = check(
+            config,
+            CheckOptions(
+                update=options.update,
+                twice=options.twice,
+                slowdown=options.slowdown,
+                fail_on_slowdown=options.fail_on_slowdown,
+                posts=posts if isinstance(posts, frozenset) else frozenset(),
+            ),
+            log=log,
+            events=events,
+        )
     for line, is_error in console_lines(report):
         if is_error or not options.quiet or line.startswith(report.summary):
             print(line, file=sys.stderr if is_error else sys.stdout, flush=True)
@@ -271,8 +275,17 @@ def _run_check(options: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _log(line: str) -> None:
-    print(line, flush=True)
+@contextlib.contextmanager
+def _live_status(quiet: bool) -> Iterator[tuple[Any, Any]]:
+    """The console while posts run: (log, events) for build and check; (None, None) when
+    ``quiet``. A live status on a terminal, plain lines and heartbeats elsewhere."""
+    if quiet:
+        yield None, None
+        return
+    from raypress.commands.live_status import LiveStatus
+
+    with LiveStatus(sys.stdout) as status:
+        yield status.log, status.event
 
 
 def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
-from raypress.execution.model import PostExecution, PostRun
+from raypress.execution.model import PostExecution, PostRun, ProgressEvent
 from raypress.freeze.build_stamp import (
     BuildStamp,
     current_stamp,
@@ -99,6 +99,7 @@ def build(
     executor: PostExecutor | None = None,
     theme: Theme | None = None,
     rendered: Callable[[list[OutputFile], list[StaticFile]], None] | None = None,
+    events: Callable[[ProgressEvent], None] | None = None,
 ) -> BuildReport:
     """Build the site described by ``config`` into its output folder.
 
@@ -110,6 +111,7 @@ def build(
     For a long-lived caller (``serve``): ``executor`` runs the posts instead of a new
     engine, ``theme`` keeps compiled templates between builds, and ``rendered`` receives
     the site's files once they are all rendered without problems, before they are written.
+    ``events`` hears what runs as it runs (a live status on the console).
     """
     started = time.perf_counter()
     stages: dict[str, float] = {}
@@ -170,7 +172,9 @@ def build(
             reason = frozen.reasons.get(result.post)
             log(describe(result) + (f" ({reason})" if reason else ""))
 
-    execution = run_posts(runs, config, progress=finished, log=log, executor=executor)
+    execution = run_posts(
+        runs, config, progress=finished, log=log, executor=executor, events=events
+    )
     for message in execution.messages:
         if log:
             log(message)
