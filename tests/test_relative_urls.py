@@ -44,7 +44,7 @@ def relative_site(project: Project, baseurl: str = "", **config: object) -> Proj
 def internal_links(project: Project) -> Iterator[tuple[str, str]]:
     """(page, link) for every href and src of every HTML page that is not external."""
     for name in project.files():
-        if not name.endswith(".html"):
+        if not name.endswith(".html") or name == "404.html":  # served at any depth: absolute
             continue
         for link in parse_page(project.page(name)).links:
             value = link.value
@@ -85,6 +85,8 @@ def test_links_in_post_bodies_pagination_and_feed_are_relative(project: Project)
     assert "../../2024/01/01/first/index.html" in tag
     feed = (project.site / "feed.xml").read_text(encoding="utf-8")
     assert f"{SITE_URL}/2024/01/02/second/" in feed  # a feed keeps absolute URLs
+    not_found = [link.value for link in parse_page(project.page("404.html")).links]
+    assert "/assets/style.css" in not_found  # 404.html is served for /any/depth/
 
 
 def test_without_the_option_links_stay_site_absolute(project: Project) -> None:

@@ -9,7 +9,8 @@ finished page knows them all. A link is internal when it is a path under the sit
 already-relative links are left as they are. A link to a folder gets its ``index.html``
 named (a browser opening files shows a folder as a listing), and a link to ``/x`` that the
 site serves as ``x/index.html`` is followed there. Files that are not HTML (the feed, the
-sitemap: they need absolute URLs) are not touched.
+sitemap: they need absolute URLs) are not touched, nor is ``404.html``: a server sends it
+for a missing page at any depth, where only site-absolute links still lead somewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _LINK_ATTRIBUTE = re.compile(
     re.IGNORECASE,
 )
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+NOT_FOUND_PAGE = "404.html"
 
 
 def make_links_relative(
@@ -37,7 +39,7 @@ def make_links_relative(
     known = {f.path for f in files} | set(other_paths)
     return [
         OutputFile(f.path, _rewrite_page(f.data, f.path, known, baseurl), f.origin)
-        if f.path.endswith(".html")
+        if f.path.endswith(".html") and f.path != NOT_FOUND_PAGE
         else f
         for f in files
     ]
