@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from raypress.errors import Problem
 from raypress.execution import ray_cluster
@@ -28,10 +29,19 @@ from raypress.execution.model import (
     InlineResult,
     PostExecution,
     PostRun,
+    ProgressEvent,
+    ProgressKind,
     Snippet,
     SnippetResult,
 )
-from raypress.execution.protocol import InlineCode, RayPlan, SessionPlan, SnippetCode
+from raypress.execution.protocol import (
+    InlineCode,
+    RayPlan,
+    SessionEvent,
+    SessionPlan,
+    SnippetCode,
+    SnippetDone,
+)
 from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -137,6 +147,32 @@ class Executor:
 
     def execute_outcome(self, run: PostRun) -> Outcome:
         """:meth:`execute`, with the session's Ray jobs and timeline."""
+        outcome = self._execute_outcome(run)
+        self._report("post-done", run.post, status=outcome.execution.status)
+        return outcome
+
+    def _report(self, kind: ProgressKind, post: str = "", **fields: Any) -> None:
+        """Tell ``settings.progress`` (a live status) what happens now."""
+        if self.settings.progress is not None:
+            self.settings.progress(ProgressEvent(kind, post, **fields))
+
+    def _notifier(self, run: PostRun) -> Callable[[SessionEvent], None] | None:
+        """What the driver calls as the post's snippets start and end."""
+        if self.settings.progress is None:
+            return None
+        lines = {s.index: s.line for s in run.snippets}
+
+        def notify(event: SessionEvent) -> None:
+            kind: ProgressKind = "snippet-started"
+            status = ""
+            if isinstance(event, SnippetDone):
+                kind, status = "snippet-done", event.status
+            index = event.index
+            self._report(kind, run.post, snippet=index + 1, line=lines.get(index), status=status)
+
+        return notify
+
+    def _execute_outcome(self, run: PostRun) -> Outcome:
         started = time.perf_counter()
         try:
             plan = self._plan(run)
@@ -150,6 +186,7 @@ class Executor:
             output_cap=self.settings.output_cap_bytes,
         )
         cluster = self.cluster if plan.ray and plan.ray.mode == "shared" else None
+        self._report("post-started", run.post, count=sum(s.options.eval for s in run.snippets))
         try:
             outcome = drive(
                 self.server,
@@ -158,6 +195,7 @@ class Executor:
                 limits,
                 self.machine,
                 cluster.failure if cluster else lambda: None,
+                self._notifier(run),
             )
         except ForkServerError as exc:
             message = f"could not start the session: {exc}"
@@ -222,13 +260,16 @@ class Executor:
             isolated_network=self.isolated_network,
         )
         self.log(f"execution: starting a Ray cluster ({options.num_cpus} logical CPUs)")
+        self._report("cluster-starting", count=options.num_cpus)
         try:
             cluster = ray_cluster.BuildCluster(
                 self.server, {**self.base_env, **self.ray_auth}, options, self.short_root
             )
         except BaseException as exc:
+            self._report("cluster-failed", status=str(exc))
             self.cluster_future.set_exception(exc)
             return
+        self._report("cluster-ready")
         self.cluster = cluster
         self.log(
             f"execution: Ray cluster at {cluster.address}, started in {cluster.started_s:.1f} s"
