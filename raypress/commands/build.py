@@ -32,6 +32,7 @@ from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
 from raypress.publish.jupytext_script import post_script, script_name
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
+from raypress.publish.page_scripts import script_files, script_tags
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
 from raypress.publish.render import (
@@ -296,12 +297,17 @@ def post_views(
     ``unrecorded`` posts (--no-exec, no record) are marked as not executed."""
     views: list[PostView] = []
     files: list[OutputFile] = []
+    scripts: set[str] = set()  # libraries some page loads (their files are published once)
     for post in posts:
         body = bodies.get(post.source)
         if body is None:
             continue
         execution = executions.get(post.source)
-        embedded = embed_results(body, execution)
+        embedded = embed_results(body, execution, config.trust_html_output)
+        content = embedded.html
+        if embedded.scripts:
+            content += "\n" + script_tags(embedded.scripts, lambda path: config.baseurl + path)
+            scripts.update(embedded.scripts)
         folder = posixpath.dirname(post.output_file)
         script_path = posixpath.join(folder, script_name(post))
         if body.snippets:
@@ -312,7 +318,7 @@ def post_views(
             run = execution_view(
                 post, body, execution, "/" + script_path, f"{TIMINGS_URL}#{timings_id(post.url)}"
             )
-        view = post_view(post, body, embedded.html, config, now, run)
+        view = post_view(post, body, content, config, now, run)
         view.unexecuted = (unrecorded or {}).get(post.source)
         views.append(view)
         files += [
@@ -320,7 +326,7 @@ def post_views(
             for f in embedded.figures
         ]
     link_neighbours(views)
-    return views, files
+    return views, files + script_files(scripts)
 
 
 def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:
