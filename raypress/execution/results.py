@@ -53,13 +53,16 @@ def outputs_of(pieces: list[Piece], cap: int) -> tuple[tuple[Output, ...], list[
     notes: list[str] = []
     room = {"stdout": cap, "stderr": cap}
     printed = {"stdout": 0, "stderr": 0}
+    dropped = {"stdout": False, "stderr": False}
     cut = False
     for number, (out, err, shown) in enumerate(pieces):
         for name, segment in (("stdout", out), ("stderr", err)):
             printed[name] += segment.total
+            dropped[name] = dropped[name] or segment.dropped
             text = clean_text(bytes(segment.kept))
             if len(text.encode()) > room[name]:
                 text = text.encode()[: room[name]].decode(errors="ignore")
+                dropped[name] = True
             room[name] -= len(text.encode())
             if text:
                 _add_stream(outputs, name, text)
@@ -74,7 +77,7 @@ def outputs_of(pieces: list[Piece], cap: int) -> tuple[tuple[Output, ...], list[
         if display is not None:
             outputs.append(display)
     for name in ("stdout", "stderr"):
-        if printed[name] > cap:
+        if dropped[name]:
             shown_bytes = size_text(cap)
             notes.append(
                 f"{name} cut: {size_text(printed[name])} printed, the first {shown_bytes} shown"

@@ -86,7 +86,29 @@ def mime_bundle(value: Any, fig_format: str, fig_dpi: int | None, notes: list[st
             _put(data, mime, produced, notes)
     if "text/plain" not in data:
         data["text/plain"] = _plain(value)
+    if not any(mime.startswith("image/") for mime in data):
+        _static_fallback(value, data, notes)
     return data, _json_ready(metadata)
+
+
+def _static_fallback(value: Any, data: dict[str, Any], notes: list[str]) -> None:
+    """A static image of an interactive chart, where its library offers one: an altair
+    chart as SVG when vl-convert is installed (pages that may not run scripts show it)."""
+    if not type(value).__module__.startswith("altair.") or "vl_convert" not in _importable():
+        return
+    buffer = io.StringIO()
+    try:
+        value.save(buffer, format="svg")
+    except Exception as exc:
+        notes.append(f"no static image of the altair chart: {type(exc).__name__}: {exc}")
+        return
+    _put(data, "image/svg+xml", buffer.getvalue(), notes)
+
+
+def _importable() -> set[str]:
+    import importlib.util
+
+    return {name for name in ("vl_convert",) if importlib.util.find_spec(name) is not None}
 
 
 def raw_bundle(data: Any, metadata: Any, notes: list[str]) -> Bundle:

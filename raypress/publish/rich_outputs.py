@@ -114,6 +114,10 @@ _MATHML_ATTRIBUTES = frozenset(
         "separators",
     ]
 )
+SCRIPTS_REMOVED = (
+    ": this site shows the HTML of snippet output sanitised. Set trust_html_output = true "
+    "in the site's configuration to keep them."
+)
 UNTRUSTED_NOTE = (
     "This {library} output is interactive, but this site shows the HTML of snippet output "
     "sanitised, without scripts{fallback}. Set trust_html_output = true in the site's "
@@ -159,6 +163,10 @@ def display_html(snippet: Snippet, output: DisplayOutput, page: OutputPage) -> t
             fallback = " (here: a static image of it)"
             return _image_html(snippet, output, image, page), _untrusted(library, fallback)
         return "", _untrusted(library, "")
+    html = output.get("text/html")
+    if not page.trust_html and isinstance(html, str) and _SCRIPT.search(html):
+        notice = "Scripts were removed from this HTML output" + SCRIPTS_REMOVED
+        return _static_html(snippet, output, page), notice
     return _static_html(snippet, output, page), ""
 
 
@@ -174,9 +182,13 @@ def _interactive_library(output: DisplayOutput) -> str | None:
             return "Vega-Lite (altair)"
     html = output.get("text/html")
     if isinstance(html, str) and _SCRIPT.search(html):
-        if "vega" in html:
-            return "Vega-Lite (altair)"
-        return "bokeh" if "Bokeh" in html else "HTML"
+        for hint, library in (
+            ("vega", "Vega-Lite (altair)"),
+            ("Bokeh", "bokeh"),
+            ("Plotly", "plotly"),
+        ):
+            if hint in html:
+                return library
     return None
 
 
