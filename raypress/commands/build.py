@@ -32,6 +32,7 @@ from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
 from raypress.publish.jupytext_script import post_script, script_name
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
+from raypress.publish.notebook_output import notebook_name, post_notebook
 from raypress.publish.page_scripts import script_files, script_tags
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
@@ -51,7 +52,13 @@ from raypress.publish.site_writer import (
     collect_static,
     write_site,
 )
-from raypress.publish.views import PostView, execution_view, link_neighbours, post_view
+from raypress.publish.views import (
+    PostView,
+    execution_view,
+    launch_urls,
+    link_neighbours,
+    post_view,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,13 +317,23 @@ def post_views(
             scripts.update(embedded.scripts)
         folder = posixpath.dirname(post.output_file)
         script_path = posixpath.join(folder, script_name(post))
+        notebook_path = posixpath.join(folder, notebook_name(post))
         if body.snippets:
             script = post_script(post, body, config)
             files.append(OutputFile(script_path, script.encode(), post.source))
+            page_url = config.url + config.baseurl + post.url
+            notebook = post_notebook(post, body, execution, page_url)
+            files.append(OutputFile(notebook_path, notebook.encode(), post.source))
         run = None
         if execution is not None:
             run = execution_view(
-                post, body, execution, "/" + script_path, f"{TIMINGS_URL}#{timings_id(post.url)}"
+                post,
+                body,
+                execution,
+                "/" + script_path,
+                f"{TIMINGS_URL}#{timings_id(post.url)}",
+                "/" + notebook_path,
+                launch_urls(config, post),
             )
         view = post_view(post, body, content, config, now, run)
         view.unexecuted = (unrecorded or {}).get(post.source)

@@ -22,7 +22,7 @@ from raypress.errors import Problem, SourceError
 from raypress.paths import PathEscapeError, display_path, inside, safe_output_file, slugify
 from raypress.publish.front_matter import SplitPost, split_front_matter
 
-POST_SUFFIXES = (".md", ".markdown")
+POST_SUFFIXES = (".md", ".markdown", ".ipynb")
 _DATED_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 _SLUG_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$")
@@ -79,6 +79,10 @@ def read_post(
     file:line for anything wrong."""
     source = display_path(path, config.root)
     raw = path.read_bytes() if raw is None else raw
+    if path.suffix.lower() == ".ipynb":  # outputs saved in it do not count: only its text
+        from raypress.publish.notebook_source import notebook_post_text
+
+        raw = notebook_post_text(raw, source).encode()
     if len(raw) > config.max_post_bytes:
         raise SourceError(
             source,
