@@ -114,9 +114,7 @@ def _outputs(site: Path, name: str) -> str:
 
 def test_display_and_prints_are_interleaved_as_in_a_notebook(site: Path) -> None:
     html = _outputs(site, "interleaved")
-    order = [
-        html.index(s) for s in ("a\n</pre>", "'hello'", "b\n</pre>", "Out:</span> 42")
-    ]
+    order = [html.index(s) for s in ("a\n</pre>", "'hello'", "b\n</pre>", "Out:</span> 42")]
     assert order == sorted(order), html
     record = json.loads((site / "snippets" / "2025-01-02-rich.json").read_text())
     outputs = record["snippets"][0]["outputs"]
