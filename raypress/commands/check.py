@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ from raypress.publish.parse_cache import BuildCache, parse_bodies
 from raypress.publish.posts import Post
 from raypress.publish.render import available_layouts
 
+_RANDOM_ID = re.compile(  # element ids libraries draw afresh each run (altair, plotly)
+    r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b"
+)
 SLOW_FLOOR_S = 0.05  # a snippet must also be this much slower than its record to be flagged
 _FAILED = {
     "error": "raised an exception",
@@ -284,9 +288,9 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
             elif mime == "text/plain":
                 sections.append((header, data))
             elif mime == "text/html" and output.result:
-                sections.append(("html", data))
+                sections.append(("html", _RANDOM_ID.sub("<uuid>", data)))
             else:
-                sections.append((f"{header} {mime}", data))
+                sections.append((f"{header} {mime}", _RANDOM_ID.sub("<uuid>", data)))
     if result.error is not None:
         sections.append(("error", result.error.traceback))
     if result.notes:
