@@ -63,6 +63,8 @@ def post_notebook(
     rest = "\n".join(lines[position:]).strip("\n")
     if rest.strip():
         cells.append(v4.new_markdown_cell(rest))
+    for number, cell in enumerate(cells):  # nbformat draws random ids: builds must not differ
+        cell["id"] = f"cell-{number}"
     notebook = v4.new_notebook(
         cells=cells,
         metadata={
