@@ -67,6 +67,11 @@ class Config:
     ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
     ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
     check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
+    # Rich output
+    figure_format: str = "png"  # matplotlib figures: png (2x), webp (2x, lossless) or svg
+    trust_html_output: bool = False  # show snippets' HTML raw, scripts included (plotly...)
+    repository_url: str = ""  # e.g. https://github.com/me/blog: Colab and Binder links
+    repository_branch: str = "main"  # the branch those links open
 
     @property
     def posts_path(self) -> Path:
@@ -209,6 +214,19 @@ def _check_values(config: Config, name: str) -> None:
         )
     if config.posts_per_page < 1:
         raise SourceError(name, None, "posts_per_page must be at least 1")
+    if config.figure_format not in ("png", "svg", "webp"):
+        raise SourceError(
+            name, None, f"figure_format must be png, svg or webp, not {config.figure_format!r}"
+        )
+    if config.repository_url and not re.match(
+        r"^https://github\.com/[\w.-]+/[\w.-]+$", config.repository_url
+    ):
+        raise SourceError(
+            name,
+            None,
+            f"repository_url {config.repository_url!r} must look like https://github.com/OWNER/REPO",
+            "Colab and Binder open notebooks from GitHub",
+        )
     if config.check_slowdown <= 1:
         raise SourceError(name, None, "check_slowdown must be more than 1 (a factor)")
     others = {config.posts_dir, config.templates_dir, config.static_dir, config.output_dir}

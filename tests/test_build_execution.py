@@ -435,8 +435,10 @@ def test_seed_post_footer_says_what_it_was_measured_on(examples: WatchedBuild) -
 def test_seed_post_links_its_code_as_a_percent_script(examples: WatchedBuild) -> None:
     page = scan(read_page(examples.site, SEED_URL))
     downloads = [a["href"] for a in page.tags("a") if "download" in a]
-    assert len(downloads) == 1, downloads
-    href = downloads[0]
+    scripts = [href for href in downloads if href.endswith(".py")]
+    assert len(scripts) == 1, downloads
+    assert [h for h in downloads if h.endswith(".ipynb")], downloads  # and the notebook
+    href = scripts[0]
     assert href.startswith(SEED_URL) and href.endswith(".py"), href
     script_file = page_path(examples.site, href)
     assert script_file.is_file(), href

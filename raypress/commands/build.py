@@ -32,6 +32,8 @@ from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
 from raypress.publish.jupytext_script import post_script, script_name
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
+from raypress.publish.notebook_output import notebook_name, post_notebook
+from raypress.publish.page_scripts import script_files, script_tags
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
 from raypress.publish.relative_links import make_links_relative
@@ -51,7 +53,13 @@ from raypress.publish.site_writer import (
     collect_static,
     write_site,
 )
-from raypress.publish.views import PostView, execution_view, link_neighbours, post_view
+from raypress.publish.views import (
+    PostView,
+    execution_view,
+    launch_urls,
+    link_neighbours,
+    post_view,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,23 +312,38 @@ def post_views(
     ``unrecorded`` posts (--no-exec, no record) are marked as not executed."""
     views: list[PostView] = []
     files: list[OutputFile] = []
+    scripts: set[str] = set()  # libraries some page loads (their files are published once)
     for post in posts:
         body = bodies.get(post.source)
         if body is None:
             continue
         execution = executions.get(post.source)
-        embedded = embed_results(body, execution)
+        embedded = embed_results(body, execution, config.trust_html_output)
+        content = embedded.html
+        if embedded.scripts:
+            content += "\n" + script_tags(embedded.scripts, lambda path: config.baseurl + path)
+            scripts.update(embedded.scripts)
         folder = posixpath.dirname(post.output_file)
         script_path = posixpath.join(folder, script_name(post))
+        notebook_path = posixpath.join(folder, notebook_name(post))
         if body.snippets:
             script = post_script(post, body, config)
             files.append(OutputFile(script_path, script.encode(), post.source))
+            page_url = config.url + config.baseurl + post.url
+            notebook = post_notebook(post, body, execution, page_url)
+            files.append(OutputFile(notebook_path, notebook.encode(), post.source))
         run = None
         if execution is not None:
             run = execution_view(
-                post, body, execution, "/" + script_path, f"{TIMINGS_URL}#{timings_id(post.url)}"
+                post,
+                body,
+                execution,
+                "/" + script_path,
+                f"{TIMINGS_URL}#{timings_id(post.url)}",
+                "/" + notebook_path,
+                launch_urls(config, post),
             )
-        view = post_view(post, body, embedded.html, config, now, run)
+        view = post_view(post, body, content, config, now, run)
         view.unexecuted = (unrecorded or {}).get(post.source)
         views.append(view)
         files += [
@@ -328,7 +351,7 @@ def post_views(
             for f in embedded.figures
         ]
     link_neighbours(views)
-    return views, files
+    return views, files + script_files(scripts)
 
 
 def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from raypress.execution.model import (
     ProgressEvent,
     Snippet,
     SnippetResult,
+    StreamOutput,
     format_duration,
 )
 from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
@@ -47,6 +49,9 @@ from raypress.publish.parse_cache import BuildCache, parse_bodies
 from raypress.publish.posts import Post
 from raypress.publish.render import available_layouts
 
+_RANDOM_ID = re.compile(  # element ids libraries draw afresh each run (altair, plotly)
+    r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b"
+)
 SLOW_FLOOR_S = 0.05  # a snippet must also be this much slower than its record to be flagged
 _FAILED = {
     "error": "raised an exception",
@@ -264,19 +269,31 @@ def snippet_name(snippet: Snippet) -> str:
 
 
 def output_text(result: SnippetResult, mode: str = "strict") -> str:
-    """What a snippet showed, as text in sections, each normalised for ``mode``."""
+    """What a snippet showed, in order, as text in sections, each normalised for ``mode``:
+    ``[stdout]``, ``[stderr]``, ``[value]`` (and ``[html]``) for the final expression,
+    ``[display N]`` for other rich outputs (images by their hash, ``<image>`` when loose)."""
     sections: list[tuple[str, str]] = []
-    if result.stdout:
-        sections.append(("stdout", result.stdout))
-    if result.stderr:
-        sections.append(("stderr", result.stderr))
-    if result.value is not None:
-        sections.append(("value", result.value))
-    if result.value_html is not None:
-        sections.append(("html", result.value_html))
-    for number, image in enumerate(result.images, start=1):
-        digest = "<image>" if mode == "loose" else source_hash_bytes(image.data)
-        sections.append((f"image {number}", f"{image.mime} {digest}\n"))
+    number = 0
+    for output in result.outputs:
+        if isinstance(output, StreamOutput):
+            sections.append((output.name, output.text))
+            continue
+        if output.result:
+            header = "value"
+        else:
+            number += 1
+            header = f"display {number}"
+        for mime, data in output.data:
+            if isinstance(data, bytes) or mime == "image/svg+xml":
+                raw = data if isinstance(data, bytes) else data.encode()
+                digest = "<image>" if mode == "loose" else source_hash_bytes(raw)
+                sections.append((header, f"{mime} {digest}\n"))
+            elif mime == "text/plain":
+                sections.append((header, data))
+            elif mime == "text/html" and output.result:
+                sections.append(("html", _RANDOM_ID.sub("<uuid>", data)))
+            else:
+                sections.append((f"{header} {mime}", _RANDOM_ID.sub("<uuid>", data)))
     if result.error is not None:
         sections.append(("error", result.error.traceback))
     if result.notes:

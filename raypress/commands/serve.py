@@ -37,6 +37,7 @@ from raypress.paths import display_path
 from raypress.preview.http_server import DevServer, Served, Snapshot, is_loopback
 from raypress.preview.live_reload import Hub, Running
 from raypress.preview.warm_executor import RunSummary, WarmExecution
+from raypress.publish.posts import POST_SUFFIXES
 
 if TYPE_CHECKING:
     from raypress.publish.render import Theme
@@ -130,7 +131,7 @@ class DevSite:
         started = time.perf_counter()
         posts = self.config.posts_path
         self.soft = bool(changed) and all(
-            p.suffix == ".md" and p.is_relative_to(posts) for p in changed
+            p.suffix in POST_SUFFIXES and p.is_relative_to(posts) for p in changed
         )
         problems = self._reload_config(changed)
         if problems:
@@ -138,7 +139,7 @@ class DevSite:
             outcome = Outcome(problems, self.page_problems, False, "configuration problem")
         else:
             for path in changed:
-                if path.is_relative_to(self.config.posts_path) and path.suffix != ".md":
+                if path.is_relative_to(self.config.posts_path) and path.suffix not in POST_SUFFIXES:
                     self.warm.forget(path)  # a data file or module that posts may read
             outcome = self._build()
         with self.run_lock:

@@ -5,6 +5,11 @@ expression, extra repeat runs) the session writes a marker carrying a random non
 the phase's sequence number to both, so bytes written by threads, subprocesses and C
 code land in the phase that was running. Each phase keeps at most ``cap`` bytes and
 counts the rest: a 1 GB print costs a 1 GB read, never 1 GB of memory.
+
+A line rewritten with carriage returns (a tqdm progress bar, thousands of updates) is
+resolved while it is read, as a terminal shows it, so only its last state takes room:
+the final "100%|██████| 2000/2000" is what the page shows, not an early state cut at
+the cap.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class Segment:
 
     kept: bytearray = field(default_factory=bytearray)
     total: int = 0
+    line_start: int = 0  # where the last line of ``kept`` begins (carriage returns)
+    dropped: bool = False  # bytes were left out at the cap
 
 
 class SegmentedStream:
@@ -99,10 +106,38 @@ class SegmentedStream:
         if end <= start:
             return
         segment = self.current
+        segment.total += end - start
+        if buf.find(b"\r", start, end) >= 0:
+            self._commit_rewrites(segment, buf[start:end])
+            return
         room = self.cap - len(segment.kept)
         if room > 0:
             segment.kept += buf[start : min(end, start + room)]
-        segment.total += end - start
+        segment.dropped = segment.dropped or end - start > room
+        last = buf.rfind(b"\n", start, end)
+        if last >= 0:
+            segment.line_start = min(len(segment.kept), self.cap)
+
+    def _commit_rewrites(self, segment: Segment, chunk: bytes) -> None:
+        """Append ``chunk``, which has carriage returns: each line is kept as the terminal
+        would show it (its last ``\\r`` and what follows it kept until the line ends)."""
+        lines = chunk.split(b"\n")
+        for number, piece in enumerate(lines):
+            kept = segment.kept
+            line = bytes(kept[segment.line_start :]) + piece
+            if b"\r" in line:
+                line = compress_rewrites(line)
+            del kept[segment.line_start :]
+            room = self.cap - len(kept)
+            if room > 0:
+                kept += line[:room]
+            segment.dropped = segment.dropped or len(line) > room
+            if number < len(lines) - 1:  # the line ended
+                if len(kept) < self.cap:
+                    kept += b"\n"
+                else:
+                    segment.dropped = True
+                segment.line_start = len(kept)
 
     def _partial_prefix(self, buf: bytes, start: int) -> int:
         """Length of the longest tail of ``buf`` that could start a marker."""
@@ -126,10 +161,20 @@ def clean_text(data: bytes) -> str:
 
 
 def _last_rewrite(line: str) -> str:
-    for part in reversed(line.split("\r")):
-        if part:
-            return part
-    return ""
+    """A line as a terminal shows it: each part after a ``\\r`` overwrites from column 0."""
+    screen = ""
+    for part in line.split("\r"):
+        screen = part + screen[len(part) :]
+    return screen
+
+
+def compress_rewrites(line: bytes) -> bytes:
+    """A line with carriage returns resolved up to its last one, which is kept with what
+    follows it (more may be written over it): ``a\\rb\\rcd`` -> ``b\\rcd``."""
+    head, _, tail = line.rpartition(b"\r")
+    text = head.decode("utf-8", errors="surrogateescape")
+    resolved = _last_rewrite(text).encode("utf-8", errors="surrogateescape")
+    return resolved + b"\r" + tail
 
 
 def size_text(size: int) -> str:

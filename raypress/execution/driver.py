@@ -31,6 +31,7 @@ from raypress.execution.model import (
     SnippetResult,
 )
 from raypress.execution.protocol import (
+    Displayed,
     Finished,
     FrameReader,
     InlineDone,
@@ -43,6 +44,7 @@ from raypress.execution.protocol import (
     decode_event,
 )
 from raypress.execution.results import (
+    Piece,
     describe_death,
     inline_results,
     interrupted_result,
@@ -258,6 +260,15 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
+def _pieces(
+    out: SegmentedStream, err: SegmentedStream, displays: list[Displayed], last_seq: int
+) -> list[Piece]:
+    """A snippet's output in order: the text before each rich output, then the rest."""
+    pieces: list[Piece] = [(out.take(d.seq), err.take(d.seq), d) for d in displays]
+    pieces.append((out.take(last_seq), err.take(last_seq), None))
+    return pieces
+
+
 def _assemble(
     run: PostRun,
     limits: Limits,
@@ -273,6 +284,12 @@ def _assemble(
     done = {e.index: e for e in progress.events if isinstance(e, SnippetDone)}
     started = {e.index: e for e in progress.events if isinstance(e, SnippetStarted)}
     inline_done = {e.index: e for e in progress.events if isinstance(e, InlineDone)}
+    shown: dict[int, list[Displayed]] = {}  # rich outputs per snippet, in order
+    for e in progress.events:
+        if isinstance(e, Displayed) and isinstance(e.seq, int):
+            before = shown.setdefault(e.index, [])
+            if not before or e.seq > before[-1].seq:  # each ends a later phase
+                before.append(e)
     messages = [e.text for e in progress.events if isinstance(e, Note)]
     jobs = [e for e in progress.events if isinstance(e, RayJob)]
     stopped_note = progress.kill_note
@@ -286,14 +303,16 @@ def _assemble(
             result = SnippetResult(index, "skipped")
         elif index in done:
             event = done[index]
-            result = snippet_result(event, out.take(event.seq), err.take(event.seq), cap)
+            displays = [d for d in shown.get(index, []) if d.seq < event.seq]
+            pieces = _pieces(out, err, displays, event.seq)
+            result = snippet_result(event, pieces, cap)
         elif index in started and progress.finished is None:
             status = "timed-out" if progress.kill_reason == "timed-out" else "died"
-            seq = started[index].seq
+            displays = shown.get(index, [])
+            seq = displays[-1].seq + 1 if displays else started[index].seq  # the open phase
             wall = (progress.ended or time.perf_counter()) - progress.running_since
-            result = interrupted_result(
-                index, status, out.take(seq), err.take(seq), cap, stopped_note, wall
-            )
+            pieces = _pieces(out, err, displays, seq)
+            result = interrupted_result(index, status, pieces, cap, stopped_note, wall)
         else:
             result = SnippetResult(index, "not-run")
         problem = snippet_problem(run.post, snippet, result)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from raypress.errors import Problem
 from raypress.execution.durations import format_duration
@@ -35,10 +36,14 @@ IMAGE_EXTENSIONS = {  # an image's file extension from its type (records, figure
     "image/svg+xml": "svg",
     "image/jpeg": "jpg",
     "image/gif": "gif",
+    "image/webp": "webp",
 }
+BINARY_MIMES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})  # base64 in JSON
+FIGURE_FORMATS = ("png", "svg", "webp")  # what matplotlib figures are saved as (fig-format)
 
 __all__ = [  # format_duration is re-exported for the other stages
     "GIB",
+    "DisplayOutput",
     "Environment",
     "ErrorInfo",
     "ExecutionSettings",
@@ -52,7 +57,9 @@ __all__ = [  # format_duration is re-exported for the other stages
     "Snippet",
     "SnippetOptions",
     "SnippetResult",
+    "StreamOutput",
     "format_duration",
+    "stream_outputs",
 ]
 
 
@@ -69,6 +76,11 @@ class SnippetOptions:
     repeat: int = 1  # time the snippet this many times (median and spread)
     deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
     compare: str = "strict"  # how `check` compares its output: strict, loose or none
+    # Figures (Quarto's names: fig-cap, fig-alt, fig-format, fig-dpi)
+    fig_cap: str | tuple[str, ...] | None = None  # caption(s): <figure> with <figcaption>
+    fig_alt: str | tuple[str, ...] | None = None  # alt text of the figures (else their titles)
+    fig_format: str | None = None  # png, svg or webp; None: the site's figure_format
+    fig_dpi: int | None = None  # matplotlib dots per inch of the 1x image; None: the figure's
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,7 @@ class PostRun:
     timeout: float | None = None  # the post's default per-snippet timeout
     uses_ray: bool = False  # also detected from the snippets' imports
     ray_mode: RayMode = "shared"
+    figure_format: str = "png"  # matplotlib figures unless a snippet says (fig-format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,22 +202,136 @@ class RepeatStats:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamOutput:
+    """Text a snippet printed on stdout or stderr (Jupyter's ``stream`` output)."""
+
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayOutput:
+    """A rich output: one object as a MIME bundle, as Jupyter's ``display_data`` (or, with
+    ``result``, the ``execute_result`` of the snippet's final expression).
+
+    ``data`` holds (MIME type, value) pairs: bytes for binary images (``BINARY_MIMES``),
+    JSON text for ``application/json`` and ``*+json`` types, text for the rest. Nothing in
+    it is sanitised: what is safe to put on a page is decided when it is embedded.
+    ``metadata`` is Jupyter's metadata object as JSON text (e.g. an image's CSS
+    ``width``/``height``, ``alt``), "" for none.
+    """
+
+    data: tuple[tuple[str, str | bytes], ...]
+    metadata: str = ""
+    result: bool = False
+
+    def get(self, mime: str) -> str | bytes | None:
+        """The value for ``mime``, None when the bundle lacks it."""
+        for key, value in self.data:
+            if key == mime:
+                return value
+        return None
+
+    @property
+    def mimes(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.data)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """``metadata`` decoded (an empty dict when there is none or it is not an object)."""
+        if not self.metadata:
+            return {}
+        try:
+            value = json.loads(self.metadata)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def image(self) -> Image | None:
+        """The bundle's image (the first of PNG, WebP, JPEG, GIF, SVG), None without one."""
+        meta = self.meta
+        for mime in ("image/png", "image/webp", "image/jpeg", "image/gif", "image/svg+xml"):
+            value = self.get(mime)
+            if value is not None:
+                data = value if isinstance(value, bytes) else value.encode()
+                alt = meta.get("alt") if isinstance(meta.get("alt"), str) else ""
+                return Image(mime=mime, data=data, alt=alt)
+        return None
+
+
+Output = StreamOutput | DisplayOutput
+
+
+@dataclass(frozen=True, slots=True)
 class SnippetResult:
-    """What one snippet did."""
+    """What one snippet did.
+
+    ``outputs`` is what it showed, in order, as a notebook shows a cell's outputs: text
+    printed on stdout and stderr between rich outputs (``display()`` calls, figures, the
+    final expression's value). ``stdout``, ``value``, ``images``... are views of it.
+    """
 
     index: int
     status: SnippetStatus
-    stdout: str = ""
-    stderr: str = ""
-    value: str | None = None  # repr of a final bare expression
-    value_html: str | None = None  # its sanitised _repr_html_
-    images: tuple[Image, ...] = ()
+    outputs: tuple[Output, ...] = ()
     error: ErrorInfo | None = None
     wall_s: float = 0.0  # the median when repeated
     cpu_s: float = 0.0  # the session's CPU time, children included
     repeat: RepeatStats | None = None
     truncated: bool = False
     notes: tuple[str, ...] = ()  # shown with the output, e.g. "timed out after 5 s"
+
+    @property
+    def stdout(self) -> str:
+        """Everything printed on stdout."""
+        return "".join(
+            o.text for o in self.outputs if isinstance(o, StreamOutput) and o.name == "stdout"
+        )
+
+    @property
+    def stderr(self) -> str:
+        """Everything printed on stderr."""
+        return "".join(
+            o.text for o in self.outputs if isinstance(o, StreamOutput) and o.name == "stderr"
+        )
+
+    @property
+    def displays(self) -> tuple[DisplayOutput, ...]:
+        """The rich outputs, in order (the final expression's value included)."""
+        return tuple(o for o in self.outputs if isinstance(o, DisplayOutput))
+
+    @property
+    def value(self) -> str | None:
+        """The text repr of a final bare expression (None: there was none)."""
+        for output in self.displays:
+            if output.result:
+                text = output.get("text/plain")
+                return text if isinstance(text, str) else ""
+        return None
+
+    @property
+    def value_html(self) -> str | None:
+        """The final expression's ``_repr_html_``, raw (None: it has none)."""
+        for output in self.displays:
+            if output.result:
+                html = output.get("text/html")
+                return html if isinstance(html, str) else None
+        return None
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """The images among the rich outputs (figures), in order."""
+        found = (output.image() for output in self.displays)
+        return tuple(image for image in found if image is not None)
+
+
+def stream_outputs(stdout: str, stderr: str) -> tuple[StreamOutput, ...]:
+    """The outputs of a snippet that printed only ``stdout`` then ``stderr``."""
+    return tuple(
+        StreamOutput(name, text)  # type: ignore[arg-type]
+        for name, text in (("stdout", stdout), ("stderr", stderr))
+        if text
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,8 +62,8 @@ def snippet_timeout(run: PostRun, index: int, settings: ExecutionSettings) -> fl
     return float(timeout) * max(1, snippet.options.repeat)
 
 
-def snippet_code(snippet: Snippet) -> SnippetCode:
-    """What the session needs of a snippet."""
+def snippet_code(snippet: Snippet, figure_format: str = "png") -> SnippetCode:
+    """What the session needs of a snippet (``figure_format``: the post's default)."""
     options = snippet.options
     return SnippetCode(
         index=snippet.index,
@@ -73,6 +73,8 @@ def snippet_code(snippet: Snippet) -> SnippetCode:
         expect_error=options.error,
         repeat=options.repeat,
         label=options.label,
+        fig_format=options.fig_format or figure_format,
+        fig_dpi=options.fig_dpi,
     )
 
 
@@ -297,7 +299,7 @@ class Executor:
             post=run.post,
             post_dir=str(run.post_dir),
             cwd=str(cwd),
-            snippets=tuple(snippet_code(s) for s in run.snippets),
+            snippets=tuple(snippet_code(s, run.figure_format) for s in run.snippets),
             inline=tuple(
                 InlineCode(i.index, i.line, i.source, i.after_snippet) for i in run.inline
             ),

@@ -35,6 +35,8 @@ class SnippetCode:
     expect_error: bool
     repeat: int
     label: str | None
+    fig_format: str = "png"  # matplotlib figures: png or webp (at 2x), or svg
+    fig_dpi: int | None = None  # dots per inch of the 1x image (None: the figure's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,15 +202,27 @@ class SnippetStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class Displayed:
+    """A rich output of snippet ``index``: what fds 1 and 2 got before marker ``seq`` comes
+    before it on the page. ``data`` is a Jupyter MIME bundle (binary images in base64,
+    JSON types as JSON values), unchecked: the build process bounds and sanitises it.
+    ``result``: the value of the snippet's final expression (Jupyter's execute_result)."""
+
+    index: int
+    seq: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    result: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SnippetDone:
-    """A snippet ended; its output is what fds 1 and 2 got before marker ``seq``."""
+    """A snippet ended; its last output is what fds 1 and 2 got before marker ``seq``
+    (the output before each of its ``Displayed`` events ended at that event's marker)."""
 
     index: int
     seq: int
     status: str
-    value: str | None
-    value_html: str | None  # raw: the build process sanitises it
-    images: list[dict[str, Any]]  # {"mime", "data" (base64), "alt"}
     error: dict[str, Any] | None  # {"type", "message", "traceback", "line"}
     wall_s: float
     cpu_s: float
@@ -248,7 +262,7 @@ class Finished:
     packages: list[list[str]]
 
 
-SessionEvent = SnippetStarted | SnippetDone | InlineDone | Note | RayJob | Finished
+SessionEvent = SnippetStarted | Displayed | SnippetDone | InlineDone | Note | RayJob | Finished
 _EVENT_TYPES = {cls.__name__: cls for cls in SessionEvent.__args__}  # type: ignore[attr-defined]
 
 

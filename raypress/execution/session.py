@@ -2,9 +2,10 @@
 
 Per snippet: compile with the post's path and line offset (tracebacks name post lines),
 run the body with ``exec`` and a final bare expression with ``eval`` (its value is shown
-like a notebook's Out), time wall and CPU (children included), save open matplotlib
-figures, print new Ray task output, then write the phase marker to fds 1 and 2 and send
-the result on the channel. A snippet that raises unexpectedly ends the run.
+like a notebook's Out, unless the line ends with ``;``), time wall and CPU (children
+included), print new Ray task output, show the value and the open matplotlib figures
+(``display``), then write the phase marker to fds 1 and 2 and send the result on the
+channel. A snippet that raises unexpectedly ends the run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from raypress.execution.capture import marker
+from raypress.execution.display import Displayer
 from raypress.execution.durations import format_duration
 from raypress.execution.environment import package_versions
 from raypress.execution.imports import names_in_tree
@@ -40,7 +42,7 @@ from raypress.execution.protocol import (
     send_frame,
 )
 from raypress.execution.ray_shim import RayShim, kill_detached_actors
-from raypress.execution.rich_output import collect_figures, value_texts
+from raypress.execution.rich_output import close_all_figures
 from raypress.execution.tracebacks import (
     describe,
     exception_message,
@@ -65,6 +67,7 @@ class SessionRunner:
         self.imported: set[str] = set()
         self.libc = ctypes.CDLL(None)
         self.shim = RayShim(plan.ray, self.emit) if plan.ray else None
+        self.displayer = Displayer(self.emit, self.end_phase)
         self.namespace = self._main_namespace()
 
     def emit(self, event: SessionEvent) -> None:
@@ -76,6 +79,7 @@ class SessionRunner:
         register_source(self.filename, self.plan.snippets)
         if self.shim is not None:
             self.shim.install()
+        self.displayer.install()
         inline: dict[int, list[InlineCode]] = {}
         for expression in self.plan.inline:
             inline.setdefault(expression.after_snippet, []).append(expression)
@@ -107,34 +111,35 @@ class SessionRunner:
         """Run one snippet and report it; False when the session must stop."""
         seq = self.seq
         self.emit(SnippetStarted(index=snippet.index, seq=seq))
-        notes: list[str] = []
         runs: list[float] = []
-        images: list[dict[str, str]] = []
         cpu = 0.0
-        value: Any = None
         caught: BaseException | None = None
+        notes: list[str] = []
         try:
             body, last = self._compile(snippet)
         except (SyntaxError, ValueError, OverflowError) as exc:
             caught, body, last = exc, None, None
         for run in range(max(1, snippet.repeat) if body is not None else 0):
+            self.displayer.begin(snippet if run == 0 else None)  # repeats show nothing
             wall, run_cpu, result, caught = self._timed(body, last)
             runs.append(wall)
             cpu += run_cpu
             if self.shim is not None:
                 self.shim.flush_task_output()
             if run == 0:  # what the page shows comes from the first run
-                value = result
-                images, figure_notes = collect_figures(snippet.index)
-                notes += figure_notes
+                if caught is None:
+                    self.displayer.result(result)
+                self.displayer.show_figures()
+                notes = self.displayer.notes
+                seq = self.end_phase()
             else:
-                collect_figures(snippet.index)  # closed, not shown
-            self.end_phase()  # after the first run, the output of repeats is discarded
+                close_all_figures()
+                self.end_phase()  # the output of repeats is discarded
+            self.displayer.begin(None)
             if caught is not None:
                 break
         if body is None:
-            self.end_phase()
-        text, html, value_notes = value_texts(value) if caught is None else (None, None, [])
+            seq = self.end_phase()
         expected = snippet.expect_error
         if caught is not None:
             status = "expected-error" if expected else "error"
@@ -156,23 +161,25 @@ class SessionRunner:
                 index=snippet.index,
                 seq=seq,
                 status=status,
-                value=text,
-                value_html=html,
-                images=images,
                 error=error,
                 wall_s=wall,
                 cpu_s=cpu / max(1, len(runs)),
                 runs=runs,
-                notes=notes + value_notes,
+                notes=notes,
             )
         )
         return status in ("ok", "expected-error", "missing-expected-error")
 
     def _compile(self, snippet: SnippetCode) -> tuple[types.CodeType, types.CodeType | None]:
-        tree = ast.parse(padded_source(snippet), self.filename, "exec")
+        source = padded_source(snippet)
+        tree = ast.parse(source, self.filename, "exec")
         self.imported |= names_in_tree(tree)
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
+        if (
+            tree.body
+            and isinstance(tree.body[-1], ast.Expr)
+            and not _ends_with_semicolon(tree.body[-1], source)
+        ):
             expression = ast.Expression(tree.body.pop().value)
             last = compile(expression, self.filename, "eval", _COMPILE_FLAGS, dont_inherit=True)
         body = compile(tree, self.filename, "exec", _COMPILE_FLAGS, dont_inherit=True)
@@ -262,6 +269,15 @@ def _median(values: list[float]) -> float:
     if not ordered:
         return 0.0
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _ends_with_semicolon(node: ast.stmt, source: str) -> bool:
+    """True when the statement is followed by ``;`` (IPython: show no Out for it)."""
+    lines = source.splitlines()
+    if node.end_lineno is None or node.end_col_offset is None or node.end_lineno > len(lines):
+        return False
+    rest = lines[node.end_lineno - 1].encode()[node.end_col_offset :].decode(errors="replace")
+    return rest.lstrip().startswith(";")
 
 
 def _children_cpu() -> float:

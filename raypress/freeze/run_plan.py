@@ -59,6 +59,7 @@ def plan_runs(posts: list[Post], bodies: dict[str, ParsedBody], config: Config) 
                 timeout=post.timeout,
                 uses_ray=body.uses_ray,
                 ray_mode="isolated" if post.ray_mode == "isolated" else "shared",
+                figure_format=config.figure_format,
             )
         )
     return runs

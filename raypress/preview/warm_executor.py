@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from raypress.execution.model import ExecutionSettings, PostExecution, PostRun
+from raypress.execution.model import ExecutionSettings, PostExecution, PostRun, StreamOutput
 
 Progress = Callable[[PostExecution], None]
 
@@ -95,7 +95,13 @@ def shift_lines(execution: PostExecution, old: PostRun, new: PostRun) -> PostExe
         if error is not None:
             moved = {"line": move(error.line), "traceback": text(error.traceback)}
             error = dataclasses.replace(error, **moved)
-        snippets.append(dataclasses.replace(result, error=error, stderr=text(result.stderr)))
+        outputs = tuple(
+            dataclasses.replace(o, text=text(o.text))
+            if isinstance(o, StreamOutput) and o.name == "stderr"
+            else o
+            for o in result.outputs
+        )
+        snippets.append(dataclasses.replace(result, error=error, outputs=outputs))
     problems = tuple(
         dataclasses.replace(p, line=move(p.line), message=text(p.message))
         if p.path == execution.post

@@ -23,7 +23,7 @@ from raypress.errors import Problem, SourceError
 from raypress.paths import PathEscapeError, display_path, inside, safe_output_file, slugify
 from raypress.publish.front_matter import SplitPost, split_front_matter
 
-POST_SUFFIXES = (".md", ".markdown", ".mkdown", ".mkdn", ".mkd")  # Jekyll's markdown_ext
+POST_SUFFIXES = (".md", ".markdown", ".mkdown", ".mkdn", ".mkd", ".ipynb")  # Jekyll's, notebooks
 _DATED_NAME = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-(.+)$")  # 2017-2-5-x.md too, as Jekyll
 _DATE_ONLY_NAME = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$")
@@ -82,6 +82,10 @@ def read_post(
     file:line for anything wrong."""
     source = display_path(path, config.root)
     raw = path.read_bytes() if raw is None else raw
+    if path.suffix.lower() == ".ipynb":  # outputs saved in it do not count: only its text
+        from raypress.publish.notebook_source import notebook_post_text
+
+        raw = notebook_post_text(raw, source).encode()
     if len(raw) > config.max_post_bytes:
         raise SourceError(
             source,

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from raypress.errors import SourceError
-from raypress.execution.model import COMPARE_MODES, SnippetOptions
+from raypress.execution.model import COMPARE_MODES, FIGURE_FORMATS, SnippetOptions
 from raypress.publish.front_matter import bad_scalar, yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
@@ -31,6 +31,14 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "deps": (list, str),
     "compare": (str,),
 }
+# Figure options, with Quarto's names (``fig-cap``) for SnippetOptions fields (``fig_cap``)
+_FIGURE_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "fig-cap": (str, list),  # a list: one per figure
+    "fig-alt": (str, list),
+    "fig-format": (str,),
+    "fig-dpi": (int,),
+}
+_OPTION_TYPES.update(_FIGURE_OPTION_TYPES)
 
 
 def is_python(language: str) -> bool:
@@ -99,7 +107,8 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
             raise SourceError(
                 path, line, f"snippet option {key!r} must be {names}, not {value!r}", None
             )
-        values[str(key)] = value
+        values[str(key).replace("-", "_")] = value
+        lines[str(key).replace("-", "_")] = line
     return _validated(values, path, lines)
 
 
@@ -124,6 +133,25 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
             f"snippet option 'compare' must be one of {', '.join(COMPARE_MODES)}, "
             f"not {values['compare']!r}",
             "loose: numbers and spacing may vary; none: the output is not compared",
+        )
+    for key in ("fig_cap", "fig_alt"):
+        if isinstance(values.get(key), list):
+            if not all(isinstance(v, str) for v in values[key]):
+                raise SourceError(
+                    path, lines[key], f"snippet option {key.replace('_', '-')!r} must be text", None
+                )
+            values[key] = tuple(values[key])
+    if "fig_format" in values and values["fig_format"] not in FIGURE_FORMATS:
+        raise SourceError(
+            path,
+            lines["fig_format"],
+            f"snippet option 'fig-format' must be one of {', '.join(FIGURE_FORMATS)}, "
+            f"not {values['fig_format']!r}",
+            "png and webp are saved at twice the resolution; svg is vector output",
+        )
+    if "fig_dpi" in values and not 10 <= values["fig_dpi"] <= 1000:
+        raise SourceError(
+            path, lines["fig_dpi"], "snippet option 'fig-dpi' must be between 10 and 1000", None
         )
     if "repeat" in values and values["repeat"] < 1:
         raise SourceError(path, lines["repeat"], "snippet option 'repeat' must be at least 1", None)

@@ -72,6 +72,9 @@ class ExecutionView:
     failures: int
     script_url: str
     report_url: str
+    notebook_url: str = ""  # the post as .ipynb with its outputs
+    colab_url: str = ""  # "Open in Colab" (notebook posts, with repository_url)
+    binder_url: str = ""  # "Launch Binder" (with repository_url)
 
 
 @dataclass(slots=True, eq=False)
@@ -132,8 +135,29 @@ def term(name: str, kind: str) -> Term:
     return Term(name=name, slug=slugify(name) or "untitled", kind=kind)
 
 
+def launch_urls(config: Config, post: Post) -> tuple[str, str]:
+    """The Colab and Binder links of a post ("" without ``repository_url``), as Jupyter
+    Book makes them: Binder opens the post's source (Jupytext reads Markdown), Colab
+    only notebooks."""
+    if not config.repository_url:
+        return "", ""
+    repository = config.repository_url.removeprefix("https://github.com/")
+    branch = config.repository_branch
+    binder = f"https://mybinder.org/v2/gh/{repository}/{branch}?labpath={post.source}"
+    colab = ""
+    if post.source.endswith(".ipynb"):
+        colab = f"https://colab.research.google.com/github/{repository}/blob/{branch}/{post.source}"
+    return colab, binder
+
+
 def execution_view(
-    post: Post, body: ParsedBody, execution: PostExecution, script_url: str, report_url: str
+    post: Post,
+    body: ParsedBody,
+    execution: PostExecution,
+    script_url: str,
+    report_url: str,
+    notebook_url: str = "",
+    launch: tuple[str, str] = ("", ""),
 ) -> ExecutionView:
     """The template view of a post's execution."""
     environment = execution.environment
@@ -162,6 +186,9 @@ def execution_view(
         failures=sum(1 for r in execution.snippets if r.status in FAILED),
         script_url=script_url,
         report_url=report_url,
+        notebook_url=notebook_url,
+        colab_url=launch[0],
+        binder_url=launch[1],
     )
 
 
