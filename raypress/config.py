@@ -65,6 +65,12 @@ class Config:
     ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
     ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
     check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
+    # Reading and sharing
+    output_lines: int = 30  # outputs longer than this are folded ("show all"); 0: never
+    image: str = ""  # default social-card image (site path or URL); "": the theme's icon
+    twitter_site: str = ""  # the site's @account on X/Twitter, for twitter:site
+    search: bool = True  # a Pagefind full-text index and the search page
+    related_posts: int = 3  # posts sharing tags listed at the end of a post; 0: none
 
     @property
     def posts_path(self) -> Path:
@@ -207,6 +213,8 @@ def _check_values(config: Config, name: str) -> None:
         )
     if config.posts_per_page < 1:
         raise SourceError(name, None, "posts_per_page must be at least 1")
+    if config.output_lines < 0 or config.related_posts < 0:
+        raise SourceError(name, None, "output_lines and related_posts must be 0 or more")
     if config.check_slowdown <= 1:
         raise SourceError(name, None, "check_slowdown must be more than 1 (a factor)")
     others = {config.posts_dir, config.templates_dir, config.static_dir, config.output_dir}

@@ -67,6 +67,10 @@ class SnippetOptions:
     repeat: int = 1  # time the snippet this many times (median and spread)
     deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
     compare: str = "strict"  # how `check` compares its output: strict, loose or none
+    # how the page shows it (publishing only; never part of a record's inputs)
+    code_fold: bool | str = False  # True: code folded away, "show": folded but open
+    code_summary: str | None = None  # the folded code's summary text ("Code")
+    output_lines: int | None = None  # fold outputs longer than this; 0: never; None: site's
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,8 +44,12 @@ class EmbeddedBody:
     figures: tuple[Figure, ...]
 
 
-def embed_results(body: ParsedBody, execution: PostExecution | None = None) -> EmbeddedBody:
-    """The final body HTML: snippets in their figures, with outputs when executed."""
+def embed_results(
+    body: ParsedBody, execution: PostExecution | None = None, output_lines: int = 30
+) -> EmbeddedBody:
+    """The final body HTML: snippets in their figures, with outputs when executed.
+    Text outputs longer than ``output_lines`` (a snippet's ``output-lines`` wins; 0:
+    never) are folded after that many lines."""
     results = {r.index: r for r in execution.snippets} if execution else {}
     inline = {r.index: r for r in execution.inline} if execution else {}
     figures: list[Figure] = []
@@ -60,7 +64,7 @@ def embed_results(body: ParsedBody, execution: PostExecution | None = None) -> E
         result = results.get(index)
         if part == "open":
             return _figure_open(snippet, result)
-        return _figure_close(snippet, result, figures)
+        return _figure_close(snippet, result, figures, output_lines)
 
     return EmbeddedBody(_PLACEHOLDER.sub(replace, body.html), tuple(figures))
 
@@ -105,31 +109,35 @@ def _figure_open(snippet: Snippet, result: SnippetResult | None) -> str:
     )
 
 
-def _figure_close(snippet: Snippet, result: SnippetResult | None, figures: list[Figure]) -> str:
+def _figure_close(
+    snippet: Snippet, result: SnippetResult | None, figures: list[Figure], output_lines: int
+) -> str:
     if not _visible(snippet, result):
         return ""
     parts: list[str] = []
     if result is not None and _has_output(snippet, result):
+        limit = snippet.options.output_lines
         parts.append('<div class="snippet-output">')
-        parts += _outputs(snippet, result, figures)
+        parts += _outputs(snippet, result, figures, output_lines if limit is None else limit)
         parts.append("</div>")
     parts.append(_caption(snippet, result))
     return "\n".join(parts) + "\n</figure>"
 
 
-def _outputs(snippet: Snippet, result: SnippetResult, figures: list[Figure]) -> list[str]:
+def _outputs(
+    snippet: Snippet, result: SnippetResult, figures: list[Figure], limit: int
+) -> list[str]:
     parts: list[str] = []
     if snippet.options.output:
         if result.stdout:
-            parts.append(f'<pre class="stdout">{_text(result.stdout)}</pre>')
+            parts.append(_folded_pre("stdout", result.stdout, limit))
         if result.stderr:
-            parts.append(f'<pre class="stderr">{_text(result.stderr)}</pre>')
+            parts.append(_folded_pre("stderr", result.stderr, limit))
         if result.value_html:
             parts.append(f'<div class="result-html">{_sanitise(result.value_html)}</div>')
         elif result.value is not None:
-            parts.append(
-                f'<pre class="result"><span class="prompt">Out:</span> {_text(result.value)}</pre>'
-            )
+            prompt = '<span class="prompt">Out:</span> '
+            parts.append(_folded_pre("result", result.value, limit, prompt))
         for number, image in enumerate(result.images, start=1):
             figure = _figure_file(snippet, number, image)
             figures.append(figure)
@@ -162,9 +170,37 @@ def _caption(snippet: Snippet, result: SnippetResult | None) -> str:
         )
     else:
         timing, title = wall, f"wall time {wall} (CPU time {cpu})"
+    cpu_badge = ""
+    if result.status not in ("timed-out", "died"):
+        cpu_badge = (
+            f' <span class="timing-cpu" title="CPU time of the post\'s own process and its '
+            f'children; Ray workers run elsewhere">CPU {escape(cpu)}</span>'
+        )
     return (
-        f'<figcaption class="snippet-meta"><span class="timing" title="{escape(title)}">'
-        f"{escape(timing)}</span> {link}</figcaption>"
+        f'<figcaption class="snippet-meta"><span class="timing-badge">'
+        f'<span class="timing" title="{escape(title)}">{escape(timing)}</span>'
+        f' <span class="timing-label">wall</span>{cpu_badge}</span> {link}</figcaption>'
+    )
+
+
+def _folded_pre(kind: str, text: str, limit: int, prompt: str = "") -> str:
+    """``<pre class=kind>`` for an output; past ``limit`` lines (0: never) the rest is in a
+    ``<details>`` below it: "show all" works without JavaScript, and the first lines stay
+    where the reader expects the output."""
+    text = strip_ansi(text)
+    lines = text.split("\n")
+    count = len(lines) - (lines[-1] == "")
+    if not limit or count <= limit:
+        return f'<pre class="{kind}">{prompt}{escape(text, quote=False)}</pre>'
+    head = "\n".join(lines[:limit]) + "\n"
+    rest = "\n".join(lines[limit:])
+    hidden = count - limit
+    return (
+        f'<div class="output-fold"><pre class="{kind}">{prompt}{escape(head, quote=False)}</pre>'
+        f'<details class="output-more"><summary>'
+        f'<span class="when-closed">Show all {count} lines ({hidden} more)</span>'
+        f'<span class="when-open">Hide the last {hidden} lines</span></summary>'
+        f'<pre class="{kind} output-rest">{escape(rest, quote=False)}</pre></details></div>'
     )
 
 

@@ -30,6 +30,10 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "repeat": (int,),
     "deps": (list, str),
     "compare": (str,),
+    # display options, named as Quarto names them
+    "code-fold": (bool, str),
+    "code-summary": (str,),
+    "output-lines": (int, bool),
 }
 
 
@@ -127,7 +131,30 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
         )
     if "repeat" in values and values["repeat"] < 1:
         raise SourceError(path, lines["repeat"], "snippet option 'repeat' must be at least 1", None)
-    return SnippetOptions(**values)
+    _validate_display(values, path, lines)
+    return SnippetOptions(**{key.replace("-", "_"): value for key, value in values.items()})
+
+
+def _validate_display(values: dict[str, Any], path: str, lines: dict[str, int]) -> None:
+    """``code-fold: true|false|show`` and ``output-lines: N|false`` (Quarto's spellings)."""
+    fold = values.get("code-fold")
+    if isinstance(fold, str) and fold != "show":
+        raise SourceError(
+            path,
+            lines["code-fold"],
+            f"snippet option 'code-fold' must be true, false or show, not {fold!r}",
+            "true: the code is folded away; show: folded, but open",
+        )
+    if "output-lines" in values:
+        limit = values["output-lines"]
+        if limit is True or limit < 0:
+            raise SourceError(
+                path,
+                lines["output-lines"],
+                f"snippet option 'output-lines' must be a number of lines or false, not {limit!r}",
+                "longer outputs are folded after that many lines; false never folds",
+            )
+        values["output-lines"] = int(limit)  # false: 0, never fold
 
 
 def _line_of_key(option_lines: list[str], key: str) -> int:
