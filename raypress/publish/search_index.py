@@ -35,6 +35,8 @@ def search_index(
     except ImportError:
         return [], [_problem("Pagefind is not installed (pip install 'pagefind[bin]')")]
     pages = {safe_output_file(url) for url in post_urls}
+    if not pages:  # nothing to search: the search page says so
+        return [], []
     with tempfile.TemporaryDirectory(prefix="raypress-search-") as folder:
         site, bundle = Path(folder, "site"), Path(folder, BUNDLE)
         site.mkdir()

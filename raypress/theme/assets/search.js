@@ -6,9 +6,14 @@ const status = document.querySelector(".search-status");
 const list = document.querySelector("ol.search-results");
 const shown = 10;
 
-const pagefind = await import(form.dataset.bundle + "pagefind.js");
-await pagefind.options({ baseUrl: form.dataset.baseurl });
-pagefind.init();
+let pagefind = null;
+try {
+  pagefind = await import(form.dataset.bundle + "pagefind.js");
+  await pagefind.options({ baseUrl: form.dataset.baseurl });
+  pagefind.init();
+} catch {
+  status.textContent = "There is nothing to search yet: this site has no search index.";
+}
 
 function item(data) {
   const entry = document.createElement("li");
@@ -32,6 +37,7 @@ async function search(query) {
   if (query) url.searchParams.set("q", query);
   else url.searchParams.delete("q");
   window.history.replaceState(null, "", url);
+  if (!pagefind) return;
   if (!query.trim()) {
     list.replaceChildren();
     status.textContent = "";
