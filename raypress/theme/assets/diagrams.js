@@ -2,9 +2,13 @@
 // only on pages that have one; without it the diagram's source stays readable as text.
 // The vendored Mermaid (assets/mermaid/, see its VERSION file) loads the code of each kind
 // of diagram on demand. Diagrams follow the reader's light or dark scheme, also when it
-// changes while the page is open.
-const nodes = [...document.querySelectorAll("pre.mermaid")];
-for (const node of nodes) node.dataset.source = node.textContent;
+// changes while the page is open, and are drawn again when `serve` swaps in an edited body.
+let nodes = [];
+function collect() {
+  nodes = [...document.querySelectorAll("pre.mermaid")];
+  for (const node of nodes) node.dataset.source ??= node.textContent;
+}
+collect();
 
 const { default: mermaid } = await import("./mermaid/mermaid.esm.min.mjs");
 const dark = window.matchMedia("(prefers-color-scheme: dark)");
@@ -25,3 +29,7 @@ async function draw() {
 
 await draw();
 dark.addEventListener("change", draw);
+document.addEventListener("raypress:updated", () => {
+  collect();
+  draw();
+});
