@@ -544,6 +544,22 @@ def test_search_index_and_search_box(project: Project) -> None:
     assert '<section class="execution not-executed" data-pagefind-ignore>' in post
 
 
+def test_search_index_is_reused_while_the_posts_content_is_unchanged(project: Project) -> None:
+    project.post("2025-01-01-a.md", post_text("Apples and pears.\n", title="A"))
+    project.build_ok()
+    cache = project.root / ".raypress-cache/search-index.pickle"
+    made = cache.stat().st_mtime_ns
+    index = {n: d for n, d in project.tree().items() if n.startswith("pagefind/")}
+    project.write("static/extra.css", "body { color: red }\n")  # not what is searched
+    project.build_ok()
+    assert cache.stat().st_mtime_ns == made  # Pagefind did not run again
+    assert {n: d for n, d in project.tree().items() if n.startswith("pagefind/")} == index
+    project.post("2025-01-01-a.md", post_text("Apples and quinces.\n", title="A"))
+    project.build_ok()
+    assert cache.stat().st_mtime_ns != made  # the words changed: indexed again
+    assert {n: d for n, d in project.tree().items() if n.startswith("pagefind/")} != index
+
+
 def test_search_can_be_switched_off(project: Project) -> None:
     project.configure(url=SITE_URL, search=False)
     project.post("2025-01-01-a.md", post_text("A.\n", title="A"))
