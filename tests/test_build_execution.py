@@ -184,7 +184,7 @@ def line_of(text: str, needle: str) -> int:
 
 
 def execution_footer(html: str) -> str:
-    match = re.search(r'<section class="execution">(.*?)</section>', html, re.DOTALL)
+    match = re.search(r'<section class="execution"[^>]*>(.*?)</section>', html, re.DOTALL)
     assert match, "the page has no execution footer"
     return parse_page(match.group(1)).text
 
@@ -424,7 +424,7 @@ def test_seed_post_footer_says_what_it_was_measured_on(examples: WatchedBuild) -
     assert f"Ray {version('ray')}" in footer, footer
     cpus = os.cpu_count()
     assert f"({cpus} CPU{'s' if cpus != 1 else ''})" in footer, footer
-    stamp = re.search(r'<section class="execution">.*?<time datetime="([^"]+)"', html, re.DOTALL)
+    stamp = re.search(r'<section class="execution"[^>]*>.*?<time datetime="([^"]+)"', html, re.S)
     assert stamp, "no measurement date in the footer"
     measured = datetime.fromisoformat(stamp.group(1))
     earliest = examples.started_at.replace(microsecond=0) - timedelta(seconds=1)
@@ -661,7 +661,7 @@ def test_front_matter_execute_false_runs_nothing_for_that_post(project: Project)
     (figure,) = scan(html).figures
     assert "EXE" in figure.text("code") and not figure.has("output") and not figure.has("timing")
     assert "EXECUTED" not in html
-    assert '<section class="execution">' not in html
+    assert '<section class="execution"' not in html
     timings = project.page("timings/")
     assert 'id="post-2025-01-01-shown"' not in timings
     assert re.search(r'Not run in this build.*href="/2025/01/01/shown/"', timings, re.DOTALL)
@@ -683,7 +683,7 @@ def test_no_exec_runs_nothing_at_all(project: Project, how: str) -> None:
     for path in project.site.rglob("*.html"):
         html = path.read_text(encoding="utf-8")
         assert 'class="timing"' not in html and "snippet-output" not in html, path
-        assert '<section class="execution">' not in html, path
+        assert '<section class="execution"' not in html, path
     assert "No post's snippets were run" in project.page("timings/")
     # the code is still published
     assert (project.site / "2025/01/01/a/a.py").is_file()

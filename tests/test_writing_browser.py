@@ -146,6 +146,7 @@ def test_copy_button_copies_the_code(site_url: str, browser: object) -> None:
     assert copied == "squares = [i * i for i in range(60)]\nfor value in squares:\n    print(value)"
     said = page.locator("span.visually-hidden[role=status]").text_content()
     assert said == "Code copied to the clipboard"  # what a screen reader announces
+    page.wait_for_function("document.documentElement.dataset.diagrams", timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "writing-copy.png"))
 
 
