@@ -724,9 +724,7 @@ def test_prose_edit_rewrites_only_that_post_and_listings(project: Project) -> No
     assert {n for n in after_tree if not index.match(n)} == {
         n for n in before_tree if not index.match(n)
     }
-    content_changed = {
-        name for name in after_tree if after_tree[name] != before_tree.get(name)
-    }
+    content_changed = {name for name in after_tree if after_tree[name] != before_tree.get(name)}
     rewritten = {name for name in after_stats if after_stats[name] != before_stats.get(name)}
     assert rewritten == content_changed, "only files whose bytes changed are rewritten"
     page = "2025/10/27/using-the-ray-library/index.html"

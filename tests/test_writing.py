@@ -194,6 +194,22 @@ def test_code_fold_true_and_show_as_quarto_has_them(project: Project) -> None:
     assert "#|" not in html
 
 
+def test_code_fold_in_front_matter_is_the_posts_default(project: Project) -> None:
+    body = fence("folded = 1") + "\n" + fence("open = 2", "code-fold: false")
+    project.post("2025-01-01-f.md", post_text(body, title="F", **{"code-fold": "true"}))
+    text = post_text(fence("x = 1"), title="Bad", **{"code-fold": "sometimes"})
+    project.build_ok()
+    html = project.page("2025/01/01/f/")
+    assert html.count('<details class="code-fold">') == 1  # the snippet saying false wins
+    project.post("2025-01-02-bad.md", text)
+    result = project.build()
+    assert result.problem_lines == [
+        f"posts/2025-01-02-bad.md:{line_of(text, 'code-fold')}: error: 'code-fold' must be "
+        "true, false or show, not 'sometimes' (true: the code is folded away; show: folded, "
+        "but open)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("option", "words"),
     [

@@ -68,7 +68,7 @@ class SnippetOptions:
     deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
     compare: str = "strict"  # how `check` compares its output: strict, loose or none
     # how the page shows it (publishing only; never part of a record's inputs)
-    code_fold: bool | str = False  # True: code folded away, "show": folded but open
+    code_fold: bool | str | None = None  # True: folded away, "show": folded but open; None: post's
     code_summary: str | None = None  # the folded code's summary text ("Code")
     output_lines: int | None = None  # fold outputs longer than this; 0: never; None: site's
 

@@ -31,7 +31,12 @@ from raypress.publish.highlight import highlight_block
 from raypress.publish.local_files import LocalRef, local_reference
 from raypress.publish.mathml import MathError, to_mathml
 from raypress.publish.posts import Post
-from raypress.publish.snippets import is_python, parse_options, split_options
+from raypress.publish.snippets import (
+    code_fold_default,
+    is_python,
+    parse_options,
+    split_options,
+)
 
 INLINE_PREFIX = "{python}"
 DIAGRAM_LANGUAGES = frozenset({"mermaid"})
@@ -229,6 +234,13 @@ def _extract(
     snippets: list[Snippet] = []
     inline: list[InlineExpression] = []
     problems: list[Problem] = []
+    fold_default: bool | str = False  # front matter `code-fold:`, as Quarto's documents have
+    if "code-fold" in post.extra:
+        line = post.extra_lines.get("code-fold", 1)
+        try:
+            fold_default = code_fold_default(post.extra["code-fold"], post.source, line)
+        except SourceError as exc:
+            problems.append(exc.problem)
     for token in tokens:
         language = _fence_language(token.info) if token.type == "fence" else ""
         if is_python(language) and token.map:
@@ -241,7 +253,8 @@ def _extract(
                 continue
             token.meta["snippet"] = len(snippets)
             token.meta["echo"] = options.echo
-            token.meta["code_fold"] = options.code_fold
+            fold = options.code_fold
+            token.meta["code_fold"] = fold_default if fold is None else fold
             token.meta["code_summary"] = options.code_summary
             token.meta["display"] = code
             snippets.append(

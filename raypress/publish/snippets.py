@@ -135,16 +135,26 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
     return SnippetOptions(**{key.replace("-", "_"): value for key, value in values.items()})
 
 
+def code_fold_default(value: Any, path: str, line: int) -> bool | str:
+    """A post's ``code-fold:`` front matter (the default of its snippets), checked."""
+    return _code_fold(value, path, line, "'code-fold'")
+
+
+def _code_fold(value: Any, path: str, line: int, name: str) -> bool | str:
+    if value is True or value is False or value == "show":
+        return value
+    raise SourceError(
+        path,
+        line,
+        f"{name} must be true, false or show, not {value!r}",
+        "true: the code is folded away; show: folded, but open",
+    )
+
+
 def _validate_display(values: dict[str, Any], path: str, lines: dict[str, int]) -> None:
     """``code-fold: true|false|show`` and ``output-lines: N|false`` (Quarto's spellings)."""
-    fold = values.get("code-fold")
-    if isinstance(fold, str) and fold != "show":
-        raise SourceError(
-            path,
-            lines["code-fold"],
-            f"snippet option 'code-fold' must be true, false or show, not {fold!r}",
-            "true: the code is folded away; show: folded, but open",
-        )
+    if "code-fold" in values:
+        _code_fold(values["code-fold"], path, lines["code-fold"], "snippet option 'code-fold'")
     if "output-lines" in values:
         limit = values["output-lines"]
         if limit is True or limit < 0:
