@@ -669,3 +669,18 @@ def test_example_site_keeps_its_four_lighthouse_pages_light(tmp_path: Path) -> N
     assert script_sources(index) == []
     seed = (root / "_site/2025/10/27/using-the-ray-library/index.html").read_text()
     assert script_sources(seed) == ["/assets/copy-code.js"]
+
+
+def test_serve_finds_the_search_index_written_after_its_snapshot(tmp_path: Path) -> None:
+    """``serve`` shows the pages as soon as they are rendered; the index comes later, from
+    the output folder (and only the index: other files stay the snapshot's)."""
+    from raypress.preview.http_server import Served, Snapshot, resolve
+
+    (tmp_path / "pagefind").mkdir()
+    (tmp_path / "pagefind/pagefind.js").write_text("index")
+    (tmp_path / "stale.html").write_text("an old page")
+    served = Served(tmp_path, "", Snapshot.of([("index.html", b"new")], []))
+    found = resolve("/pagefind/pagefind.js", served)
+    assert found.kind == "file" and found.file == str(tmp_path / "pagefind/pagefind.js")
+    assert resolve("/stale.html", served).kind == "missing"
+    assert resolve("/pagefind/%2e%2e/stale.html", served).kind == "missing"
