@@ -72,6 +72,12 @@ class Config:
     trust_html_output: bool = False  # show snippets' HTML raw, scripts included (plotly...)
     repository_url: str = ""  # e.g. https://github.com/me/blog: Colab and Binder links
     repository_branch: str = "main"  # the branch those links open
+    # Reading and sharing
+    output_lines: int = 30  # outputs longer than this are folded ("show all"); 0: never
+    image: str = ""  # default social-card image (site path or URL); "": the theme's icon
+    twitter_site: str = ""  # the site's @account on X/Twitter, for twitter:site
+    search: bool = True  # a Pagefind full-text index and the search page
+    related_posts: int = 3  # posts sharing tags listed at the end of a post; 0: none
 
     @property
     def posts_path(self) -> Path:
@@ -227,6 +233,8 @@ def _check_values(config: Config, name: str) -> None:
             f"repository_url {config.repository_url!r} must look like https://github.com/OWNER/REPO",
             "Colab and Binder open notebooks from GitHub",
         )
+    if config.output_lines < 0 or config.related_posts < 0:
+        raise SourceError(name, None, "output_lines and related_posts must be 0 or more")
     if config.check_slowdown <= 1:
         raise SourceError(name, None, "check_slowdown must be more than 1 (a factor)")
     others = {config.posts_dir, config.templates_dir, config.static_dir, config.output_dir}

@@ -184,7 +184,7 @@ def line_of(text: str, needle: str) -> int:
 
 
 def execution_footer(html: str) -> str:
-    match = re.search(r'<section class="execution">(.*?)</section>', html, re.DOTALL)
+    match = re.search(r'<section class="execution"[^>]*>(.*?)</section>', html, re.DOTALL)
     assert match, "the page has no execution footer"
     return parse_page(match.group(1)).text
 
@@ -424,7 +424,7 @@ def test_seed_post_footer_says_what_it_was_measured_on(examples: WatchedBuild) -
     assert f"Ray {version('ray')}" in footer, footer
     cpus = os.cpu_count()
     assert f"({cpus} CPU{'s' if cpus != 1 else ''})" in footer, footer
-    stamp = re.search(r'<section class="execution">.*?<time datetime="([^"]+)"', html, re.DOTALL)
+    stamp = re.search(r'<section class="execution"[^>]*>.*?<time datetime="([^"]+)"', html, re.S)
     assert stamp, "no measurement date in the footer"
     measured = datetime.fromisoformat(stamp.group(1))
     earliest = examples.started_at.replace(microsecond=0) - timedelta(seconds=1)
@@ -598,8 +598,13 @@ def test_output_is_escaped_and_html_output_sanitised(project: Project) -> None:
     project.post("2025-01-01-evil.md", post("Evil", "2025-01-01", body))
     theme = project.build()  # --no-exec: the theme's own script elements
     assert theme.code == 0, str(theme)
-    theme_scripts = len(scan(project.page("2025/01/01/evil/")).tags("script"))
-    assert theme_scripts == 0  # the default theme has none
+    scripts = scan(project.page("2025/01/01/evil/")).tags("script")
+    # the default theme's own: the post's JSON-LD and the copy button of its code blocks
+    assert [s.get("type") or s.get("src") for s in scripts] == [
+        "application/ld+json",
+        "/assets/copy-code.js",
+    ], scripts
+    theme_scripts = len(scripts)
 
     result = run(project)
     assert result.code == 0, str(result)
@@ -658,7 +663,7 @@ def test_front_matter_execute_false_runs_nothing_for_that_post(project: Project)
     (figure,) = scan(html).figures
     assert "EXE" in figure.text("code") and not figure.has("output") and not figure.has("timing")
     assert "EXECUTED" not in html
-    assert '<section class="execution">' not in html
+    assert '<section class="execution"' not in html
     timings = project.page("timings/")
     assert 'id="post-2025-01-01-shown"' not in timings
     assert re.search(r'Not run in this build.*href="/2025/01/01/shown/"', timings, re.DOTALL)
@@ -680,7 +685,7 @@ def test_no_exec_runs_nothing_at_all(project: Project, how: str) -> None:
     for path in project.site.rglob("*.html"):
         html = path.read_text(encoding="utf-8")
         assert 'class="timing"' not in html and "snippet-output" not in html, path
-        assert '<section class="execution">' not in html, path
+        assert '<section class="execution"' not in html, path
     assert "No post's snippets were run" in project.page("timings/")
     # the code is still published
     assert (project.site / "2025/01/01/a/a.py").is_file()

@@ -31,6 +31,7 @@ from raypress.freeze.run_plan import PostExecutor, describe, plan_runs, run_post
 from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
 from raypress.publish.jupytext_script import post_script, script_name
+from raypress.publish.local_files import LocalRef, local_files, local_reference
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.publish.notebook_output import notebook_name, post_notebook
 from raypress.publish.page_scripts import script_files, script_tags
@@ -45,6 +46,7 @@ from raypress.publish.render import (
     render_pages,
     timings_id,
 )
+from raypress.publish.search_index import search_index
 from raypress.publish.site_writer import (
     OutputFile,
     StaticFile,
@@ -58,8 +60,11 @@ from raypress.publish.views import (
     execution_view,
     launch_urls,
     link_neighbours,
+    link_related,
     post_view,
 )
+
+MERMAID_ASSETS = "assets/mermaid/"  # the diagram script: published only if a post has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,8 @@ def build(
     problems += parse_problems
     problems += [p for body in bodies.values() for p in body.problems]
     problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
+    beside_posts, local_problems = local_files(posts, _local_refs(posts, bodies), config)
+    problems += local_problems
     mark = timed("parse", mark)
 
     candidates = [] if problems else [p for p in posts if runnable(p, bodies.get(p.source))]
@@ -195,6 +202,8 @@ def build(
     problems += render_problems
     static, static_problems = collect_static(config)
     problems += static_problems
+    static = _needed_static(static, views) + beside_posts
+    files = [f for f in files if f.path != "robots.txt" or all(s.path != f.path for s in static)]
     problems += colliding_outputs(files, static)
     if config.relative_urls:
         files = make_links_relative(files, (s.path for s in static), config.baseurl)
@@ -217,6 +226,16 @@ def build(
         return _finish(report, started, stages)
     if rendered is not None:
         rendered(files, static)
+    if config.search:  # after the pages are handed to serve: a preview does not wait for it
+        index, index_problems = search_index(files, {p.output_file for p in posts}, config)
+        if index_problems:
+            return _finish(
+                BuildReport(**{**_fields(report), "problems": tuple(index_problems)}),
+                started,
+                stages,
+            )
+        files += index
+        mark = timed("search", mark)
     written = write_site(config, files, static)
     sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
     notes = tidy_snippets(config, posts, bodies, frozen, saved, sources)
@@ -318,7 +337,7 @@ def post_views(
         if body is None:
             continue
         execution = executions.get(post.source)
-        embedded = embed_results(body, execution, config.trust_html_output)
+        embedded = embed_results(body, execution, config.trust_html_output, config.output_lines)
         content = embedded.html
         if embedded.scripts:
             content += "\n" + script_tags(embedded.scripts, lambda path: config.baseurl + path)
@@ -351,7 +370,33 @@ def post_views(
             for f in embedded.figures
         ]
     link_neighbours(views)
+    link_related(views, config.related_posts)
     return views, files + script_files(scripts)
+
+
+def _local_refs(
+    posts: list[Post], bodies: dict[str, ParsedBody]
+) -> dict[str, tuple[LocalRef, ...]]:
+    """Per post, the files beside it that its page refers to: relative images and links of
+    its body, and a relative ``image:`` of its front matter (its social card)."""
+    refs: dict[str, tuple[LocalRef, ...]] = {}
+    for post in posts:
+        body = bodies.get(post.source)
+        found = list(body.local_files) if body else []
+        image = post.extra.get("image")
+        image = image.get("path") if isinstance(image, dict) else image
+        path = local_reference(image) if isinstance(image, str) else None
+        if path is not None:
+            found.append(LocalRef(path, post.extra_lines.get("image", 1), required=True))
+        refs[post.source] = tuple(found)
+    return refs
+
+
+def _needed_static(static: list[StaticFile], views: list[PostView]) -> list[StaticFile]:
+    """The theme's diagram script is published only when a page draws a diagram."""
+    if any(v.has_diagrams for v in views):
+        return static
+    return [s for s in static if not s.path.startswith(MERMAID_ASSETS)]
 
 
 def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:

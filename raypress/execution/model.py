@@ -81,6 +81,10 @@ class SnippetOptions:
     fig_alt: str | tuple[str, ...] | None = None  # alt text of the figures (else their titles)
     fig_format: str | None = None  # png, svg or webp; None: the site's figure_format
     fig_dpi: int | None = None  # matplotlib dots per inch of the 1x image; None: the figure's
+    # how the page shows it (publishing only; never part of a record's inputs)
+    code_fold: bool | str | None = None  # True: folded away, "show": folded but open; None: post's
+    code_summary: str | None = None  # the folded code's summary text ("Code")
+    output_lines: int | None = None  # fold outputs longer than this; 0: never; None: site's
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,11 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 _CHUNK = 1 << 16
 
 
+# The search index is made after the pages are handed over (a preview does not wait for
+# it): until the build has written it, the output folder serves the previous one.
+WRITTEN_LATER = "pagefind/"
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A build's output in memory: generated files by their path in the site, static
@@ -151,7 +156,9 @@ def resolve(target: str, served: Served) -> Resolved:
         return Resolved("missing")
     relative = "/".join(s for s in segments if s)
     if served.snapshot is not None:
-        return _in_snapshot(served.snapshot, relative, raw.endswith("/"), f"{base}{raw}/{query}")
+        found = _in_snapshot(served.snapshot, relative, raw.endswith("/"), f"{base}{raw}/{query}")
+        if found.kind != "missing" or not relative.startswith(WRITTEN_LATER):
+            return found
     top = os.path.realpath(served.folder)
     real = _inside(top, relative)
     if real is None:

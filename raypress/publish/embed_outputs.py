@@ -24,10 +24,15 @@ from raypress.execution.model import (
     format_duration,
 )
 from raypress.publish.markdown import ParsedBody
-from raypress.publish.rich_outputs import Figure, OutputPage, display_html
+from raypress.publish.rich_outputs import (
+    Figure,
+    OutputPage,
+    display_html,
+    folded_pre,
+    strip_ansi,
+)
 
 _PLACEHOLDER = re.compile(r"<!--(raypress:[0-9a-f]+):([sx])(\d+)(?::(open|close))?-->")
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +43,15 @@ class EmbeddedBody:
 
 
 def embed_results(
-    body: ParsedBody, execution: PostExecution | None = None, trust_html: bool = False
+    body: ParsedBody,
+    execution: PostExecution | None = None,
+    trust_html: bool = False,
+    output_lines: int = 30,
 ) -> EmbeddedBody:
     """The final body HTML: snippets in their figures, with outputs when executed.
-    ``trust_html``: the site's ``trust_html_output`` (snippets' HTML shown raw)."""
+    ``trust_html``: the site's ``trust_html_output`` (snippets' HTML shown raw). Text
+    outputs longer than ``output_lines`` (a snippet's ``output-lines`` wins; 0: never) are
+    folded after that many lines."""
     results = {r.index: r for r in execution.snippets} if execution else {}
     inline = {r.index: r for r in execution.inline} if execution else {}
     page = OutputPage(trust_html)
@@ -57,15 +67,10 @@ def embed_results(
         result = results.get(index)
         if part == "open":
             return _figure_open(snippet, result)
-        return _figure_close(snippet, result, page)
+        return _figure_close(snippet, result, page, output_lines)
 
     html = _PLACEHOLDER.sub(replace, body.html)
     return EmbeddedBody(html, tuple(figures), tuple(dict.fromkeys(page.scripts)))
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour and cursor escape sequences."""
-    return _ANSI.sub("", text)
 
 
 def _visible(snippet: Snippet, result: SnippetResult | None) -> bool:
@@ -101,27 +106,30 @@ def _figure_open(snippet: Snippet, result: SnippetResult | None) -> str:
     )
 
 
-def _figure_close(snippet: Snippet, result: SnippetResult | None, page: OutputPage) -> str:
+def _figure_close(
+    snippet: Snippet, result: SnippetResult | None, page: OutputPage, output_lines: int
+) -> str:
     if not _visible(snippet, result):
         return ""
     parts: list[str] = []
     if result is not None and _has_output(snippet, result):
+        limit = snippet.options.output_lines
         parts.append('<div class="snippet-output">')
-        parts += _outputs(snippet, result, page)
+        parts += _outputs(snippet, result, page, output_lines if limit is None else limit)
         parts.append("</div>")
     parts.append(_caption(snippet, result))
     return "\n".join(parts) + "\n</figure>"
 
 
-def _outputs(snippet: Snippet, result: SnippetResult, page: OutputPage) -> list[str]:
+def _outputs(snippet: Snippet, result: SnippetResult, page: OutputPage, limit: int) -> list[str]:
     parts: list[str] = []
     notices: list[str] = []
     if snippet.options.output:
         for output in result.outputs:
             if isinstance(output, StreamOutput):
-                parts.append(f'<pre class="{output.name}">{_text(output.text)}</pre>')
+                parts.append(folded_pre(output.name, output.text, limit))
             else:
-                html, notice = display_html(snippet, output, page)
+                html, notice = display_html(snippet, output, page, limit)
                 parts += [html] if html else []
                 notices += [notice] if notice and notice not in notices else []
     if result.error is not None:
@@ -151,9 +159,16 @@ def _caption(snippet: Snippet, result: SnippetResult | None) -> str:
         )
     else:
         timing, title = wall, f"wall time {wall} (CPU time {cpu})"
+    cpu_badge = ""
+    if result.status not in ("timed-out", "died"):
+        cpu_badge = (
+            f' <span class="timing-cpu" title="CPU time of the post\'s own process and its '
+            f'children; Ray workers run elsewhere">CPU {escape(cpu)}</span>'
+        )
     return (
-        f'<figcaption class="snippet-meta"><span class="timing" title="{escape(title)}">'
-        f"{escape(timing)}</span> {link}</figcaption>"
+        f'<figcaption class="snippet-meta"><span class="timing-badge">'
+        f'<span class="timing" title="{escape(title)}">{escape(timing)}</span>'
+        f' <span class="timing-label">wall</span>{cpu_badge}</span> {link}</figcaption>'
     )
 
 

@@ -26,10 +26,15 @@ from raypress.theme import THEME_PATH
 
 SYSTEM_TEMPLATES = frozenset(
     {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap", "timings"}
+    | {"search", "robots"}
 )
 TIMINGS_URL = "/timings/"
+SEARCH_URL = "/search/"
 LISTING_TEMPLATES = ("index.html", "taxonomy.html", "terms.html", "archive.html")
-SITE_TEMPLATES = (*LISTING_TEMPLATES, "timings.html", "feed.xml", "sitemap.xml", "404.html")
+SITE_TEMPLATES = (
+    *LISTING_TEMPLATES,
+    *("timings.html", "feed.xml", "sitemap.xml", "404.html", "search.html", "robots.txt"),
+)
 
 
 def timings_id(url: str) -> str:
@@ -131,11 +136,13 @@ class Theme:
 
     def absolute_url(self, path: str) -> str:
         """The full URL of a site-absolute path (site.url + baseurl + path)."""
+        if "://" in path:  # already a full URL (a social image on another host)
+            return path
         return self.config.url + self.relative_url(path)
 
     def all_templates(self) -> list[str]:
         """Every HTML and XML template of the theme, partials included."""
-        return self.env.list_templates(extensions=["html", "xml"])
+        return self.env.list_templates(extensions=["html", "xml", "txt"])
 
     def check_templates(self, names: Iterable[str]) -> list[Problem]:
         """Compile the given templates now, so syntax errors are reported with file:line."""
@@ -211,6 +218,23 @@ def render_pages(
         if template in LISTING_TEMPLATES:
             listings.append(url)
 
+    def feed(path: str, title: str, home: str, posts: list[PostView]) -> None:
+        """An Atom feed of the newest ``posts``: the site's, or a tag's or category's."""
+        recent = posts[: config.feed_entries]
+        updated = max((v.lastmod for v in recent), default=datetime(1970, 1, 1).astimezone())
+        origin = "feed" if home == "/" else f"feed of {home}"
+        page(
+            "feed.xml",
+            path,
+            origin,
+            posts=recent,
+            updated=updated,
+            feed_id=feed_id(config, "/" if home == "/" else path),
+            feed_title=title,
+            feed_path=path,
+            home_path=home,
+        )
+
     for view in views:
         page(f"{layouts[view.url]}.html", view.url, view.source_path, post=view)
 
@@ -238,6 +262,7 @@ def render_pages(
             continue
         for item, members in groups.values():
             page("taxonomy.html", item.url, f"{kind} {item.name!r}", term=item, posts=members)
+            feed(item.feed_path, f"{theme.site.title}: {item.name}", item.url, members)
         counts = sorted(
             (TermCount(item, len(members)) for item, members in groups.values()),
             key=lambda c: c.term.name.lower(),
@@ -263,21 +288,16 @@ def render_pages(
         row_id=timings_id,
     )
 
-    recent = views[: config.feed_entries]
-    updated = max((v.lastmod for v in recent), default=datetime(1970, 1, 1).astimezone())
-    page(
-        "feed.xml",
-        theme.site.feed_path,
-        "feed",
-        posts=recent,
-        updated=updated,
-        feed_id=feed_id(config, "/"),
-    )
+    feed(theme.site.feed_path, theme.site.title, "/", views)
     if config.url:  # a sitemap must list absolute URLs: without the site's URL there is none
         sitemap = [SitemapEntry(v.url, v.lastmod) for v in views]
         sitemap += [SitemapEntry(url, None) for url in listings]
         page("sitemap.xml", "/sitemap.xml", "sitemap", entries=sitemap)
     page("404.html", "/404.html", "404 page")
+    if config.search:
+        page("search.html", SEARCH_URL, "search page")
+    sitemap_path = "/sitemap.xml" if config.url else None
+    page("robots.txt", "/robots.txt", "robots.txt", sitemap_path=sitemap_path)
     css = theme.pygments_css
     files.append(OutputFile("assets/pygments.css", css, "pygments"))
     return files, problems

@@ -41,6 +41,7 @@ _INTERACTIVE = {
 }
 _VEGA = re.compile(r"^application/vnd\.vega(lite)?\.v\d+(\.\d+)*\+?json$")
 _SCRIPT = re.compile(r"<script\b", re.I)
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 _SVG_SIZE = re.compile(
     r'<svg[^>]*?\swidth="([\d.]+)(px|pt)?"[^>]*?\sheight="([\d.]+)(px|pt)?"', re.S
 )
@@ -143,8 +144,11 @@ class OutputPage:
     images_per_snippet: dict[int, int] = field(default_factory=dict)
 
 
-def display_html(snippet: Snippet, output: DisplayOutput, page: OutputPage) -> tuple[str, str]:
-    """The HTML for one rich output, and a notice to show with it ("" for none)."""
+def display_html(
+    snippet: Snippet, output: DisplayOutput, page: OutputPage, limit: int = 0
+) -> tuple[str, str]:
+    """The HTML for one rich output, and a notice to show with it ("" for none); text
+    longer than ``limit`` lines (0: never) is folded."""
     library = _interactive_library(output)
     if page.trust_html:
         plotly = output.get("application/vnd.plotly.v1+json")
@@ -166,8 +170,8 @@ def display_html(snippet: Snippet, output: DisplayOutput, page: OutputPage) -> t
     html = output.get("text/html")
     if not page.trust_html and isinstance(html, str) and _SCRIPT.search(html):
         notice = "Scripts were removed from this HTML output" + SCRIPTS_REMOVED
-        return _static_html(snippet, output, page), notice
-    return _static_html(snippet, output, page), ""
+        return _static_html(snippet, output, page, limit), notice
+    return _static_html(snippet, output, page, limit), ""
 
 
 def _untrusted(library: str, fallback: str) -> str:
@@ -203,7 +207,7 @@ def _first(output: DisplayOutput, mimes: tuple[str, ...]) -> str | None:
     return None
 
 
-def _static_html(snippet: Snippet, output: DisplayOutput, page: OutputPage) -> str:
+def _static_html(snippet: Snippet, output: DisplayOutput, page: OutputPage, limit: int) -> str:
     mime = _first(
         output,
         ("text/html", "text/markdown", *_IMAGES, "text/latex", "application/json", "text/plain"),
@@ -224,14 +228,38 @@ def _static_html(snippet: Snippet, output: DisplayOutput, page: OutputPage) -> s
         pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         return f'<pre class="output-json">{escape(pretty, quote=False)}</pre>'
     if output.result:
-        return f'<pre class="result"><span class="prompt">Out:</span> {_plain(text)}</pre>'
-    return f'<pre class="output-text">{_plain(text)}</pre>'
+        return folded_pre("result", text, limit, '<span class="prompt">Out:</span> ')
+    return folded_pre("output-text", text, limit)
 
 
 def _plain(text: str) -> str:
-    from raypress.publish.embed_outputs import strip_ansi
-
     return escape(strip_ansi(text), quote=False)
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour and cursor escape sequences."""
+    return _ANSI.sub("", text)
+
+
+def folded_pre(kind: str, text: str, limit: int, prompt: str = "") -> str:
+    """``<pre class=kind>`` for an output; past ``limit`` lines (0: never) the rest is in a
+    ``<details>`` below it: "show all" works without JavaScript, and the first lines stay
+    where the reader expects the output."""
+    text = strip_ansi(text)
+    lines = text.split("\n")
+    count = len(lines) - (lines[-1] == "")
+    if not limit or count <= limit:
+        return f'<pre class="{kind}">{prompt}{escape(text, quote=False)}</pre>'
+    head = "\n".join(lines[:limit]) + "\n"
+    rest = "\n".join(lines[limit:])
+    hidden = count - limit
+    return (
+        f'<div class="output-fold"><pre class="{kind}">{prompt}{escape(head, quote=False)}</pre>'
+        f'<details class="output-more"><summary>'
+        f'<span class="when-closed">Show all {count} lines ({hidden} more)</span>'
+        f'<span class="when-open">Hide the last {hidden} lines</span></summary>'
+        f'<pre class="{kind} output-rest">{escape(rest, quote=False)}</pre></details></div>'
+    )
 
 
 def _image_html(snippet: Snippet, output: DisplayOutput, mime: str, page: OutputPage) -> str:

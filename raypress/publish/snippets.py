@@ -30,6 +30,10 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "repeat": (int,),
     "deps": (list, str),
     "compare": (str,),
+    # display options, named as Quarto names them
+    "code-fold": (bool, str),
+    "code-summary": (str,),
+    "output-lines": (int, bool),
 }
 # Figure options, with Quarto's names (``fig-cap``) for SnippetOptions fields (``fig_cap``)
 _FIGURE_OPTION_TYPES: dict[str, tuple[type, ...]] = {
@@ -155,7 +159,40 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
         )
     if "repeat" in values and values["repeat"] < 1:
         raise SourceError(path, lines["repeat"], "snippet option 'repeat' must be at least 1", None)
+    _validate_display(values, path, lines)
     return SnippetOptions(**values)
+
+
+def code_fold_default(value: Any, path: str, line: int) -> bool | str:
+    """A post's ``code-fold:`` front matter (the default of its snippets), checked."""
+    return _code_fold(value, path, line, "'code-fold'")
+
+
+def _code_fold(value: Any, path: str, line: int, name: str) -> bool | str:
+    if value is True or value is False or value == "show":
+        return value
+    raise SourceError(
+        path,
+        line,
+        f"{name} must be true, false or show, not {value!r}",
+        "true: the code is folded away; show: folded, but open",
+    )
+
+
+def _validate_display(values: dict[str, Any], path: str, lines: dict[str, int]) -> None:
+    """``code-fold: true|false|show`` and ``output-lines: N|false`` (Quarto's spellings)."""
+    if "code_fold" in values:
+        _code_fold(values["code_fold"], path, lines["code_fold"], "snippet option 'code-fold'")
+    if "output_lines" in values:
+        limit = values["output_lines"]
+        if limit is True or limit < 0:
+            raise SourceError(
+                path,
+                lines["output_lines"],
+                f"snippet option 'output-lines' must be a number of lines or false, not {limit!r}",
+                "longer outputs are folded after that many lines; false never folds",
+            )
+        values["output_lines"] = int(limit)  # false: 0, never fold
 
 
 def _line_of_key(option_lines: list[str], key: str) -> int:
