@@ -5,12 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from html import escape
 
-from pygments import highlight
+from pygments import format as format_tokens
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.lexers.special import TextLexer
 from pygments.util import ClassNotFound
+
+from raypress.publish.fast_lexing import tokens_of
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 
@@ -25,7 +27,7 @@ def _lexer(language: str) -> Lexer:
 
 def highlight_block(code: str, language: str) -> str:
     """``<div class="highlight" data-lang=…><pre><code>…</code></pre></div>`` for ``code``."""
-    spans = highlight(code, _lexer(language.lower()), _FORMATTER)
+    spans = format_tokens(tokens_of(_lexer(language.lower()), code), _FORMATTER)
     lang = f' data-lang="{escape(language)}"' if language else ""
     return f'<div class="highlight"{lang}><pre><code>{spans}</code></pre></div>\n'
 
