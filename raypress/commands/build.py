@@ -44,6 +44,8 @@ from raypress.publish.render import (
 )
 from raypress.publish.site_writer import (
     OutputFile,
+    PreviousSite,
+    SiteFile,
     StaticFile,
     WriteReport,
     check_output_folder,
@@ -62,6 +64,7 @@ class BuildReport:
     drafts_skipped: int = 0
     future_skipped: int = 0
     parsed: int = 0  # bodies parsed this time (the rest came from the cache)
+    rendered: tuple[str, ...] = ()  # pages rendered this time (the rest were kept as they were)
     up_to_date: bool = False  # nothing changed since the last build: nothing was done
     executed: int = 0  # posts whose snippets ran
     reused: int = 0  # posts whose results came from their record in snippets/
@@ -96,7 +99,7 @@ def build(
     rerun: Rerun = False,
     executor: PostExecutor | None = None,
     theme: Theme | None = None,
-    rendered: Callable[[list[OutputFile], list[StaticFile]], None] | None = None,
+    rendered: Callable[[list[SiteFile], list[StaticFile]], None] | None = None,
 ) -> BuildReport:
     """Build the site described by ``config`` into its output folder.
 
@@ -175,8 +178,9 @@ def build(
     executions = {**frozen.reused, **execution.executions}
     mark = timed("execute", mark)
 
+    previous = PreviousSite(config)  # pages whose inputs did not change are kept from it
     views, extra_files = post_views(posts, bodies, executions, config, now, frozen.unrecorded)
-    files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
+    files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts}, previous)
     files += extra_files
     problems += render_problems
     static, static_problems = collect_static(config)
@@ -190,6 +194,7 @@ def build(
         drafts_skipped=sum(1 for p in all_posts if p.draft and not config.drafts),
         future_skipped=sum(1 for p in all_posts if p.is_future(now) and not config.future),
         parsed=parsed,
+        rendered=tuple(f.path for f in files if isinstance(f, OutputFile) and f.inputs),
         executed=len(runs),
         reused=len(frozen.reused),
         unrecorded=tuple(sorted(frozen.unrecorded)),
@@ -201,7 +206,7 @@ def build(
         return _finish(report, started, stages)
     if rendered is not None:
         rendered(files, static)
-    written = write_site(config, files, static)
+    written = write_site(config, files, static, previous)
     sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
     notes = tidy_snippets(config, posts, bodies, frozen, saved, sources)
     if not execution.problems:  # a failing snippet must fail the next build too
@@ -323,7 +328,7 @@ def post_views(
     return views, files
 
 
-def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:
+def colliding_outputs(files: list[SiteFile], static: list[StaticFile]) -> list[Problem]:
     """A problem for every output path produced twice (a post over a tag page, ...)."""
     owners: dict[str, str] = {}
     problems: list[Problem] = []

@@ -19,7 +19,8 @@ from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import display_path, safe_output_file, slugify
 from raypress.publish.highlight import stylesheet
-from raypress.publish.site_writer import OutputFile
+from raypress.publish.page_inputs import PageInputs, base_digest
+from raypress.publish.site_writer import OutputFile, PreviousSite, SiteFile
 from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
 from raypress.theme import THEME_PATH
 
@@ -190,25 +191,39 @@ class Theme:
 
 
 def render_pages(
-    theme: Theme, views: list[PostView], layouts: dict[str, str]
-) -> tuple[list[OutputFile], list[Problem]]:
+    theme: Theme,
+    views: list[PostView],
+    layouts: dict[str, str],
+    previous: PreviousSite | None = None,
+) -> tuple[list[SiteFile], list[Problem]]:
     """All HTML/XML pages of the site. ``views`` newest first; ``layouts`` maps a post's
-    URL to its layout name. Returns the files and the problems met (all of them)."""
+    URL to its layout name. A page whose inputs are those of its file in ``previous`` is
+    not rendered: that file is kept (see :mod:`raypress.publish.page_inputs`). Returns
+    the files and the problems met (all of them)."""
     config = theme.config
-    files: list[OutputFile] = []
+    files: list[SiteFile] = []
     problems: list[Problem] = []
     listings: list[str] = []  # URLs of index, tag, category and archive pages
+    inputs = PageInputs(base_digest(theme_folders(config), config, theme.env.globals))
 
     def page(template: str, url: str, origin: str, **context: Any) -> None:
+        path = safe_output_file(url)
+        if template in LISTING_TEMPLATES:
+            listings.append(url)
+        digest = inputs.digest(template, url, context)
+        kept = previous.kept(path, digest, origin) if previous else None
+        if kept is not None:
+            files.append(kept)
+            return
         try:
             data = theme.render(template, url, **context)
         except SourceError as exc:
             if exc.problem not in problems:
                 problems.append(exc.problem)
+            if template in LISTING_TEMPLATES:
+                listings.remove(url)
             return
-        files.append(OutputFile(safe_output_file(url), data, origin))
-        if template in LISTING_TEMPLATES:
-            listings.append(url)
+        files.append(OutputFile(path, data, origin, digest))
 
     for view in views:
         page(f"{layouts[view.url]}.html", view.url, view.source_path, post=view)
