@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pygments.lexers import get_lexer_by_name
 
+from raypress.publish import fast_lexing
 from raypress.publish.fast_lexing import _first_characters, _is_plain_regex_lexer, tokens_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +37,13 @@ def _texts() -> list[str]:
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_same_tokens_as_pygments(language: str) -> None:
+def test_same_tokens_as_pygments(language: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_lexing, "WARM_UP", -1)  # the fast path from the first text on
     lexer = get_lexer_by_name(language, stripnl=False, ensurenl=False)
     for text in _texts():
         assert list(tokens_of(lexer, text)) == list(lexer.get_tokens(text)), text[:60]
+    if _is_plain_regex_lexer(lexer):  # the fast path did run: it set states up
+        assert len(fast_lexing._combined_states(type(lexer))) > 0
 
 
 def test_the_common_languages_take_the_fast_path() -> None:

@@ -22,7 +22,9 @@ compiled regex at the same position (the same match, one regex call more), so ca
 see exactly what Pygments gives them. State changes are Pygments' code, copied. A state
 whose rules cannot be combined (named groups, conditional groups, differing flags) is run
 by Pygments' own loop; lexers that are not plain RegexLexers are not touched at all.
-``tests/test_fast_lexing.py`` compares both drivers token by token.
+``tests/test_fast_lexing.py`` compares both drivers token by token. Setting the
+alternations up costs about 0.1 s for the Python lexer, so a process lexes its first
+WARM_UP characters with Pygments' loop and only then switches.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 from pygments.lexer import Lexer, RegexLexer
 from pygments.token import Error, Whitespace, _TokenType
 
+WARM_UP = 32_000  # characters lexed by Pygments' loop before the fast path is set up
 _ASCII = frozenset(range(128))
 _LEADING_FLAGS = re.compile(r"\(\?([imsx]+)\)")
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
@@ -52,7 +55,7 @@ def tokens_of(lexer: Lexer, text: str) -> Iterator[tuple[Any, str]]:
     """``lexer.get_tokens(text)``: the same (token type, value) pairs, faster for plain
     RegexLexers."""
     states = _combined_states(type(lexer)) if _is_plain_regex_lexer(lexer) else None
-    if states is None:
+    if states is None or not states.worth_it(len(text)):
         yield from lexer.get_tokens(text)
         return
     text = lexer._preprocess_lexer_input(text)
@@ -81,6 +84,14 @@ class _States(dict):
     def __init__(self, definitions: dict[str, tuple[list, int]]):
         super().__init__()
         self.definitions = definitions
+        self.seen = 0  # characters this process has lexed with this lexer
+
+    def worth_it(self, characters: int) -> bool:
+        """Whether to take the fast path: not for the first WARM_UP characters a process
+        lexes (setting the alternations up costs about what lexing that much saves, so
+        a build of one post does not pay for it)."""
+        self.seen += characters
+        return self.seen > WARM_UP
 
     def __missing__(self, name: str) -> _State | None:
         rules, flags = self.definitions[name]

@@ -33,6 +33,7 @@ its entries do not change). A template that receives something this cannot encod
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import io
@@ -81,6 +82,7 @@ class PageInputs:
     def __init__(self, base: str):
         self.base = base
         self.own: dict[int, bytes] = {}  # id(view) -> digest of its own fields
+        self.linked: dict[int, list[PostView]] = {}  # id(view) -> the views it links to
 
     def digest(self, template: str, url: str, context: Mapping[str, Any]) -> str:
         """The digest of a page rendered from ``template`` at ``url`` with ``context``;
@@ -134,28 +136,38 @@ class PageInputs:
 
     def _links(self, view: PostView) -> tuple[bytes, ...]:
         """The own digests of the views ``view`` links to."""
-        links: list[bytes] = []
-        for field in dataclasses.fields(view):
-            value = getattr(view, field.name)
-            if isinstance(value, PostView):
-                links.append(self._own(value))
-            elif _holds_views(value):
-                links.extend(self._own(v) for v in value)
-        return tuple(links)
+        self._own(view)
+        return tuple(self._own(v) for v in self.linked[id(view)])
 
     def _own(self, view: PostView) -> bytes:
+        """The digest of a view's own fields (its links stand as the word "link"); the
+        views it links to are remembered in ``linked``."""
         found = self.own.get(id(view))
-        if found is None:
-            fields = [
-                (f.name, self._own_field(getattr(view, f.name))) for f in dataclasses.fields(view)
-            ]
-            found = self.own[id(view)] = hashlib.sha256(_pickled(fields)).digest()
+        if found is not None:
+            return found
+        values: list[Any] = []
+        linked: list[PostView] = []
+        for name in _field_names(type(view)):
+            value = getattr(view, name)
+            if isinstance(value, PostView):
+                linked.append(value)
+                value = "link"
+            elif _holds_views(value):
+                linked.extend(value)
+                value = "link"
+            values.append(value)
+        try:  # plain data (strings, dates, lists of terms...) pickles as it is: fast
+            payload = _pickled(values)
+        except Exception:
+            payload = _pickled([self.encode(v) for v in values])  # or raises Unencodable
+        found = self.own[id(view)] = hashlib.sha256(payload).digest()
+        self.linked[id(view)] = linked
         return found
 
-    def _own_field(self, value: Any) -> Any:
-        if isinstance(value, PostView) or _holds_views(value):
-            return "link"  # counted by the pages that hold this view (see _view)
-        return self.encode(value)
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _holds_views(value: Any) -> bool:
