@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import multiprocessing
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from raypress import __version__
 from raypress.config import Config
@@ -27,15 +29,37 @@ from raypress.publish.markdown import MarkdownSettings, ParsedBody, TocEntry, pa
 from raypress.publish.posts import Post
 
 CACHE_NAME = "build-cache.pickle"
-_FORMAT = 2
+_FORMAT = 3
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 BIG_POST_BYTES = 200_000  # bodies larger than this are parsed under a time budget
 
 
+_CACHED_CLASSES = (Post, ParsedBody, TocEntry, Snippet, SnippetOptions, InlineExpression)
+
+
 def _schema() -> str:
     """The shape of what is cached: a changed dataclass invalidates the cache file."""
-    classes = (Post, ParsedBody, TocEntry, Snippet, SnippetOptions, InlineExpression)
-    return repr([(c.__name__, [f.name for f in dataclasses.fields(c)]) for c in classes])
+    return repr([(c.__name__, [f.name for f in dataclasses.fields(c)]) for c in _CACHED_CLASSES])
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles the cached dataclasses as ``cls(*fields)``: loading calls their __init__,
+    several times faster than the generic ``__setstate__`` of a slots dataclass (the
+    cache of a 1,000-post site holds about 10,000 of them)."""
+
+    fields: ClassVar[Mapping[type, tuple[str, ...]]] = MappingProxyType(
+        {
+            c: tuple(f.name for f in dataclasses.fields(c))
+            for c in _CACHED_CLASSES
+            if not hasattr(c, "__post_init__") and all(f.init for f in dataclasses.fields(c))
+        }
+    )
+
+    def reducer_override(self, obj: Any) -> Any:
+        names = self.fields.get(type(obj))
+        if names is None:
+            return NotImplemented
+        return type(obj), tuple(getattr(obj, name) for name in names)
 
 
 _CACHE_VERSION = (_FORMAT, __version__, _schema())
@@ -101,7 +125,9 @@ class BuildCache:
         for key in stale:
             del self.entries[key]
         payload = {"format": _CACHE_VERSION, "entries": self.entries}
-        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+        data = buffer.getvalue()
         atomic_write(self.path, data, durable=False)
         self.dirty = False
 
