@@ -39,7 +39,9 @@ def _build(project: Project) -> BuildReport:
 
 
 def _pages(project: Project) -> set[str]:
-    return {name for name in project.files() if name.endswith((".html", ".xml"))}
+    """Every file made by a template, and the highlighting stylesheet."""
+    pages = {name for name in project.files() if name.endswith((".html", ".xml"))}
+    return pages | {"assets/pygments.css"}
 
 
 def _cold_tree(project: Project, make_project, name: str) -> dict[str, bytes]:

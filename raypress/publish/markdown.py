@@ -25,7 +25,7 @@ from mdit_py_plugins.gfm import gfm_plugin
 from raypress.errors import Problem, SourceError
 from raypress.execution.imports import top_level_imports
 from raypress.execution.model import InlineExpression, Snippet
-from raypress.publish.highlight import highlight_block
+from raypress.publish.highlight import Highlighter
 from raypress.publish.posts import Post
 from raypress.publish.snippets import is_python, parse_options, split_options
 
@@ -158,15 +158,23 @@ def _look_before_protocol_scan(md: MarkdownIt) -> None:
             ruler.at(rule.name, protocol)
 
 
-def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
-    """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count."""
+def parse_body(
+    post: Post, settings: MarkdownSettings, highlighter: Highlighter | None = None
+) -> ParsedBody:
+    """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count.
+    ``highlighter`` highlights the code (it may remember fences of an earlier parse)."""
     md = create_markdown(settings.html)
+    highlighter = highlighter or Highlighter()
     marker = f"raypress:{post.digest[:12]}"
     separator = settings.excerpt_separator
     body = post.body.replace(separator, "") if separator else post.body
     tokens = md.parse(body, {"baseurl": settings.baseurl})
     snippets, inline, problems = _extract(tokens, post)
-    env: dict[str, Any] = {"marker": marker, "baseurl": settings.baseurl}
+    env: dict[str, Any] = {
+        "marker": marker,
+        "baseurl": settings.baseurl,
+        "highlight": highlighter.block,
+    }
     body_html = md.renderer.render(tokens, md.options, env)
     excerpt_html = _excerpt_html(md, post.body, separator, tokens, env)
     toc = _toc(tokens)
@@ -241,9 +249,10 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     token = tokens[idx]
     language = _fence_language(token.info)
     index = token.meta.get("snippet")
+    highlight = _highlighter(env)
     if index is None or "marker" not in env:
-        return highlight_block(token.content, language)
-    code = highlight_block(token.meta["display"], language) if token.meta["echo"] else ""
+        return highlight(token.content, language)
+    code = highlight(token.meta["display"], language) if token.meta["echo"] else ""
     marker = env["marker"]
     return (
         snippet_placeholder(marker, index, "open")
@@ -254,7 +263,13 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
 
 
 def _render_code_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
-    return highlight_block(tokens[idx].content, "")
+    return _highlighter(env)(tokens[idx].content, "")
+
+
+def _highlighter(env: Any) -> Any:
+    """The parse's highlighter (env "highlight"), or a fresh one."""
+    found = env.get("highlight") if isinstance(env, dict) else None
+    return found or Highlighter().block
 
 
 def _render_code_inline(
@@ -272,7 +287,8 @@ def _excerpt_html(
 ) -> str:
     if separator and separator in body:
         head = body.split(separator, 1)[0]
-        return _without_local_anchors(md.render(head, {"baseurl": env.get("baseurl", "")}))
+        head_env = {"baseurl": env.get("baseurl", ""), "highlight": env.get("highlight")}
+        return _without_local_anchors(md.render(head, head_env))
     for i, token in enumerate(tokens):
         if token.type == "paragraph_open" and token.level == 0:
             return _without_local_anchors(

@@ -18,7 +18,7 @@ from raypress import __version__
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import display_path, safe_output_file, slugify
-from raypress.publish.highlight import stylesheet
+from raypress.publish.highlight import pygments_version, stylesheet
 from raypress.publish.page_inputs import PageInputs, base_digest
 from raypress.publish.site_writer import OutputFile, PreviousSite, SiteFile
 from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
@@ -292,8 +292,10 @@ def render_pages(
         sitemap += [SitemapEntry(url, None) for url in listings]
         page("sitemap.xml", "/sitemap.xml", "sitemap", entries=sitemap)
     page("404.html", "/404.html", "404 page")
-    css = theme.pygments_css
-    files.append(OutputFile("assets/pygments.css", css, "pygments"))
+    css_inputs = inputs.digest("pygments", "/assets/pygments.css", {"version": pygments_version()})
+    kept = previous.kept("assets/pygments.css", css_inputs, "pygments") if previous else None
+    css = kept or OutputFile("assets/pygments.css", theme.pygments_css, "pygments", css_inputs)
+    files.append(css)
     return files, problems
 
 
