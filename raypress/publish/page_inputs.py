@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.metadata
 import io
 import os
 import pickle
@@ -57,8 +56,7 @@ def base_digest(template_folders: Iterable[Path], config: Any, globals_: Mapping
     """What every page depends on besides its own context (see the module's note)."""
     digest = hashlib.sha256()
     code = Path(__file__).resolve().parents[1]
-    versions = [importlib.metadata.version(name) for name in ("jinja2", "markupsafe")]
-    digest.update(repr((__version__, versions, config)).encode())
+    digest.update(repr((__version__, _library_versions(), config)).encode())
     for folder in [*template_folders, code]:
         if not folder.is_dir():
             continue
@@ -74,6 +72,16 @@ def base_digest(template_folders: Iterable[Path], config: Any, globals_: Mapping
         except Unencodable:
             digest.update(os.urandom(16))  # never equal in another build: always render
     return digest.hexdigest()
+
+
+def _library_versions() -> tuple[str, ...]:
+    """Jinja2's version, and MarkupSafe's module file (size, mtime): it has no cheap
+    version attribute, and importlib.metadata costs more than the rest of this module."""
+    import jinja2
+    import markupsafe
+
+    stat = os.stat(markupsafe.__file__)  # noqa: PTH116
+    return jinja2.__version__, f"{markupsafe.__file__}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 class PageInputs:

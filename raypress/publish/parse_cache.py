@@ -10,15 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import multiprocessing
 import os
 import pickle
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing.connection import Connection
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from raypress import __version__
 from raypress.config import Config
@@ -28,6 +25,10 @@ from raypress.paths import atomic_write
 from raypress.publish.highlight import Fence, Highlighter, pygments_version
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, TocEntry, parse_body
 from raypress.publish.posts import Post
+
+if TYPE_CHECKING:
+    import multiprocessing.context
+    from multiprocessing.connection import Connection
 
 CACHE_NAME = "build-cache.pickle"
 ADDED_NAME = "build-cache-added.pickle"
@@ -225,6 +226,8 @@ def _parse_many(
         results.update((i, _parse_safely(posts[i], settings, known[i])) for i in small)
     else:
         chunk = max(1, len(small) // (workers * 8))
+        from concurrent.futures import ProcessPoolExecutor  # only for a cold build
+
         with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
             parsed = pool.map(
                 _parse_safely,
@@ -275,4 +278,6 @@ def _parse_into(
 
 
 def _context() -> multiprocessing.context.BaseContext:
+    import multiprocessing
+
     return multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
