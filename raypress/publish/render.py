@@ -5,6 +5,7 @@ Atom feed, sitemap and 404, as files in memory (written later by
 from __future__ import annotations
 
 import functools
+import os
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -201,29 +202,13 @@ def render_pages(
     not rendered: that file is kept (see :mod:`raypress.publish.page_inputs`). Returns
     the files and the problems met (all of them)."""
     config = theme.config
-    files: list[SiteFile] = []
-    problems: list[Problem] = []
+    jobs: list[PageJob] = []
     listings: list[str] = []  # URLs of index, tag, category and archive pages
-    inputs = PageInputs(base_digest(theme_folders(config), config, theme.env.globals))
 
     def page(template: str, url: str, origin: str, **context: Any) -> None:
-        path = safe_output_file(url)
+        jobs.append(PageJob(template, url, origin, context))
         if template in LISTING_TEMPLATES:
             listings.append(url)
-        digest = inputs.digest(template, url, context)
-        kept = previous.kept(path, digest, origin) if previous else None
-        if kept is not None:
-            files.append(kept)
-            return
-        try:
-            data = theme.render(template, url, **context)
-        except SourceError as exc:
-            if exc.problem not in problems:
-                problems.append(exc.problem)
-            if template in LISTING_TEMPLATES:
-                listings.remove(url)
-            return
-        files.append(OutputFile(path, data, origin, digest))
 
     for view in views:
         page(f"{layouts[view.url]}.html", view.url, view.source_path, post=view)
@@ -292,11 +277,124 @@ def render_pages(
         sitemap += [SitemapEntry(url, None) for url in listings]
         page("sitemap.xml", "/sitemap.xml", "sitemap", entries=sitemap)
     page("404.html", "/404.html", "404 page")
-    css_inputs = inputs.digest("pygments", "/assets/pygments.css", {"version": pygments_version()})
+    base = base_digest(theme_folders(config), config, theme.env.globals)
+    files, problems = render_jobs(theme, jobs, base, previous, config.jobs)
+    css_inputs = PageInputs(base).digest(
+        "pygments", "/assets/pygments.css", {"version": pygments_version()}
+    )
     kept = previous.kept("assets/pygments.css", css_inputs, "pygments") if previous else None
     css = kept or OutputFile("assets/pygments.css", theme.pygments_css, "pygments", css_inputs)
     files.append(css)
     return files, problems
+
+
+@dataclass(frozen=True, slots=True)
+class PageJob:
+    """A page to render: template, URL, what made it (for messages) and its context."""
+
+    template: str
+    url: str
+    origin: str
+    context: dict[str, Any]
+
+
+PARALLEL_FROM = 200  # pages to render; fewer are rendered in this process alone
+
+
+def render_jobs(
+    theme: Theme,
+    jobs: list[PageJob],
+    base: str,
+    previous: PreviousSite | None,
+    workers: int,
+) -> tuple[list[SiteFile], list[Problem]]:
+    """Render ``jobs`` (in order), keeping the pages ``previous`` holds with the same
+    inputs. When nothing can be kept (a cold build) and there are many pages, they are
+    rendered by this process and forked copies of it, sharing the views in memory."""
+    inputs = PageInputs(base)
+    processes = min(workers or os.cpu_count() or 1, max(1, len(jobs) // PARALLEL_FROM))
+    if processes > 1 and not (previous and previous.manifest):
+        results = _render_forked(theme, jobs, base, processes)
+    else:
+        results = []
+        for job in jobs:
+            digest = inputs.digest(job.template, job.url, job.context)
+            path = safe_output_file(job.url)
+            kept = previous.kept(path, digest, job.origin) if previous else None
+            results.append(kept if kept is not None else _render(theme, job, digest))
+    files: list[SiteFile] = []
+    problems: list[Problem] = []
+    for result in results:
+        if isinstance(result, Problem):
+            if result not in problems:
+                problems.append(result)
+        else:
+            files.append(result)
+    return files, problems
+
+
+def _render(theme: Theme, job: PageJob, digest: str) -> OutputFile | Problem:
+    try:
+        data = theme.render(job.template, job.url, **job.context)
+    except SourceError as exc:
+        return exc.problem
+    return OutputFile(safe_output_file(job.url), data, job.origin, digest)
+
+
+def _render_share(
+    theme: Theme, jobs: list[PageJob], base: str, share: range
+) -> list[OutputFile | Problem]:
+    inputs = PageInputs(base)
+    return [
+        _render(theme, job, inputs.digest(job.template, job.url, job.context))
+        for job in (jobs[i] for i in share)
+    ]
+
+
+def _render_forked(
+    theme: Theme, jobs: list[PageJob], base: str, processes: int
+) -> list[OutputFile | Problem]:
+    """Every job rendered: shares ``k::processes`` by forked children, share 0 here. A
+    child that fails to answer has its share rendered here (raising what it raised)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    children = []
+    for k in range(1, processes):
+        receiver, sender = context.Pipe(duplex=False)
+        share = range(k, len(jobs), processes)
+        child = context.Process(
+            target=_render_child, args=(theme, jobs, base, share, sender), daemon=True
+        )
+        child.start()
+        sender.close()
+        children.append((child, receiver, share))
+    results: list[OutputFile | Problem | None] = [None] * len(jobs)
+    mine = range(0, len(jobs), processes)
+    for index, result in zip(mine, _render_share(theme, jobs, base, mine), strict=True):
+        results[index] = result
+    for child, receiver, share in children:
+        try:
+            answer = receiver.recv()
+        except EOFError:
+            answer = None
+        finally:
+            receiver.close()
+            child.join()
+        if answer is None:
+            answer = _render_share(theme, jobs, base, share)
+        for index, result in zip(share, answer, strict=True):
+            results[index] = result
+    return [r for r in results if r is not None]
+
+
+def _render_child(theme: Theme, jobs: list[PageJob], base: str, share: range, sender: Any) -> None:
+    try:
+        answer = _render_share(theme, jobs, base, share)
+    except BaseException:
+        answer = None  # the parent renders this share again and meets the error itself
+    sender.send(answer)
+    sender.close()
 
 
 def _index_url(number: int) -> str:
