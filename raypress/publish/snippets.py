@@ -15,7 +15,7 @@ import yaml
 
 from raypress.errors import SourceError
 from raypress.execution.model import COMPARE_MODES, SnippetOptions
-from raypress.publish.front_matter import bad_scalar, yaml_error_place
+from raypress.publish.front_matter import bad_scalar, safe_load, yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 OPTION_PREFIX = "#|"
@@ -54,7 +54,7 @@ def split_options(code: str) -> tuple[list[str], str]:
 def _load_yaml(text: str) -> Any:
     """``yaml.safe_load``, once per distinct option text (most fences repeat a few, such as
     ``eval: false``); the result is only read, never changed."""
-    return yaml.safe_load(text)
+    return safe_load(text)
 
 
 def parse_options(option_lines: list[str], path: str, first_line: int) -> SnippetOptions:
