@@ -146,12 +146,18 @@ def build(
     problems += duplicate_urls(posts)
     mark = timed("read", mark)
 
+    templates: list[Problem] = []  # compiled while worker processes parse, if there are any
+
+    def compile_templates() -> None:
+        templates.extend(theme.check_templates(_templates_used(posts) + theme.all_templates()))
+
     bodies, parse_problems, parsed = parse_bodies(
-        posts, markdown_settings(config), cache, config.jobs, config.render_timeout
-    )
+        posts, markdown_settings(config), cache, config.jobs, config.render_timeout,
+        meanwhile=compile_templates,
+    )  # fmt: skip
     problems += parse_problems
     problems += [p for body in bodies.values() for p in body.problems]
-    problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
+    problems += templates
     mark = timed("parse", mark)
 
     candidates = [] if problems else [p for p in posts if runnable(p, bodies.get(p.source))]

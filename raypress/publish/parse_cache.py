@@ -12,7 +12,7 @@ import hashlib
 import io
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -157,10 +157,12 @@ def parse_bodies(
     cache: BuildCache,
     jobs: int,
     budget: float = 10.0,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[dict[str, ParsedBody], list[Problem], int]:
     """The ParsedBody of each post (by source path), the posts that could not be parsed,
     and how many bodies had to be parsed (not found in the cache). A post parsed again
-    gets the fences highlighted at its last parse back from the cache."""
+    gets the fences highlighted at its last parse back from the cache. ``meanwhile`` is
+    called once, while worker processes parse if there are any (else before parsing)."""
     keys = {post.source: body_key(post, settings) for post in posts}
     bodies: dict[str, ParsedBody] = {}
     missing: list[Post] = []
@@ -173,7 +175,7 @@ def parse_bodies(
             cache.get(fences_key(post))  # kept for the post's next edit
     known = [cache.get(fences_key(post)) or {} for post in missing]
     problems: list[Problem] = []
-    parsed = _parse_many(missing, settings, known, jobs, budget)
+    parsed = _parse_many(missing, settings, known, jobs, budget, meanwhile or (lambda: None))
     for post, (body, fences) in zip(missing, parsed, strict=True):
         if isinstance(body, Problem):
             problems.append(body)
@@ -213,6 +215,7 @@ def _parse_many(
     known: list[dict[Fence, str]],
     jobs: int,
     budget: float,
+    meanwhile: Callable[[], None],
 ) -> list[Parsed]:
     """Parse ``posts`` on up to ``jobs`` processes; a post over BIG_POST_BYTES is parsed in
     a process of its own that is killed after ``budget`` seconds."""
@@ -223,6 +226,7 @@ def _parse_many(
             results[i] = _parse_with_budget(post, settings, known[i], budget)
     workers = min(jobs or os.cpu_count() or 1, len(small))
     if workers < 2 or len(small) < _PARALLEL_FROM:
+        meanwhile()
         results.update((i, _parse_safely(posts[i], settings, known[i])) for i in small)
     else:
         chunk = max(1, len(small) // (workers * 8))
@@ -235,7 +239,8 @@ def _parse_many(
                 [settings] * len(small),
                 [known[i] for i in small],
                 chunksize=chunk,
-            )
+            )  # submitted now; the results are waited for below
+            meanwhile()  # this process would only wait: it does the caller's work
             results.update(zip(small, parsed, strict=True))
     return [results[i] for i in range(len(posts))]
 
