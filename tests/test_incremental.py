@@ -131,3 +131,39 @@ def test_a_page_of_the_output_removed_by_hand_is_written_again(project: Project,
     project.post("post-01.md", _post(1, title="Changed"))
     _build(project)
     assert project.tree() == _cold_tree(project, make_project, "cold")
+
+
+def test_an_interrupted_in_place_write_is_repaired(project: Project, make_project):
+    """An in-place write removes the manifest first: if the build dies before writing it
+    back, the next build does not trust the output folder and writes it whole."""
+    for number in range(1, 9):
+        project.post(f"post-{number:02d}.md", _post(number))
+    _build(project)
+    (project.root / ".raypress-cache" / "site-manifest.json").unlink()  # as if killed
+    (project.site / "2025/03/02/post-02/index.html").write_text("half of a page")
+    project.post("post-05.md", _post(5, title="After the crash"))
+    report = _build(project)
+    assert set(report.rendered) == _pages(project)  # nothing trusted, all rendered
+    assert project.tree() == _cold_tree(project, make_project, "cold")
+
+
+def test_a_prose_edit_does_not_load_pygments(project: Project):
+    """The edited post's fences were highlighted at its last parse: they come back from
+    the cache, so a prose edit does not import Pygments' lexers at all."""
+    import subprocess
+    import sys
+
+    for number in range(1, 4):
+        project.post(f"post-{number:02d}.md", _post(number))
+    _build(project)
+    project.post("post-02.md", _post(2).replace("Paragraph two", "Paragraph 2"))
+    script = (
+        "import sys; from raypress.cli import main; "
+        f"code = main(['build', '--root', {str(project.root)!r}, '--no-exec', '--quiet']); "
+        "print(code, sorted(m for m in sys.modules if m.startswith('pygments.lexers')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.stdout.split() == ["0", "[]"], result.stdout + result.stderr
+    assert "Paragraph 2" in project.page("2025/03/02/post-02/")
