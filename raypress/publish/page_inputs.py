@@ -9,8 +9,11 @@ without further work:
 
 - ``base``: every file of the theme (the site's ``templates/`` and the built-in theme,
   names and bytes), the configuration, raypress's version and code, the versions of
-  Jinja2 and MarkupSafe, and the template globals (``site``, ...). A template or
-  configuration edit changes every page's digest.
+  Jinja2 and MarkupSafe, the template globals (``site``, ...; a function by its name)
+  and the size and mtime of every file under ``static/`` (a template helper may read
+  them). A template, configuration or static edit changes every page's digest. Anything
+  else a template reads (a file a helper function opens, the clock) is not seen: pass it
+  in the context or add it here.
 - the page: its template name, its URL and every value of its context, encoded
   recursively (lists, tuples, dicts, dataclasses, plain values).
 - A post view counts as its own fields (its title, content, dates, tags, execution,
@@ -65,6 +68,12 @@ def base_digest(template_folders: Iterable[Path], config: Any, globals_: Mapping
                 continue
             digest.update(f"\0{path.relative_to(folder)}\0".encode())
             digest.update(path.read_bytes())
+    static = getattr(config, "static_path", None)
+    if static is not None and static.is_dir():  # a template helper may read these
+        for path in sorted(static.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"\0{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     encoder = PageInputs("")
     for name, value in sorted(globals_.items()):
         try:
