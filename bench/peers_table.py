@@ -39,7 +39,7 @@ ROWS = [  # (label, scenario or measurement)
     ("`check` of the 20 × 4 snippets", "check20"),
     ("1 post, `print(1)`", "trivial1"),
     ("same post, no snippet", "empty1"),
-    ("peak RSS, 1,000 posts cold (all processes)", "rss1000"),
+    ("peak memory, 1,000 posts cold (all processes)", "rss1000"),
 ]
 COLUMNS = [  # (tool, heading, scenarios it is run on)
     ("raypress", "raypress", ["render200", "render1000", "render1000_rebuild", "exec_cold",
@@ -167,6 +167,9 @@ def yardstick_tools(yardstick: ModuleType, options: argparse.Namespace, raypress
         if arguments[1] == "custom":
             namespace.custom_cmd = arguments[arguments.index("--custom-cmd") + 1]
             namespace.custom_format = arguments[arguments.index("--custom-format") + 1]
+            namespace.custom_clean = [
+                arguments[i + 1] for i, a in enumerate(arguments) if a == "--custom-clean"
+            ]
             tools[name] = yardstick.Custom(namespace)
         else:
             tools[name] = yardstick.TOOLS[name](namespace)
@@ -196,22 +199,24 @@ def _edits(yardstick: ModuleType, tool: Any, options: argparse.Namespace) -> str
 
 
 def _tree_peak(yardstick: ModuleType, tool: Any, options: argparse.Namespace) -> str:
-    """Peak of the summed RSS of raypress and every process it started, sampled every
-    10 ms, during a cold build of the 1,000-post project."""
+    """The peak, during a cold build of the 1,000-post project, of the memory raypress and
+    every process it started hold together: their proportional set sizes (Pss: a page
+    shared by n processes counts 1/n in each) summed, sampled every 10 ms from /proc."""
     project = options.work / tool.name / "render1000"
     if not project.is_dir():
         return "—"
     tool.clean_cold(str(project))
     process = subprocess.Popen(["bash", "-c", tool.args.custom_cmd], cwd=project, env=tool.env())
-    peak = 0
+    peak, most = 0, 0
     while process.poll() is None:
-        peak = max(peak, _tree_rss(process.pid))
+        sizes = _tree_pss(process.pid)
+        peak, most = max(peak, sum(sizes)), max(most, len(sizes))
         time.sleep(0.01)
-    return f"{peak / 1024:.0f} MB" if process.returncode == 0 else "failed"
+    return f"{peak / 1024:.0f} MB ({most} processes)" if process.returncode == 0 else "failed"
 
 
-def _tree_rss(root: int) -> int:
-    """Summed VmRSS (kB) of ``root`` and its descendants, from /proc."""
+def _tree_pss(root: int) -> list[int]:
+    """Pss (kB) of ``root`` and each of its descendants, from /proc."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):  # noqa: PTH208 - names only, fast
         if entry.isdigit():
@@ -220,7 +225,7 @@ def _tree_rss(root: int) -> int:
                 parents[int(entry)] = int(fields[1])
             except (OSError, IndexError, ValueError):
                 continue
-    family, total = {root}, 0
+    family = {root}
     changed = True
     while changed:
         changed = False
@@ -228,14 +233,15 @@ def _tree_rss(root: int) -> int:
             if parent in family and pid not in family:
                 family.add(pid)
                 changed = True
+    sizes = []
     for pid in family:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    sizes.append(int(line.split()[1]))
         except OSError:
             continue
-    return total
+    return sizes
 
 
 def _check(yardstick: ModuleType, options: argparse.Namespace, raypress: str) -> str:

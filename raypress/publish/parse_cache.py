@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
 import pickle
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -21,7 +21,6 @@ from raypress import __version__
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import InlineExpression, Snippet, SnippetOptions
-from raypress.paths import atomic_write
 from raypress.publish.highlight import Fence, Highlighter, pygments_version
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, TocEntry, parse_body
 from raypress.publish.posts import Post
@@ -145,10 +144,18 @@ class BuildCache:
 
     @staticmethod
     def _write(path: Path, entries: dict[str, Any]) -> None:
-        buffer = io.BytesIO()
-        payload = {"format": _CACHE_VERSION, "entries": entries}
-        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
-        atomic_write(path, buffer.getvalue(), durable=False)
+        """Pickle straight into a temporary file renamed over ``path`` (no copy of tens
+        of megabytes in memory)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                payload = {"format": _CACHE_VERSION, "entries": entries}
+                _Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+            Path(temporary).replace(path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def parse_bodies(
