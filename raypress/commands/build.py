@@ -37,7 +37,6 @@ from raypress.publish.notebook_output import notebook_name, post_notebook
 from raypress.publish.page_scripts import script_files, script_tags
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
-from raypress.publish.relative_links import make_links_relative
 from raypress.publish.render import (
     SITE_TEMPLATES,
     TIMINGS_URL,
@@ -49,6 +48,8 @@ from raypress.publish.render import (
 from raypress.publish.search_index import search_index
 from raypress.publish.site_writer import (
     OutputFile,
+    PreviousSite,
+    SiteFile,
     StaticFile,
     WriteReport,
     check_output_folder,
@@ -76,6 +77,7 @@ class BuildReport:
     drafts_skipped: int = 0
     future_skipped: int = 0
     parsed: int = 0  # bodies parsed this time (the rest came from the cache)
+    rendered: tuple[str, ...] = ()  # pages rendered this time (the rest were kept as they were)
     up_to_date: bool = False  # nothing changed since the last build: nothing was done
     executed: int = 0  # posts whose snippets ran
     reused: int = 0  # posts whose results came from their record in snippets/
@@ -111,7 +113,7 @@ def build(
     rerun: Rerun = False,
     executor: PostExecutor | None = None,
     theme: Theme | None = None,
-    rendered: Callable[[list[OutputFile], list[StaticFile]], None] | None = None,
+    rendered: Callable[[list[SiteFile], list[StaticFile]], None] | None = None,
     events: Callable[[ProgressEvent], None] | None = None,
 ) -> BuildReport:
     """Build the site described by ``config`` into its output folder.
@@ -160,12 +162,18 @@ def build(
     problems += duplicate_urls(posts)
     mark = timed("read", mark)
 
+    templates: list[Problem] = []  # compiled while worker processes parse, if there are any
+
+    def compile_templates() -> None:
+        templates.extend(theme.check_templates(_templates_used(posts) + theme.all_templates()))
+
     bodies, parse_problems, parsed = parse_bodies(
-        posts, markdown_settings(config), cache, config.jobs, config.render_timeout
-    )
+        posts, markdown_settings(config), cache, config.jobs, config.render_timeout,
+        meanwhile=compile_templates,
+    )  # fmt: skip
     problems += parse_problems
     problems += [p for body in bodies.values() for p in body.problems]
-    problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
+    problems += templates
     beside_posts, local_problems = local_files(posts, _local_refs(posts, bodies), config)
     problems += local_problems
     mark = timed("parse", mark)
@@ -196,17 +204,18 @@ def build(
     executions = {**frozen.reused, **execution.executions}
     mark = timed("execute", mark)
 
+    previous = PreviousSite(config)  # pages whose inputs did not change are kept from it
     views, extra_files = post_views(posts, bodies, executions, config, now, frozen.unrecorded)
-    files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
-    files += extra_files
-    problems += render_problems
     static, static_problems = collect_static(config)
     problems += static_problems
     static = _needed_static(static, views) + beside_posts
-    files = [f for f in files if f.path != "robots.txt" or all(s.path != f.path for s in static)]
+    static_paths = frozenset(s.path for s in static)
+    layouts = {p.url: p.layout for p in posts}
+    files, render_problems = render_pages(theme, views, layouts, previous, static_paths)
+    files += extra_files
+    problems += render_problems
+    files = [f for f in files if f.path != "robots.txt" or f.path not in static_paths]
     problems += colliding_outputs(files, static)
-    if config.relative_urls:
-        files = make_links_relative(files, (s.path for s in static), config.baseurl)
     mark = timed("render", mark)
 
     report = BuildReport(
@@ -215,6 +224,7 @@ def build(
         drafts_skipped=sum(1 for p in all_posts if p.draft and not config.drafts),
         future_skipped=sum(1 for p in all_posts if p.is_future(now) and not config.future),
         parsed=parsed,
+        rendered=tuple(f.path for f in files if isinstance(f, OutputFile) and f.inputs),
         executed=len(runs),
         reused=len(frozen.reused),
         unrecorded=tuple(sorted(frozen.unrecorded)),
@@ -236,7 +246,7 @@ def build(
             )
         files += index
         mark = timed("search", mark)
-    written = write_site(config, files, static)
+    written = write_site(config, files, static, previous)
     sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
     notes = tidy_snippets(config, posts, bodies, frozen, saved, sources)
     if not execution.problems:  # a failing snippet must fail the next build too
@@ -399,7 +409,7 @@ def _needed_static(static: list[StaticFile], views: list[PostView]) -> list[Stat
     return [s for s in static if not s.path.startswith(MERMAID_ASSETS)]
 
 
-def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:
+def colliding_outputs(files: list[SiteFile], static: list[StaticFile]) -> list[Problem]:
     """A problem for every output path produced twice (a post over a tag page, ...)."""
     owners: dict[str, str] = {}
     problems: list[Problem] = []

@@ -41,7 +41,7 @@ from raypress.publish.posts import POST_SUFFIXES
 
 if TYPE_CHECKING:
     from raypress.publish.render import Theme
-    from raypress.publish.site_writer import OutputFile, StaticFile
+    from raypress.publish.site_writer import SiteFile, StaticFile
 
 CONFIG_FILES = ("site.toml", "pyproject.toml")
 
@@ -175,12 +175,17 @@ class DevSite:
                 running.insert(0, Running("starting the Ray cluster", now - state.cluster_started))
         self.hub.set_running(tuple(running))
 
-    def _rendered(self, files: list[OutputFile], static: list[StaticFile]) -> None:
+    def _rendered(self, files: list[SiteFile], static: list[StaticFile]) -> None:
         """The build has rendered the new site (it writes the output folder next): serve
         it from memory now and, when nothing ran (a prose or template edit), reload the
-        pages at once, with the problems they had."""
+        pages at once, with the problems they had. Kept pages are served from the output
+        folder, which the write leaves as they are."""
+        from raypress.publish.site_writer import KeptFile
+
+        kept = [(f.path, f.source) for f in files if isinstance(f, KeptFile)]
         self.snapshot = Snapshot.of(
-            ((f.path, f.data) for f in files), ((s.path, s.source) for s in static)
+            ((f.path, f.data) for f in files if not isinstance(f, KeptFile)),
+            [*((s.path, s.source) for s in static), *kept],
         )
         if not self.warm.last.ran:
             self.hub.publish((), self.page_problems, self.soft)

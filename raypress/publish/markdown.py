@@ -27,7 +27,7 @@ from mdit_py_plugins.gfm import gfm_plugin
 from raypress.errors import Problem, SourceError
 from raypress.execution.imports import top_level_imports
 from raypress.execution.model import InlineExpression, Snippet
-from raypress.publish.highlight import highlight_block
+from raypress.publish.highlight import Highlighter
 from raypress.publish.local_files import LocalRef, local_reference
 from raypress.publish.mathml import MathError, to_mathml
 from raypress.publish.posts import Post
@@ -234,9 +234,13 @@ def _look_before_protocol_scan(md: MarkdownIt) -> None:
             ruler.at(rule.name, protocol)
 
 
-def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
-    """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count."""
+def parse_body(
+    post: Post, settings: MarkdownSettings, highlighter: Highlighter | None = None
+) -> ParsedBody:
+    """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count.
+    ``highlighter`` highlights the code (it may remember fences of an earlier parse)."""
     md = create_markdown(settings.html, settings.typography)
+    highlighter = highlighter or Highlighter()
     marker = f"raypress:{post.digest[:12]}"
     separator = settings.excerpt_separator
     body = post.body.replace(separator, "") if separator else post.body
@@ -244,7 +248,11 @@ def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
     snippets, inline, problems = _extract(tokens, post)
     problems += _convert_math(tokens, post)
     local_files = _local_files(tokens, post)
-    env: dict[str, Any] = {"marker": marker, "baseurl": settings.baseurl}
+    env: dict[str, Any] = {
+        "marker": marker,
+        "baseurl": settings.baseurl,
+        "highlight": highlighter.block,
+    }
     body_html = md.renderer.render(tokens, md.options, env)
     if post.excerpt:  # front matter 'excerpt', Jekyll's
         excerpt_html = _without_local_anchors(
@@ -348,13 +356,14 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     token = tokens[idx]
     language = _fence_language(token.info)
     index = token.meta.get("snippet")
+    highlight = _highlighter(env)
     if language in DIAGRAM_LANGUAGES and index is None:
         return (
             f'<div class="diagram"><pre class="mermaid">{html.escape(token.content)}</pre></div>\n'
         )
     if index is None or "marker" not in env:
-        return highlight_block(token.content, language)
-    code = highlight_block(token.meta["display"], language) if token.meta["echo"] else ""
+        return highlight(token.content, language)
+    code = highlight(token.meta["display"], language) if token.meta["echo"] else ""
     fold = token.meta.get("code_fold")
     if code and fold:
         is_open = " open" if fold == "show" else ""
@@ -372,7 +381,13 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
 
 
 def _render_code_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
-    return highlight_block(tokens[idx].content, "")
+    return _highlighter(env)(tokens[idx].content, "")
+
+
+def _highlighter(env: Any) -> Any:
+    """The parse's highlighter (env "highlight"), or a fresh one."""
+    found = env.get("highlight") if isinstance(env, dict) else None
+    return found or Highlighter().block
 
 
 def _render_code_inline(
@@ -398,9 +413,10 @@ def _excerpt_html(
     baseurl = env.get("baseurl", "")
     if separator and separator in body:
         head = body.split(separator, 1)[0]
-        head_tokens = md.parse(head, {"baseurl": baseurl})
+        head_env = {"baseurl": baseurl, "highlight": env.get("highlight")}
+        head_tokens = md.parse(head, head_env)
         _absolute_local_links(head_tokens, baseurl + page_url)
-        return _without_local_anchors(md.renderer.render(head_tokens, md.options, {}))
+        return _without_local_anchors(md.renderer.render(head_tokens, md.options, head_env))
     for i, token in enumerate(tokens):
         if token.type == "paragraph_open" and token.level == 0:
             paragraph = [tokens[i], _copy_inline(tokens[i + 1]), tokens[i + 2]]

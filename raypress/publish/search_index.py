@@ -27,7 +27,7 @@ from pathlib import Path
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.paths import atomic_write
-from raypress.publish.site_writer import OutputFile
+from raypress.publish.site_writer import OutputFile, SiteFile
 
 BUNDLE = "pagefind"
 # Pagefind's own UIs: the theme's search page has a script of its own (assets/search.js)
@@ -39,7 +39,7 @@ _LANG = re.compile(rb"<html\b[^>]*>")
 
 
 def search_index(
-    files: list[OutputFile], post_pages: set[str], config: Config
+    files: list[SiteFile], post_pages: set[str], config: Config
 ) -> tuple[list[OutputFile], list[Problem]]:
     """The Pagefind bundle for the post pages among ``files`` (``post_pages``: their paths
     in the output folder; not their URLs, which may be percent-encoded)."""
@@ -50,43 +50,61 @@ def search_index(
     indexed = sorted((f for f in files if f.path in post_pages), key=lambda f: f.path)
     if not indexed:  # nothing to search: the search page says so
         return [], []
-    key = _key(indexed)
     cache = config.cache_path / CACHE_NAME
-    cached = _cached(cache, key)
-    if cached is not None:
-        return cached, []
+    stored_key, stored_bundle, known = _cached(cache)
+    searched = {page.path: _searched(page, known) for page in indexed}
+    key = _key(searched)
+    if stored_key == key:
+        return stored_bundle, []
     bundle, problems = _run_pagefind(indexed, get_executable())
     if not problems:
-        atomic_write(cache, pickle.dumps((key, bundle)), durable=False)
+        atomic_write(cache, pickle.dumps((key, bundle, searched)), durable=False)
     return bundle, problems
 
 
-def _key(pages: list[OutputFile]) -> str:
-    """What the index is made of: Pagefind's version and each page's path, language and
-    ``<main>`` (the header, footer and stylesheets do not change what is found)."""
+Searched = tuple[str, str]  # (the page's inputs digest, the digest of what is searched)
+
+
+def _searched(page: SiteFile, known: dict[str, Searched]) -> Searched:
+    """The digest of what Pagefind reads of ``page``: its language and ``<main>`` (the
+    header, footer and stylesheets do not change what is found). A page kept from the last
+    build, with the inputs it had when its digest was taken, is not read again."""
+    last = known.get(page.path)
+    if page.inputs and last is not None and last[0] == page.inputs:
+        return last
+    data = page.data
+    main = _MAIN.search(data)
+    lang = _LANG.search(data)
+    digest = hashlib.sha256()
+    for part in (lang[0] if lang else b"", main[0] if main else data):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return page.inputs, digest.hexdigest()
+
+
+def _key(searched: dict[str, Searched]) -> str:
+    """What the index is made of: Pagefind's version, each page's path and what is
+    searched of it."""
     digest = hashlib.sha256()
     try:
         digest.update(version("pagefind_bin").encode())
     except PackageNotFoundError:
         digest.update(b"unknown")
-    for page in pages:
-        main = _MAIN.search(page.data)
-        lang = _LANG.search(page.data)
-        for part in (page.path.encode(), lang[0] if lang else b"", main[0] if main else page.data):
-            digest.update(len(part).to_bytes(8, "big") + part)
+    for path, (_, text) in sorted(searched.items()):
+        digest.update(f"{path}\0{text}\0".encode())
     return digest.hexdigest()
 
 
-def _cached(path: Path, key: str) -> list[OutputFile] | None:
+def _cached(path: Path) -> tuple[str, list[OutputFile], dict[str, Searched]]:
+    """The last index: its key, its files and what was searched of each page."""
     try:
-        stored_key, files = pickle.loads(path.read_bytes())
+        key, files, searched = pickle.loads(path.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
-        return None
-    return files if stored_key == key else None
+        return "", [], {}
+    return key, files, searched
 
 
 def _run_pagefind(
-    pages: list[OutputFile], executable: Path
+    pages: list[SiteFile], executable: Path
 ) -> tuple[list[OutputFile], list[Problem]]:
     with tempfile.TemporaryDirectory(prefix="raypress-search-") as folder:
         site, bundle = Path(folder, "site"), Path(folder, BUNDLE)

@@ -8,13 +8,14 @@ displayed source.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import yaml
 
 from raypress.errors import SourceError
 from raypress.execution.model import COMPARE_MODES, FIGURE_FORMATS, SnippetOptions
-from raypress.publish.front_matter import bad_scalar, yaml_error_place
+from raypress.publish.front_matter import bad_scalar, safe_load, yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 OPTION_PREFIX = "#|"
@@ -61,6 +62,13 @@ def split_options(code: str) -> tuple[list[str], str]:
     return option_lines, "".join(lines[len(option_lines) :])
 
 
+@functools.lru_cache(maxsize=256)
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, once per distinct option text (most fences repeat a few, such as
+    ``eval: false``); the result is only read, never changed."""
+    return safe_load(text)
+
+
 def parse_options(option_lines: list[str], path: str, first_line: int) -> SnippetOptions:
     """Parse ``#|`` option lines (already stripped of the prefix) into SnippetOptions.
 
@@ -71,7 +79,7 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
         return SnippetOptions()
     text = "".join(line if line.endswith("\n") else line + "\n" for line in option_lines)
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark, problem = yaml_error_place(exc, text)
         line = first_line + min(mark.line if mark is not None else 0, len(option_lines) - 1)
