@@ -23,6 +23,7 @@ FLOORS = {
     "config": 0,
     "paths": 0,
     "errors": 0,
+    "terminal": 0,
     "__init__": 0,
 }
 

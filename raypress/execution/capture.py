@@ -3,8 +3,9 @@
 A session's fds 1 and 2 are pipes read here. After each phase (a snippet, an inline
 expression, extra repeat runs) the session writes a marker carrying a random nonce and
 the phase's sequence number to both, so bytes written by threads, subprocesses and C
-code land in the phase that was running. Each phase keeps at most ``cap`` bytes and
-counts the rest: a 1 GB print costs a 1 GB read, never 1 GB of memory.
+code land in the phase that was running. Each phase keeps at most ``cap`` bytes, and all
+the phases of a post together at most what is left of the post's :class:`Budget`; the
+rest is counted: a 1 GB print costs a 1 GB read, never 1 GB of memory.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _ANSI = re.compile(
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: titles, hyperlinks
     r"|\x1b[@-Z\\-_]"  # other two-byte escapes
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 def new_marker_prefix() -> str:
@@ -33,20 +34,36 @@ def marker(prefix: str, seq: int) -> bytes:
 
 
 @dataclass(slots=True)
+class Budget:
+    """Bytes a whole post may still show (its output cap), shared by its streams, values
+    and images."""
+
+    left: int
+
+    def take(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` bytes; returns how many were granted."""
+        granted = max(0, min(wanted, self.left))
+        self.left -= granted
+        return granted
+
+
+@dataclass(slots=True)
 class Segment:
     """The output of one phase on one stream: its first ``cap`` bytes and its total size."""
 
     kept: bytearray = field(default_factory=bytearray)
     total: int = 0
+    starved: bool = False  # bytes were dropped because the post's output cap was reached
 
 
 class SegmentedStream:
     """Feeds on one pipe's bytes; completed segments are keyed by their marker's sequence."""
 
-    def __init__(self, prefix: str, cap: int) -> None:
+    def __init__(self, prefix: str, cap: int, budget: Budget | None = None) -> None:
         self.prefix = prefix.encode("ascii")
         self.marker_len = len(self.prefix) + _SEQ_DIGITS + 2
         self.cap = cap
+        self.budget = budget
         self.pending = b""
         self.done: dict[int, Segment] = {}
         self.current = Segment()
@@ -101,7 +118,10 @@ class SegmentedStream:
         segment = self.current
         room = self.cap - len(segment.kept)
         if room > 0:
-            segment.kept += buf[start : min(end, start + room)]
+            wanted = min(end - start, room)
+            granted = self.budget.take(wanted) if self.budget is not None else wanted
+            segment.kept += buf[start : start + granted]
+            segment.starved = segment.starved or granted < wanted
         segment.total += end - start
 
     def _partial_prefix(self, buf: bytes, start: int) -> int:
