@@ -384,7 +384,7 @@ def test_snapshot_is_served_from_memory(
         ],
         [("assets/style.css", style)],
     )
-    client = serve(Served(site, "", snapshot))
+    client = serve(Served(site, "", snapshot, static_roots=(tmp_path,)))
     assert b"memory home" in client.get("/")[2]
     assert client.get("/2025/01/02/hello")[0] == 302
     assert b"memory post" in client.get("/2025/01/02/hello/")[2]

@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from raypress.commands.build import markdown_settings, read_posts, select_posts
+from raypress.commands.build import (
+    markdown_settings,
+    orphaned_records,
+    read_posts,
+    select_posts,
+)
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import (
@@ -39,7 +44,13 @@ from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_i
 from raypress.freeze.normalise import normalise
 from raypress.freeze.plan import relocated, save_record, should_save
 from raypress.freeze.records import Record, RecordError, read_record, record_files
-from raypress.freeze.run_plan import describe, execution_settings, plan_runs, runnable
+from raypress.freeze.run_plan import (
+    describe,
+    execute_runs,
+    execution_settings,
+    plan_runs,
+    runnable,
+)
 from raypress.publish.jupytext_script import post_script
 from raypress.publish.markdown import ParsedBody
 from raypress.publish.parse_cache import BuildCache, parse_bodies
@@ -64,6 +75,7 @@ class CheckOptions:
     slowdown: float | None = None  # None: the configuration's check_slowdown
     fail_on_slowdown: bool = False
     posts: frozenset[str] = frozenset()  # only these posts (``posts/x.md``); empty: all
+    require_isolation: bool = False  # fail unless the machine gives the full sandbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +147,10 @@ def check(
     config = dataclasses.replace(config, execute=True)
     cache = BuildCache(config.cache_path)
     all_posts, problems = read_posts(config, available_layouts(config), cache)
+    if not all_posts and not problems:
+        problems += orphaned_records(config)
+    if options.require_isolation:
+        problems += isolation_problems()
     posts = select_posts(all_posts, config, datetime.now(config.zone))
     if options.posts:
         known = {p.source for p in all_posts}
@@ -159,7 +175,10 @@ def check(
         return CheckReport(0, (), tuple(problems), seconds=time.perf_counter() - started)
 
     runs = plan_runs(candidates, bodies, config)
-    results = _execute(runs + runs if options.twice else runs, config, log)
+    all_runs = runs + runs if options.twice else runs
+    results, machinery = _execute(all_runs, config, log, options.require_isolation)
+    if machinery and len(results) < len(all_runs):  # the sandbox could not start
+        return CheckReport(0, (), tuple(machinery), seconds=time.perf_counter() - started)
     first = {r.post: r for r in results[: len(runs)]}
     second = {r.post: r for r in results[len(runs) :]}
     slowdown = options.slowdown or config.check_slowdown
@@ -191,10 +210,21 @@ def check(
     return CheckReport(
         posts=len(candidates),
         items=tuple(items),
+        problems=tuple(machinery),  # the fork server died: its posts' items say so too
         updated=tuple(updated),
         seconds=time.perf_counter() - started,
         snippet_seconds=sum(s.wall_s for r in results for s in r.snippets),
     )
+
+
+def isolation_problems() -> list[Problem]:
+    """``--require-isolation``: a problem when this machine cannot give the full sandbox."""
+    from raypress.execution.isolation import probe
+
+    isolation = probe("required")
+    if isolation.full:
+        return []
+    return [Problem("execution", None, f"--require-isolation: {isolation.describe()}")]
 
 
 def compare_post(
@@ -419,11 +449,7 @@ def _record(config: Config, post: Post) -> tuple[Record | None, str | None]:
 
 
 def _execute(
-    runs: list[PostRun], config: Config, log: Callable[[str], None] | None
-) -> list[PostExecution]:
-    if not runs:
-        return []
-    from raypress.execution import execute_posts  # starts processes: only when needed
-
+    runs: list[PostRun], config: Config, log: Callable[[str], None] | None, isolated: bool
+) -> tuple[list[PostExecution], list[Problem]]:
     progress = (lambda r: log(describe(r))) if log else None
-    return execute_posts(runs, execution_settings(config, log), progress)
+    return execute_runs(runs, execution_settings(config, log, isolated), progress)

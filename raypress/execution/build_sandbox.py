@@ -69,9 +69,7 @@ class Layout:
             covered = any(_under(folder, f) for f in (*SYSTEM, *folders))
             if folder != "/" and not covered:
                 folders.append(folder)
-        hidden = tuple(
-            str(Path(p) / ".git") for p in folders if (Path(p) / ".git").exists()
-        )
+        hidden = tuple(str(Path(p) / ".git") for p in folders if (Path(p) / ".git").exists())
         return cls(tuple(folders), hidden)
 
     def shows(self, path: Path) -> bool:
@@ -133,7 +131,7 @@ class Launcher:
         for link in SYSTEM_LINKS:
             path = Path(link)
             if path.is_symlink():
-                args.extend(["--symlink", os.readlink(path), link])
+                args.extend(["--symlink", str(path.readlink()), link])
             elif path.is_dir():
                 bind(link, link)
         if Path(CPU_INFO).is_dir():
@@ -141,8 +139,9 @@ class Launcher:
         for folder in self.layout.readable:
             bind(folder, folder)
         for hidden in self.layout.hidden:
-            args.extend(["--tmpfs", hidden] if Path(hidden).is_dir() else
-                        ["--ro-bind", "/dev/null", hidden])
+            args.extend(
+                ["--tmpfs", hidden] if Path(hidden).is_dir() else ["--ro-bind", "/dev/null", hidden]
+            )
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", RAY_DIR]
         args += ["--dir", HOME, "--dir", _MPL_CACHE]
         for cache in font_caches():

@@ -151,7 +151,7 @@ def drive(
         status,
         started_at,
         start,
-        explain_death,
+        lambda status: explain_death(status) or cluster_failure(),
     )
     jobs = tuple(e.job_id for e in progress.events if isinstance(e, RayJob))
     timeline = (

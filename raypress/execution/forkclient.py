@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from raypress.terminal import printable
 from raypress.execution.protocol import (
     Exited,
     FrameReader,
@@ -35,6 +34,7 @@ from raypress.execution.protocol import (
     decode_reply,
     send_pickle,
 )
+from raypress.terminal import printable
 
 if TYPE_CHECKING:
     from raypress.execution.build_sandbox import Launcher
@@ -236,7 +236,8 @@ class ForkServerClient:
                 time.sleep(0.05)  # let the stderr reader catch the last line
                 tail = "; ".join(line for line in self.errors if line.strip())
                 raise ForkServerError(
-                    f"the fork server failed to start ({_how(code)})" + (f": {tail}" if tail else "")
+                    f"the fork server failed to start ({_how(code)})"
+                    + (f": {tail}" if tail else "")
                 )
 
     def _read_loop(self) -> None:

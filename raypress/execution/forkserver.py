@@ -152,7 +152,7 @@ class ForkServer:
                 stdout=output_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=join_cgroup if cgroup else None,  # noqa: PLW1509
+                preexec_fn=join_cgroup if cgroup else None,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             send_reply(self.control, Started(request.token, 0, str(exc)))

@@ -120,7 +120,7 @@ def cgroup_place(
         return None
     own: dict[str, str] = {}
     for line in lines:
-        number, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        number, controllers, path = [*line.split(":", 2), "", ""][:3]
         for controller in controllers.split(",") if number != "0" else [""]:
             own[controller] = path
     v1 = _mount_point(mounts, "cgroup", "memory")

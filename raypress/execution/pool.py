@@ -133,7 +133,9 @@ class Executor:
         self.isolated_network = self.server.ready.isolated_network
         self.machine: MachineInfo = dataclasses.replace(
             machine_info(),
-            isolation="" if self.isolation.full else self.isolation.describe()[len("isolation: "):],
+            isolation=""
+            if self.isolation.full
+            else self.isolation.describe()[len("isolation: ") :],
         )
         if not self.isolation.full:
             self.log(f"execution: {self.isolation.describe()}")
@@ -145,8 +147,7 @@ class Executor:
         isolation = probe(settings.sandbox)
         if settings.ray_address and isolation.bwrap:
             isolation = isolation.with_missing(
-                "snippets share the machine's network to reach the Ray cluster at "
-                "ray_address",
+                "snippets share the machine's network to reach the Ray cluster at ray_address",
                 keep_sandbox=False,
             )
         if isolation.cgroup is not None:
@@ -173,7 +174,9 @@ class Executor:
                 str(self.cgroup.path) if self.cgroup else None,
             )
             try:
-                self.server = ForkServerClient(self._env(sandboxed=True), "sandbox", warm, self.launcher)
+                self.server = ForkServerClient(
+                    self._env(sandboxed=True), "sandbox", warm, self.launcher
+                )
             except ForkServerError as exc:
                 if settings.sandbox == "required":
                     raise ExecutionUnavailable(f"the sandbox could not start: {exc}") from None

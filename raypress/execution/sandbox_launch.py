@@ -73,8 +73,10 @@ def _stage(sources: list[str], stage: str, uid: int) -> list[str]:
         target = Path(stage) / str(index)
         target.mkdir(mode=0o755, exist_ok=True)
         flags = ctypes.c_ulong(_MS_BIND | _MS_REC)
-        _check(libc.mount(os.fsencode(sources[index]), os.fsencode(target), None, flags, None),
-               f"bind {sources[index]}")
+        _check(
+            libc.mount(os.fsencode(sources[index]), os.fsencode(target), None, flags, None),
+            f"bind {sources[index]}",
+        )
         staged[index] = str(target)
     return staged
 
@@ -83,7 +85,7 @@ def _reachable(path: str, uid: int) -> bool:
     """True when every folder above ``path`` lets ``uid`` (in no group) pass."""
     for folder in Path(path).parents:
         try:
-            info = os.stat(folder)
+            info = folder.stat()
         except OSError:
             return False
         allowed = stat.S_IXUSR if info.st_uid == uid else stat.S_IXOTH

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import glob
 import os
 import signal
 import struct
@@ -120,10 +119,9 @@ def _mount_views(libc: ctypes.CDLL, sandbox: SessionSandbox) -> None:
             continue
         _mount(libc, folder, folder, None, _MS_BIND | _MS_REC)
         for pattern in sandbox.writable:
-            for inner in sorted(glob.glob(pattern)):
-                real = os.path.realpath(inner)
-                if real == inner and Path(inner).is_dir() and Path(inner).is_relative_to(folder):
-                    _mount(libc, inner, inner, None, _MS_BIND)
+            for inner in sorted(Path("/").glob(pattern.lstrip("/"))):
+                if inner.resolve() == inner and inner.is_dir() and inner.is_relative_to(folder):
+                    _mount(libc, str(inner), str(inner), None, _MS_BIND)
         _remount_read_only(libc, folder)
     for folder in sandbox.hide:
         if Path(folder).is_dir():

@@ -165,7 +165,7 @@ def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
     separator = settings.excerpt_separator
     body = post.body.replace(separator, "") if separator else post.body
     tokens = md.parse(body, {"baseurl": settings.baseurl})
-    snippets, inline, problems = _extract(tokens, post)
+    snippets, inline, problems = _extract(tokens, post, body.split("\n"))
     env: dict[str, Any] = {"marker": marker, "baseurl": settings.baseurl}
     body_html = md.renderer.render(tokens, md.options, env)
     excerpt_html = _excerpt_html(md, post.body, separator, tokens, env)
@@ -184,19 +184,46 @@ def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
     )
 
 
+_CONTAINER = re.compile(r"^[ \t>]*")  # blockquote markers and list indentation
+
+
 def _fence_language(info: str) -> str:
     word = info.strip().split(maxsplit=1)[0] if info.strip() else ""
     return word.strip("{}").lower()
 
 
+def unclosed(token: Token, lines: Sequence[str]) -> bool:
+    """True when a fence has no closing line of its own (it runs to the end of the post
+    or of its blockquote or list item, swallowing the prose after it)."""
+    if token.map is None:
+        return False
+    start, end = token.map
+    if end - 1 <= start or end - 1 >= len(lines):
+        return True
+    closing = _CONTAINER.sub("", lines[end - 1]).rstrip()
+    char = token.markup[:1]
+    return not (closing and set(closing) == {char} and len(closing) >= len(token.markup))
+
+
 def _extract(
-    tokens: Sequence[Token], post: Post
+    tokens: Sequence[Token], post: Post, lines: Sequence[str]
 ) -> tuple[list[Snippet], list[InlineExpression], list[Problem]]:
     snippets: list[Snippet] = []
     inline: list[InlineExpression] = []
     problems: list[Problem] = []
     for token in tokens:
         language = _fence_language(token.info) if token.type == "fence" else ""
+        if token.type == "fence" and unclosed(token, lines):
+            problems.append(
+                Problem(
+                    post.source,
+                    post.body_line + (token.map[0] if token.map else 0),
+                    f"this code fence ({token.markup}) is never closed: the rest of the post "
+                    "would be code (and a python fence would run it)",
+                    f"add a closing {token.markup} line",
+                )
+            )
+            continue
         if is_python(language) and token.map:
             fence_line = post.body_line + token.map[0]
             option_lines, code = split_options(token.content)

@@ -2,18 +2,22 @@
 
 Markdown parsing and Pygments highlighting are most of a build's time, so a body is
 re-rendered only when its post file (or the Markdown settings, or raypress) changed. Cold
-builds spread the work over processes.
+builds spread the work over processes, which die with the build: killed when it stops
+for any reason (Ctrl-C and SIGTERM included) and, should it be SIGKILLed, by the kernel
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import multiprocessing
 import os
 import pickle
+import signal
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ CACHE_NAME = "build-cache.pickle"
 _FORMAT = 2
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 BIG_POST_BYTES = 200_000  # bodies larger than this are parsed under a time budget
+_PR_SET_PDEATHSIG = 1
 
 
 def _schema() -> str:
@@ -161,10 +166,9 @@ def _parse_many(
         results.update((i, _parse_safely(post, settings)) for i, post in small)
     else:
         chunk = max(1, len(small) // (workers * 8))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
-            parsed = pool.map(
-                _parse_safely, [p for _, p in small], [settings] * len(small), chunksize=chunk
-            )
+        # the with-block terminates the workers on the way out, however it is left
+        with _context().Pool(workers, _worker_start, (os.getpid(),)) as pool:
+            parsed = pool.starmap(_parse_safely, [(p, settings) for _, p in small], chunksize=chunk)
             results.update(zip([i for i, _ in small], parsed, strict=True))
     return [results[i] for i in range(len(posts))]
 
@@ -175,7 +179,9 @@ def _parse_with_budget(
     """Parse one big post in a child process; refuse it if that takes over ``budget`` s."""
     context = _context()
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_parse_into, args=(post, settings, sender), daemon=True)
+    child = context.Process(
+        target=_parse_into, args=(post, settings, sender, os.getpid()), daemon=True
+    )
     child.start()
     sender.close()
     try:
@@ -196,9 +202,20 @@ def _parse_with_budget(
         receiver.close()
 
 
-def _parse_into(post: Post, settings: MarkdownSettings, sender: Connection) -> None:
+def _parse_into(post: Post, settings: MarkdownSettings, sender: Connection, parent: int) -> None:
+    _worker_start(parent)
     sender.send(_parse_safely(post, settings))
     sender.close()
+
+
+def _worker_start(parent: int) -> None:
+    """In a parse worker: die with the build (even SIGKILLed), leave Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the build died before the line above
+        os._exit(1)
 
 
 def _context() -> multiprocessing.context.BaseContext:
