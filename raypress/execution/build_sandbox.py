@@ -14,11 +14,11 @@ along). Its file system is built from nothing:
 * the build's memory cgroup folder at :data:`CGROUP_DIR` (only ``cgroup.procs`` files
   are writable by the sandbox's user), which sessions hide again.
 
-Nothing of the builder's ``$HOME``, other users' files or other builds is mounted. The
-sandbox is started by ``python -m raypress.execution.sandbox_launch`` (:class:`Launcher`),
-which joins the cgroup, binds sources the sandbox's user could not reach (a Python under
-``/root``) onto a staging folder in a private mount namespace, drops to that user and
-executes ``bwrap``.
+Nothing of the builder's ``$HOME``, other users' files or other builds is mounted. A
+root build runs ``bwrap`` as the sandbox's own user; when a folder to show lies where that
+user cannot reach it (a Python under ``/root``), through ``sandbox_launch.py``, which
+first binds it onto a staging folder in a private mount namespace. The fork server joins
+the build's ``server`` cgroup as it starts.
 """
 
 from __future__ import annotations
@@ -29,20 +29,22 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from raypress.execution import sandbox_launch
 from raypress.execution.isolation import Isolation
-from raypress.execution.protocol import SessionSandbox
+from raypress.execution.protocol import CGROUP_DIR, SessionSandbox
 
 TMP = "/tmp"
 HOME = "/tmp/home"  # $HOME of the fork server and the Ray head
 RAY_DIR = "/ray"  # the Ray clusters' temporary folders (short: socket paths)
-CGROUP_DIR = "/run/raypress/cgroup"
 SESSION_HOME = "/tmp/home"  # on the session's own /tmp
 SESSION_WORK = "/tmp/work"
 SYSTEM = ("/usr", "/etc")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 CPU_INFO = "/sys/devices/system/cpu"  # core counts for BLAS and Ray
 _MPL_CACHE = "/tmp/home/.cache/matplotlib"
+_FD_OPTIONS = ("--file", "--ro-bind-data")  # options whose value is a descriptor
 SANDBOX_ENV = {  # the sandbox's own places (the builder's $HOME is not in it)
     "HOME": HOME,
     "TMPDIR": TMP,
@@ -100,6 +102,17 @@ def python_folders() -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class LaunchCommand:
+    """How to start the sandbox: a command line, what to pass it, as which user."""
+
+    argv: list[str]
+    spec: bytes | None  # for ``sandbox_launch.py`` (read from the descriptor named last)
+    pass_fds: list[int]  # descriptors of files bubblewrap copies in (closed after the start)
+    user: int | None  # switch to this user and group before executing (root builds)
+    group: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Launcher:
     """How to start a command (the fork server) in the build's sandbox."""
 
@@ -108,8 +121,23 @@ class Launcher:
     stage_dir: str | None  # an empty folder (root builds) for sources the user cannot reach
     cgroup: str | None  # the build's cgroup folder (its ``server`` child is joined)
 
-    def command(self, inner: Sequence[str]) -> tuple[list[str], bytes]:
-        """The launcher's command line and its specification (read from fd 3... by it)."""
+    def command(self, inner: Sequence[str]) -> LaunchCommand:
+        """How to start ``inner`` (the fork server) in the sandbox."""
+        spec = self.spec(inner)
+        root = os.geteuid() == 0
+        user = spec["uid"] if root else None
+        group = spec["gid"] if root else None
+        sources = spec["sources"]
+        if root and not all(sandbox_launch.reachable(s, spec["uid"]) for s in sources):
+            script = str(Path(sandbox_launch.__file__).resolve())
+            argv = [sys.executable, "-I", "-S", script]
+            return LaunchCommand(argv, json.dumps(spec).encode(), [], None, None)
+        argv = sandbox_launch.bwrap_argv(spec, sources)
+        fds = [int(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in _FD_OPTIONS]
+        return LaunchCommand(argv, None, fds, user, group)
+
+    def spec(self, inner: Sequence[str]) -> dict[str, Any]:
+        """What ``sandbox_launch`` needs: bubblewrap's arguments, their sources, the user."""
         assert self.isolation.bwrap is not None
         sources: list[str] = []
         args: list[object] = [
@@ -151,17 +179,14 @@ class Launcher:
         if self.cgroup:
             args.extend(["--bind", self.cgroup, CGROUP_DIR])
         args += ["--chdir", "/", "--", *inner]
-        spec = {
+        return {
             "bwrap": self.isolation.bwrap,
             "uid": self.isolation.uid,
             "gid": self.isolation.gid,
-            "cgroup_procs": f"{self.cgroup}/server/cgroup.procs" if self.cgroup else None,
             "stage": self.stage_dir,
             "sources": sources,
             "args": args,
         }
-        argv = [sys.executable, "-S", "-m", "raypress.execution.sandbox_launch"]
-        return argv, json.dumps(spec).encode()
 
     def session(self, cgroup_name: str | None, tmp_bytes: int) -> SessionSandbox:
         """What a session makes for itself inside this sandbox."""

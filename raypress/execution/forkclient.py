@@ -74,14 +74,17 @@ class ForkServerClient:
             *warm,
         ]
         fds = [child.fileno()]
-        spec_w = None
-        if launcher is not None:  # the launcher reads its specification from a pipe
-            argv, spec = launcher.command(inner)
-            spec_r, spec_w = os.pipe()
-            argv.append(str(spec_r))
-            fds.append(spec_r)
+        spec, spec_w, user, group = None, None, None, None
+        if launcher is not None:
+            command = launcher.command(inner)
+            argv, spec, user, group = command.argv, command.spec, command.user, command.group
+            fds += command.pass_fds
+            if spec is not None:  # sandbox_launch reads its specification from a pipe
+                spec_r, spec_w = os.pipe()
+                argv.append(str(spec_r))
+                fds.append(spec_r)
         else:
-            argv, spec = inner, b""
+            argv = inner
         try:
             self.process = subprocess.Popen(
                 argv,
@@ -90,14 +93,17 @@ class ForkServerClient:
                 stderr=subprocess.PIPE,
                 pass_fds=fds,
                 start_new_session=True,
+                user=user,
+                group=group,
+                extra_groups=[] if user is not None else None,
             )
         finally:
             child.close()
-            if spec_w is not None:
-                os.close(fds[1])
+            for fd in fds[1:]:
+                os.close(fd)
         if spec_w is not None:
             with contextlib.suppress(BrokenPipeError), os.fdopen(spec_w, "wb") as handle:
-                handle.write(spec)
+                handle.write(spec or b"")
         self.errors: deque[str] = deque(maxlen=20)
         self.stopping = False
         threading.Thread(target=self._read_errors, name="forkserver-stderr", daemon=True).start()

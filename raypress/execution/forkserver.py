@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from raypress.execution import netns, sandbox, session, session_ns
 from raypress.execution.protocol import (
+    SERVER_CGROUP,
     Exited,
     FrameReader,
     Kill,
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     if network == "sandbox":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
         isolated = True
+        cgroup = Path(SERVER_CGROUP)
+        if cgroup.exists():  # the build's memory cgroup is mounted in the sandbox
+            cgroup.write_text(str(os.getpid()))
         nested = nested_namespaces_problem()
     elif network in ("auto", "isolated"):
         try:

@@ -19,7 +19,6 @@ from pathlib import Path
 from raypress.errors import Problem
 from raypress.execution import ray_cluster
 from raypress.execution.build_sandbox import (
-    CGROUP_DIR,
     RAY_DIR,
     SANDBOX_ENV,
     TMP,
@@ -43,7 +42,7 @@ from raypress.execution.model import (
     Snippet,
     SnippetResult,
 )
-from raypress.execution.protocol import InlineCode, RayPlan, SessionPlan, SnippetCode
+from raypress.execution.protocol import CGROUP_DIR, InlineCode, RayPlan, SessionPlan, SnippetCode
 from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])

@@ -20,6 +20,9 @@ from typing import Any
 
 _HEADER = struct.Struct("!I")
 MAX_FDS = 8
+# Inside the build's sandbox: the build's memory cgroup folder, and the fork server's own
+CGROUP_DIR = "/run/raypress/cgroup"
+SERVER_CGROUP = f"{CGROUP_DIR}/server/cgroup.procs"
 
 
 # --- the plan a session runs (build process -> fork server -> session, pickled) ---------

@@ -1,22 +1,21 @@
-"""Start the build's sandbox: ``python -S -m raypress.execution.sandbox_launch FD``.
+"""Start the build's sandbox: ``python -I -S sandbox_launch.py FD`` (this file, as a script).
 
-Run by the build process with the fork server's control socket among its descriptors and
-a JSON specification (made by :class:`raypress.execution.build_sandbox.Launcher`) to read
-from descriptor ``FD``. It joins the build's memory cgroup, and, when it runs as root,
-binds every source folder the sandbox's user could not reach (say a Python installed
-under ``/root``) onto a staging folder in a mount namespace of its own (the machine's
-mounts are untouched), drops to the sandbox's user id with no supplementary groups, and
-executes bubblewrap, which builds the sandbox and runs the fork server in it.
+Run by the build process, as root, when some folder the sandbox must show lies where the
+sandbox's user cannot reach it (a Python installed under ``/root``). With the fork
+server's control socket among its descriptors and a JSON specification (made by
+:class:`raypress.execution.build_sandbox.Launcher`) to read from descriptor ``FD``, it
+binds each such folder onto a staging folder in a mount namespace of its own (the
+machine's mounts are untouched), drops to the sandbox's user id with no supplementary
+groups, and executes bubblewrap, which builds the sandbox and runs the fork server in
+it. Standard library only, and no package imports: it must start fast.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import stat
 import sys
-from pathlib import Path
 from typing import Any
 
 _CLONE_NEWNS = 0x00020000
@@ -26,76 +25,87 @@ _MS_PRIVATE = 0x40000
 
 
 def main(argv: list[str]) -> int:
-    """Read the specification, prepare, and execute bubblewrap (returns only on failure)."""
-    fd = int(argv[0])
-    with os.fdopen(fd, "rb") as handle:
+    """Read the specification, stage, and execute bubblewrap (returns only on failure)."""
+    with os.fdopen(int(argv[0]), "rb") as handle:
         spec: dict[str, Any] = json.loads(handle.read())
-    if spec["cgroup_procs"]:
-        Path(spec["cgroup_procs"]).write_text(str(os.getpid()))
-    sources: list[str] = spec["sources"]
-    root = os.geteuid() == 0
-    if root and spec["stage"]:
-        sources = _stage(sources, spec["stage"], spec["uid"])
-    args = [spec["bwrap"]]
-    for item in spec["args"]:
-        if isinstance(item, int):
-            args.append(sources[item])
-        elif isinstance(item, dict):  # a file's contents for bwrap to read from a descriptor
-            if "file" in item:
-                fd = os.open(item["file"], os.O_RDONLY)
-            else:
-                fd = os.memfd_create("raypress-data", 0)
-                os.write(fd, item["data"].encode())
-                os.lseek(fd, 0, os.SEEK_SET)
-            os.set_inheritable(fd, True)
-            args.append(str(fd))
-        else:
-            args.append(str(item))
-    if root:
-        os.setgroups([])
-        os.setgid(spec["gid"])
-        os.setuid(spec["uid"])
+    sources = stage(spec["sources"], spec["stage"], spec["uid"])
+    args = bwrap_argv(spec, sources)
+    os.setgroups([])
+    os.setgid(spec["gid"])
+    os.setuid(spec["uid"])
     os.execv(args[0], args)
     return 127
 
 
-def _stage(sources: list[str], stage: str, uid: int) -> list[str]:
-    """Bind each source that ``uid`` could not reach to ``stage/N`` in a private mount
+def bwrap_argv(spec: dict[str, Any], sources: list[str]) -> list[str]:
+    """bubblewrap's command line: integers name sources, objects are files to pass as
+    inheritable descriptors (``{"file": path}`` or ``{"data": text}``)."""
+    args = [spec["bwrap"]]
+    for item in spec["args"]:
+        if isinstance(item, int):
+            args.append(sources[item])
+        elif isinstance(item, dict):
+            args.append(str(open_for_bwrap(item)))
+        else:
+            args.append(str(item))
+    return args
+
+
+def open_for_bwrap(item: dict[str, str]) -> int:
+    """An inheritable descriptor reading a file (``file``) or some text (``data``)."""
+    if "file" in item:
+        fd = os.open(item["file"], os.O_RDONLY)
+    else:
+        fd = os.memfd_create("raypress-data", 0)
+        os.write(fd, item["data"].encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def stage(sources: list[str], folder: str | None, uid: int) -> list[str]:
+    """Bind each source that ``uid`` could not reach to ``folder/N`` in a private mount
     namespace; returns the paths bubblewrap should bind from."""
-    unreachable = [i for i, source in enumerate(sources) if not _reachable(source, uid)]
-    if not unreachable:
+    unreachable = [i for i, source in enumerate(sources) if not reachable(source, uid)]
+    if not unreachable or folder is None or os.geteuid() != 0:
         return sources
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     _check(libc.unshare(_CLONE_NEWNS), "unshare")
     _check(libc.mount(None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None), "mount")
     staged = list(sources)
     for index in unreachable:
-        target = Path(stage) / str(index)
-        target.mkdir(mode=0o755, exist_ok=True)
+        target = os.path.join(folder, str(index))  # noqa: PTH118 - no pathlib: start-up time
+        os.makedirs(target, mode=0o755, exist_ok=True)  # noqa: PTH103
         flags = ctypes.c_ulong(_MS_BIND | _MS_REC)
-        _check(
-            libc.mount(os.fsencode(sources[index]), os.fsencode(target), None, flags, None),
-            f"bind {sources[index]}",
-        )
-        staged[index] = str(target)
+        source = os.fsencode(sources[index])
+        _check(libc.mount(source, os.fsencode(target), None, flags, None), f"bind {source!r}")
+        staged[index] = target
     return staged
 
 
-def _reachable(path: str, uid: int) -> bool:
+def reachable(path: str, uid: int) -> bool:
     """True when every folder above ``path`` lets ``uid`` (in no group) pass."""
-    for folder in Path(path).parents:
+    folder = os.path.dirname(os.path.abspath(path))  # noqa: PTH100, PTH120
+    while True:
         try:
-            info = folder.stat()
+            info = os.stat(folder)  # noqa: PTH116
         except OSError:
             return False
         allowed = stat.S_IXUSR if info.st_uid == uid else stat.S_IXOTH
         if not info.st_mode & allowed:
             return False
-    return True
+        parent = os.path.dirname(folder)  # noqa: PTH120
+        if parent == folder:
+            return True
+        folder = parent
 
 
 def _check(result: int, what: str) -> None:
     if result != 0:
+        import ctypes
+
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 

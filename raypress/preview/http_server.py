@@ -188,7 +188,7 @@ def opened_within(fd: int, folders: tuple[str, ...]) -> bool:
     """True when the file open on ``fd`` is a regular file inside one of ``folders`` (real
     paths): the check that holds whatever was swapped on the way to opening it."""
     try:
-        real = os.readlink(f"/proc/self/fd/{fd}")
+        real = str(Path(f"/proc/self/fd/{fd}").readlink())
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:
         return False

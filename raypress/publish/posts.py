@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import PathEscapeError, display_path, inside, safe_output_file, slugify
-from raypress.publish.snippets import MAX_TIMEOUT_S
 from raypress.publish.front_matter import SplitPost, split_front_matter
+from raypress.publish.snippets import MAX_TIMEOUT_S
 
 POST_SUFFIXES = (".md", ".markdown")
 _DATED_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")

@@ -72,6 +72,7 @@ class ExecutionView:
     failures: int
     script_url: str
     report_url: str
+    isolation: str = ""  # "" when the sandbox was complete; else "reduced — …"
 
 
 @dataclass(slots=True, eq=False)
@@ -162,6 +163,7 @@ def execution_view(
         failures=sum(1 for r in execution.snippets if r.status in FAILED),
         script_url=script_url,
         report_url=report_url,
+        isolation=environment.isolation,
     )
 
 
