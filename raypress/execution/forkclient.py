@@ -41,11 +41,13 @@ if TYPE_CHECKING:
 
 
 def _how(code: int) -> str:
-    if code < 0:
+    """An exit code in words (bubblewrap exits with 128 + N when its command got signal N)."""
+    number = -code if code < 0 else code - 128 if 128 < code < 160 else 0
+    if number:
         try:
-            name = signal.Signals(-code).name
+            name = signal.Signals(number).name
         except ValueError:
-            name = f"signal {-code}"
+            name = f"signal {number}"
         return f"was killed by {name}"
     return f"exited with status {code}"
 

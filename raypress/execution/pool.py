@@ -109,6 +109,7 @@ class Executor:
         self.failure: str | None = None
         self.root = Path(tempfile.mkdtemp(prefix="raypress-", dir=settings.temp_root))
         self.short_root: str | None = None  # reduced isolation: Ray folders on this machine
+        self.stage: Path | None = None  # empty folders staged sources are bound on
         self.cgroup: BuildCgroup | None = None
         self.base_env = base_env(os.environ, _PACKAGE_ROOT)
         self.cluster: ray_cluster.BuildCluster | None = None
@@ -162,10 +163,11 @@ class Executor:
             projects = [p for p in (settings.project_root,) if p is not None]
             projects += sorted({run.post_dir for run in runs})
             pythonpath = self.base_env.get("PYTHONPATH", "").split(":")
-            stage = self.root / "stage"
-            stage.mkdir()
-            for folder in (self.root, stage):  # the sandbox's user passes to staged sources
-                folder.chmod(0o711)
+            # the sandbox's user must pass through to staged sources: not below TMPDIR,
+            # which may be private
+            stage = Path(tempfile.mkdtemp(prefix="rps", dir="/tmp"))
+            stage.chmod(0o711)
+            self.stage = stage
             self.launcher = Launcher(
                 isolation,
                 Layout.of(projects, pythonpath),
@@ -308,6 +310,8 @@ class Executor:
 
     def _remove_folders(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.stage is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
         if self.short_root is not None:
             shutil.rmtree(self.short_root, ignore_errors=True)
         if self.cgroup is not None:
