@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape, quoteattr
 
 SVG = "http://www.w3.org/2000/svg"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -72,9 +73,36 @@ def sanitize_svg(data: bytes) -> bytes | None:
         return None
     if root.tag != f"{{{SVG}}}svg":
         return None
-    _clean(root)
-    body = ET.tostring(root, encoding="unicode", default_namespace=SVG)
+    try:
+        _clean(root)
+        body = "".join(_serialise(root, top=True))
+    except (RecursionError, ValueError, TypeError):  # refused, never passed through
+        return None
     return ('<?xml version="1.0" encoding="utf-8"?>\n' + body).encode("utf-8")
+
+
+def _serialise(element: ET.Element, top: bool = False) -> list[str]:
+    """The cleaned tree as XML: SVG elements unprefixed, XLink and XML attributes prefixed."""
+    name = _local(element.tag, SVG)
+    parts = [f"<{name}"]
+    if top:
+        parts.append(f' xmlns="{SVG}" xmlns:xlink="{XLINK}"')
+    for key, value in element.attrib.items():
+        if key.startswith(f"{{{XLINK}}}"):
+            key = "xlink:" + key.split("}", 1)[1]
+        elif key.startswith(f"{{{XML}}}"):
+            key = "xml:" + key.split("}", 1)[1]
+        parts.append(f" {key}={quoteattr(value)}")
+    children = list(element)
+    if not children and not element.text:
+        parts.append("/>")
+    else:
+        parts.append(">" + escape(element.text or ""))
+        for child in children:
+            parts += _serialise(child)
+            parts.append(escape(child.tail or ""))
+        parts.append(f"</{name}>")
+    return parts
 
 
 def _clean(element: ET.Element) -> None:
