@@ -470,3 +470,41 @@ def test_control_characters_never_reach_the_console(tmp_path: Path) -> None:
     assert any("RuntimeError: \\x1b[2J\\x1b[H" in line for line in lines), lines
     assert any("\\x1b[31mred\\x07" in line for line in lines), lines
     assert re.search(r"built 1 posts?, ", console.decode())
+
+
+# -- isolation required ---------------------------------------------------------------------
+
+
+def test_check_require_isolation_fails_where_the_sandbox_is_incomplete(tmp_path: Path) -> None:
+    """Without bubblewrap (not on PATH here) ``check --require-isolation`` refuses to run
+    anything, in one line; a plain build says the isolation is reduced, once, and on the
+    page."""
+    root = example_project(tmp_path / "site")
+    for old in (root / "posts").glob("*.md"):
+        old.unlink()
+    (root / "posts" / "2025-01-01-one.md").write_text(post("One", "2025-01-01", fence("1 + 1")))
+    root.chmod(0o755)
+    nowhere = tmp_path / "empty-path"
+    nowhere.mkdir()
+    env = {**os.environ, "PATH": str(nowhere)}
+    command = [sys.executable, "-m", "raypress"]
+    done = subprocess.run(
+        [*command, "check", "--root", str(root), "--require-isolation"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    problems = [line for line in done.stderr.splitlines() if ": error: " in line]
+    assert problems == [
+        "execution: error: --require-isolation: isolation: reduced — bubblewrap is not "
+        "installed (Debian: apt install bubblewrap)"
+    ], done.stderr
+    assert "ran posts/" not in done.stdout
+    built = subprocess.run(
+        [*command, "build", "--root", str(root)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built
+    said = [line for line in built.stdout.splitlines() if "isolation: reduced" in line]
+    assert len(said) == 1 and "bubblewrap is not installed" in said[0]
+    page = (root / "_site/2025/01/01/one/index.html").read_text()
+    assert "isolation: reduced — bubblewrap is not installed" in page

@@ -136,7 +136,10 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
         )
     if "repeat" in values and not 1 <= values["repeat"] <= MAX_REPEAT:
         raise SourceError(
-            path, lines["repeat"], f"snippet option 'repeat' must be 1 to {MAX_REPEAT:,}", None
+            path,
+            lines["repeat"],
+            f"snippet option 'repeat' must be at least 1 (and at most {MAX_REPEAT:,})",
+            None,
         )
     return SnippetOptions(**values)
 
