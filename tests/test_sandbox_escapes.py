@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -635,3 +636,39 @@ def test_killing_the_fork_server_is_one_line_and_leaves_nothing(tmp_path: Path) 
     assert "quick done" in (root / "_site/2030/01/03/quick/index.html").read_text()
     time.sleep(1)
     assert alive(everything) == set(), [command_line(p) for p in alive(everything)]
+
+
+def test_bubblewrap_starts_directly_when_nothing_needs_staging() -> None:
+    """CI's Python lives under /usr: no staging launcher, bubblewrap run as the sandbox's
+    user straight away (its files passed as descriptors). The same command the fork
+    server is started with, here with a shell instead of Python."""
+    from raypress.execution.build_sandbox import Launcher, Layout
+
+    isolation = probe()
+    with tempfile.TemporaryDirectory(dir="/tmp") as project:  # reachable by anyone
+        Path(project).chmod(0o755)
+        launcher = Launcher(isolation, Layout((project,), ()), None, None)
+        script = "id -u; id -un; ls /; cat /proc/self/status"
+        command = launcher.command(["/bin/sh", "-c", script])
+        assert command.spec is None  # no launcher
+        done = subprocess.run(
+            command.argv,
+            pass_fds=command.pass_fds,
+            user=command.user,
+            group=command.group,
+            extra_groups=[] if command.user is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        for fd in command.pass_fds:
+            os.close(fd)
+    assert done.returncode == 0, done.stderr
+    uid, name, *rest = done.stdout.splitlines()
+    assert int(uid) == isolation.uid and (uid != "0" or os.geteuid() != 0)
+    assert name == ("raypress" if os.geteuid() == 0 else name)
+    assert "CapEff:\t0000000000000000" in done.stdout
+    assert "NoNewPrivs:\t1" in done.stdout
+    listing = rest[: rest.index("Name:\tcat")]  # the sandbox's / holds only what it shows
+    assert not {"root", "home", "work", "var"} & set(listing), listing

@@ -42,6 +42,8 @@ SESSION_HOME = "/tmp/home"  # on the session's own /tmp
 SESSION_WORK = "/tmp/work"
 SYSTEM = ("/usr", "/etc")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# never shown whole (a project or PYTHONPATH entry there would expose other people's files)
+TOO_WIDE = frozenset({"/", TMP, "/home", "/root", "/var", "/run", "/srv", "/mnt", "/media"})
 CPU_INFO = "/sys/devices/system/cpu"  # core counts for BLAS and Ray
 _MPL_CACHE = "/tmp/home/.cache/matplotlib"
 _FD_OPTIONS = ("--file", "--ro-bind-data")  # options whose value is a descriptor
@@ -69,7 +71,7 @@ class Layout:
         folders: list[str] = []
         for folder in sorted({_real(f) for f in wanted if f and Path(f).is_dir()}, key=len):
             covered = any(_under(folder, f) for f in (*SYSTEM, *folders))
-            if folder != "/" and not covered:
+            if folder not in TOO_WIDE and not covered:
                 folders.append(folder)
         hidden = tuple(str(Path(p) / ".git") for p in folders if (Path(p) / ".git").exists())
         return cls(tuple(folders), hidden)

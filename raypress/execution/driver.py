@@ -142,6 +142,8 @@ def drive(
     drained = time.perf_counter() - start
     status = server.wait_exit(pid, timeout=5.0)
     reaped = time.perf_counter() - start
+    if progress.finished is None and progress.kill_reason is None and plan.ray is not None:
+        _await_cluster_news(cluster_failure)
     execution = _assemble(
         run,
         limits,
@@ -231,6 +233,14 @@ def _pump(
     for stream in streams.values():
         if not stream.eof:
             stream.finish()
+
+
+def _await_cluster_news(cluster_failure: Callable[[], str | None], wait: float = 1.0) -> None:
+    """A Ray driver dies within milliseconds of its cluster; the news of the cluster's
+    death may come a moment later: give it that moment, to name the right cause."""
+    deadline = time.perf_counter() + wait
+    while cluster_failure() is None and time.perf_counter() < deadline:
+        time.sleep(0.05)
 
 
 def _on_event(progress: _Progress, frame: bytes) -> None:
