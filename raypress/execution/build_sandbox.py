@@ -23,7 +23,6 @@ the build's ``server`` cgroup as it starts.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -133,7 +132,7 @@ class Launcher:
         if root and not all(sandbox_launch.reachable(s, spec["uid"]) for s in sources):
             script = str(Path(sandbox_launch.__file__).resolve())
             argv = [sys.executable, "-I", "-S", script]
-            return LaunchCommand(argv, json.dumps(spec).encode(), [], None, None)
+            return LaunchCommand(argv, sandbox_launch.encode(spec), [], None, None)
         argv = sandbox_launch.bwrap_argv(spec, sources)
         fds = [int(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in _FD_OPTIONS]
         return LaunchCommand(argv, None, fds, user, group)

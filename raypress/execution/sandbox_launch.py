@@ -2,17 +2,18 @@
 
 Run by the build process, as root, when some folder the sandbox must show lies where the
 sandbox's user cannot reach it (a Python installed under ``/root``). With the fork
-server's control socket among its descriptors and a JSON specification (made by
-:class:`raypress.execution.build_sandbox.Launcher`) to read from descriptor ``FD``, it
+server's control socket among its descriptors and a specification (made by
+:class:`raypress.execution.build_sandbox.Launcher`, :func:`encode` below) to read from
+descriptor ``FD``, it
 binds each such folder onto a staging folder in a mount namespace of its own (the
 machine's mounts are untouched), drops to the sandbox's user id with no supplementary
 groups, and executes bubblewrap, which builds the sandbox and runs the fork server in
-it. Standard library only, and no package imports: it must start fast.
+it. Standard library only (not even ``json``), and no package imports: it starts on the
+way to every sandbox.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
@@ -27,7 +28,7 @@ _MS_PRIVATE = 0x40000
 def main(argv: list[str]) -> int:
     """Read the specification, stage, and execute bubblewrap (returns only on failure)."""
     with os.fdopen(int(argv[0]), "rb") as handle:
-        spec: dict[str, Any] = json.loads(handle.read())
+        spec = decode(handle.read())
     sources = stage(spec["sources"], spec["stage"], spec["uid"])
     args = bwrap_argv(spec, sources)
     os.setgroups([])
@@ -35,6 +36,43 @@ def main(argv: list[str]) -> int:
     os.setuid(spec["uid"])
     os.execv(args[0], args)
     return 127
+
+
+def encode(spec: dict[str, Any]) -> bytes:
+    """The specification as NUL-separated fields: bwrap, uid, gid, stage, the number of
+    sources, the sources, then each argument tagged ``S`` (a source index), ``F`` (a file
+    to pass), ``D`` (text to pass) or ``A`` (itself)."""
+    fields = [spec["bwrap"], str(spec["uid"]), str(spec["gid"]), spec["stage"] or ""]
+    fields += [str(len(spec["sources"])), *spec["sources"]]
+    for item in spec["args"]:
+        if isinstance(item, int):
+            fields.append(f"S{item}")
+        elif isinstance(item, dict):
+            fields.append(f"F{item['file']}" if "file" in item else f"D{item['data']}")
+        else:
+            fields.append(f"A{item}")
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Inverse of :func:`encode`."""
+    fields = data.decode("utf-8", "surrogateescape").split("\0")
+    count = int(fields[4])
+    args: list[object] = []
+    for field in fields[5 + count :]:
+        tag, value = field[:1], field[1:]
+        args.append(
+            int(value) if tag == "S" else {"file": value} if tag == "F" else
+            {"data": value} if tag == "D" else value
+        )  # fmt: skip
+    return {
+        "bwrap": fields[0],
+        "uid": int(fields[1]),
+        "gid": int(fields[2]),
+        "stage": fields[3] or None,
+        "sources": fields[5 : 5 + count],
+        "args": args,
+    }
 
 
 def bwrap_argv(spec: dict[str, Any], sources: list[str]) -> list[str]:
