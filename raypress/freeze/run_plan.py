@@ -105,6 +105,7 @@ def execute_runs(
     the machinery itself if it could not start or died (its posts' pages say so)."""
     if not runs:
         return [], []
+    from raypress.execution.forkclient import ForkServerError
     from raypress.execution.pool import ExecutionUnavailable, Executor  # starts processes
 
     try:
@@ -117,6 +118,8 @@ def execute_runs(
                 failure = engine.failure
     except ExecutionUnavailable as exc:
         return [], [Problem("execution", None, str(exc), "see README: Security model")]
+    except ForkServerError as exc:
+        return [], [Problem("execution", None, f"the snippets could not run: {exc}")]
     if not failure:
         return results, []
     unfinished = sum(1 for r in results if r.status == "died" and not r.problems)
