@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs milliseconds here
+if TYPE_CHECKING:
+    from typing import Any
 
 _CLONE_NEWNS = 0x00020000
 _MS_BIND = 0x1000
