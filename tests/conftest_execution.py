@@ -66,13 +66,13 @@ def seed_run(inline: tuple[InlineExpression, ...] | None = None) -> PostRun:
 @pytest.fixture(scope="session")
 def executor() -> Iterator[Executor]:
     """One execution engine (fork server, no Ray) shared by the session tests."""
-    with Executor(ExecutionSettings(jobs=2, snippet_timeout=60)) as engine:
+    with Executor(ExecutionSettings(jobs=2, snippet_timeout=60, project_root=ROOT)) as engine:
         yield engine
 
 
 @pytest.fixture(scope="session")
 def ray_executor() -> Iterator[Executor]:
     """One execution engine with its Ray cluster, started once per test session."""
-    with Executor(ExecutionSettings(jobs=2, snippet_timeout=120)) as engine:
+    with Executor(ExecutionSettings(jobs=2, snippet_timeout=120, project_root=ROOT)) as engine:
         engine.start_ray()
         yield engine

@@ -262,8 +262,10 @@ def test_the_session_sees_only_allowed_environment_and_a_fresh_folder(
     executor: Executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RAYPRESS_TEST_SECRET_TOKEN", "hunter2")
+    tmp_path.chmod(0o755)  # a checkout's mode: the sandbox's own user reads it
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
-    with Executor(ExecutionSettings(jobs=1)) as engine:  # reads the environment at start
+    settings = ExecutionSettings(jobs=1, project_root=tmp_path)
+    with Executor(settings) as engine:  # reads the environment at start
         run = make_run(
             "sandbox",
             "import os\nsorted(k for k in os.environ if 'SECRET' in k)",
@@ -282,10 +284,13 @@ def test_the_session_sees_only_allowed_environment_and_a_fresh_folder(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="read-only post folder needs a mount namespace")
-def test_the_post_folder_is_read_only(executor: Executor, tmp_path: Path) -> None:
+def test_the_post_folder_is_read_only(tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)  # writable by anyone: only the read-only mount protects it
     (tmp_path / "data.csv").write_text("x\n")
+    (tmp_path / "data.csv").chmod(0o666)
     run = make_run("readonly", "open('data.csv', 'a').write('more')", folder=tmp_path)
-    (snippet,) = run_one(executor, run).snippets
+    with Executor(ExecutionSettings(jobs=1), [run]) as engine:
+        (snippet,) = run_one(engine, run).snippets
     assert snippet.error is not None and "Read-only file system" in snippet.error.message
     assert (tmp_path / "data.csv").read_text() == "x\n"
 

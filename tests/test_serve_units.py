@@ -67,6 +67,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.ran: list[list[str]] = []
         self.closed = False
+        self.failure: str | None = None
 
     def run(self, runs: Sequence[PostRun], progress: object = None) -> list[PostExecution]:
         self.ran.append([r.post for r in runs])

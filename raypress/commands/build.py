@@ -26,7 +26,7 @@ from raypress.freeze.build_stamp import (
     stamp_digest,
 )
 from raypress.freeze.inputs import InstalledVersions
-from raypress.freeze.plan import Rerun, plan_freeze, save_run, tidy_snippets
+from raypress.freeze.plan import Rerun, plan_freeze, recorded_posts, save_run, tidy_snippets
 from raypress.freeze.run_plan import PostExecutor, describe, plan_runs, run_posts, runnable
 from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
@@ -158,6 +158,8 @@ def build(
     cache = BuildCache(config.cache_path)
     all_posts, read_problems = read_posts(config, layouts, cache)
     problems += read_problems
+    if not all_posts and not read_problems:
+        problems += orphaned_records(config)
     posts = select_posts(all_posts, config, now)
     problems += duplicate_urls(posts)
     mark = timed("read", mark)
@@ -290,6 +292,23 @@ def read_posts(
         except OSError as exc:
             problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
     return posts, problems
+
+
+def orphaned_records(config: Config) -> list[Problem]:
+    """A problem when no post was found but snippets/ holds records: almost surely a
+    wrong posts folder, and a build that went on would delete every record and page."""
+    count = recorded_posts(config)
+    if not count:
+        return []
+    return [
+        Problem(
+            config.posts_dir,
+            None,
+            f"no posts found in {config.posts_dir}/, but {config.snippets_dir}/ holds the "
+            f"records of {count} post(s); nothing was built or removed",
+            "check posts_dir, or delete the records yourself if the posts are gone for good",
+        )
+    ]
 
 
 def select_posts(posts: list[Post], config: Config, now: datetime) -> list[Post]:

@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from raypress.commands.build import markdown_settings, read_posts, select_posts
+from raypress.commands.build import (
+    markdown_settings,
+    orphaned_records,
+    read_posts,
+    select_posts,
+)
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import (
@@ -42,7 +47,13 @@ from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_i
 from raypress.freeze.normalise import normalise
 from raypress.freeze.plan import relocated, save_record, should_save
 from raypress.freeze.records import Record, RecordError, read_record, record_files
-from raypress.freeze.run_plan import describe, execution_settings, plan_runs, runnable
+from raypress.freeze.run_plan import (
+    describe,
+    execute_runs,
+    execution_settings,
+    plan_runs,
+    runnable,
+)
 from raypress.publish.jupytext_script import post_script
 from raypress.publish.markdown import ParsedBody
 from raypress.publish.parse_cache import BuildCache, parse_bodies
@@ -70,6 +81,7 @@ class CheckOptions:
     slowdown: float | None = None  # None: the configuration's check_slowdown
     fail_on_slowdown: bool = False
     posts: frozenset[str] = frozenset()  # only these posts (``posts/x.md``); empty: all
+    require_isolation: bool = False  # fail unless the machine gives the full sandbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,10 @@ def check(
     config = dataclasses.replace(config, execute=True)
     cache = BuildCache(config.cache_path)
     all_posts, problems = read_posts(config, available_layouts(config), cache)
+    if not all_posts and not problems:
+        problems += orphaned_records(config)
+    if options.require_isolation:
+        problems += isolation_problems()
     posts = select_posts(all_posts, config, datetime.now(config.zone))
     if options.posts:
         known = {p.source for p in all_posts}
@@ -167,7 +183,10 @@ def check(
         return CheckReport(0, (), tuple(problems), seconds=time.perf_counter() - started)
 
     runs = plan_runs(candidates, bodies, config)
-    results = _execute(runs + runs if options.twice else runs, config, log, events)
+    all_runs = runs + runs if options.twice else runs
+    results, machinery = _execute(all_runs, config, log, options.require_isolation, events)
+    if machinery and len(results) < len(all_runs):  # the sandbox could not start
+        return CheckReport(0, (), tuple(machinery), seconds=time.perf_counter() - started)
     first = {r.post: r for r in results[: len(runs)]}
     second = {r.post: r for r in results[len(runs) :]}
     slowdown = options.slowdown or config.check_slowdown
@@ -199,10 +218,21 @@ def check(
     return CheckReport(
         posts=len(candidates),
         items=tuple(items),
+        problems=tuple(machinery),  # the fork server died: its posts' items say so too
         updated=tuple(updated),
         seconds=time.perf_counter() - started,
         snippet_seconds=sum(s.wall_s for r in results for s in r.snippets),
     )
+
+
+def isolation_problems() -> list[Problem]:
+    """``--require-isolation``: a problem when this machine cannot give the full sandbox."""
+    from raypress.execution.isolation import probe
+
+    isolation = probe("required")
+    if isolation.full:
+        return []
+    return [Problem("execution", None, f"--require-isolation: {isolation.describe()}")]
 
 
 def compare_post(
@@ -442,13 +472,10 @@ def _execute(
     runs: list[PostRun],
     config: Config,
     log: Callable[[str], None] | None,
+    isolated: bool,
     events: Callable[[ProgressEvent], None] | None = None,
-) -> list[PostExecution]:
-    if not runs:
-        return []
-    from raypress.execution import execute_posts  # starts processes: only when needed
-
-    if events is not None:
+) -> tuple[list[PostExecution], list[Problem]]:
+    if events is not None and runs:
         events(ProgressEvent("posts-queued", count=len(runs)))
     progress = (lambda r: log(describe(r))) if log else None
-    return execute_posts(runs, execution_settings(config, log, events), progress)
+    return execute_runs(runs, execution_settings(config, log, events, isolated), progress)

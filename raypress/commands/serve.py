@@ -38,6 +38,8 @@ from raypress.preview.http_server import DevServer, Served, Snapshot, is_loopbac
 from raypress.preview.live_reload import Hub, Running
 from raypress.preview.warm_executor import RunSummary, WarmExecution
 from raypress.publish.posts import POST_SUFFIXES
+from raypress.terminal import printable
+from raypress.theme import THEME_PATH
 
 if TYPE_CHECKING:
     from raypress.publish.render import Theme
@@ -78,14 +80,15 @@ class Console:
 
     def line(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
-            print(f"{time.strftime('%H:%M:%S')} {text}", file=self.out, flush=True)
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} {printable(text, multiline=True)}", file=self.out, flush=True)
 
     def detail(self, text: str) -> None:
         if not self.quiet:
-            print(f"         {text}", file=self.out, flush=True)
+            print(f"         {printable(text, multiline=True)}", file=self.out, flush=True)
 
     def problem(self, problem: Problem | str) -> None:
-        print(problem, file=self.err, flush=True)
+        print(printable(str(problem), multiline=True), file=self.err, flush=True)
 
 
 class DevSite:
@@ -113,7 +116,8 @@ class DevSite:
     @property
     def served(self) -> Served:
         """What the HTTP server serves now."""
-        return Served(self.config.output_path, self.config.baseurl, self.snapshot)
+        roots = (self.config.root, THEME_PATH)
+        return Served(self.config.output_path, self.config.baseurl, self.snapshot, roots)
 
     def watched(self) -> tuple[list[Path], list[Path]]:
         """Folders watched recursively, and configuration files."""

@@ -3,8 +3,9 @@
 A session's fds 1 and 2 are pipes read here. After each phase (a snippet, an inline
 expression, extra repeat runs) the session writes a marker carrying a random nonce and
 the phase's sequence number to both, so bytes written by threads, subprocesses and C
-code land in the phase that was running. Each phase keeps at most ``cap`` bytes and
-counts the rest: a 1 GB print costs a 1 GB read, never 1 GB of memory.
+code land in the phase that was running. Each phase keeps at most ``cap`` bytes, and all
+the phases of a post together at most what is left of the post's :class:`Budget`; the
+rest is counted: a 1 GB print costs a 1 GB read, never 1 GB of memory.
 
 A line rewritten with carriage returns (a tqdm progress bar, thousands of updates) is
 resolved while it is read, as a terminal shows it, so only its last state takes room:
@@ -24,7 +25,7 @@ _ANSI = re.compile(
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: titles, hyperlinks
     r"|\x1b[@-Z\\-_]"  # other two-byte escapes
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 def new_marker_prefix() -> str:
@@ -38,6 +39,24 @@ def marker(prefix: str, seq: int) -> bytes:
 
 
 @dataclass(slots=True)
+class Budget:
+    """Bytes a whole post may still show (its output cap), shared by its streams, values
+    and images."""
+
+    left: int
+
+    def take(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` bytes; returns how many were granted."""
+        granted = max(0, min(wanted, self.left))
+        self.left -= granted
+        return granted
+
+    def give_back(self, size: int) -> None:
+        """Return bytes taken earlier (a progress line rewritten shorter)."""
+        self.left += size
+
+
+@dataclass(slots=True)
 class Segment:
     """The output of one phase on one stream: its first ``cap`` bytes and its total size."""
 
@@ -45,15 +64,17 @@ class Segment:
     total: int = 0
     line_start: int = 0  # where the last line of ``kept`` begins (carriage returns)
     dropped: bool = False  # bytes were left out at the cap
+    starved: bool = False  # bytes were dropped because the post's output cap was reached
 
 
 class SegmentedStream:
     """Feeds on one pipe's bytes; completed segments are keyed by their marker's sequence."""
 
-    def __init__(self, prefix: str, cap: int) -> None:
+    def __init__(self, prefix: str, cap: int, budget: Budget | None = None) -> None:
         self.prefix = prefix.encode("ascii")
         self.marker_len = len(self.prefix) + _SEQ_DIGITS + 2
         self.cap = cap
+        self.budget = budget
         self.pending = b""
         self.done: dict[int, Segment] = {}
         self.current = Segment()
@@ -107,16 +128,33 @@ class SegmentedStream:
             return
         segment = self.current
         segment.total += end - start
+        before = len(segment.kept)
         if buf.find(b"\r", start, end) >= 0:
             self._commit_rewrites(segment, buf[start:end])
+        else:
+            room = self.cap - len(segment.kept)
+            if room > 0:
+                segment.kept += buf[start : min(end, start + room)]
+            segment.dropped = segment.dropped or end - start > room
+            last = buf.rfind(b"\n", start, end)
+            if last >= 0:
+                segment.line_start = min(len(segment.kept), self.cap)
+        self._charge(segment, before)
+
+    def _charge(self, segment: Segment, before: int) -> None:
+        """The post's budget pays for what ``segment`` grew by (what it cannot pay for is
+        cut off); a rewritten line that shrank gives its room back."""
+        if self.budget is None:
             return
-        room = self.cap - len(segment.kept)
-        if room > 0:
-            segment.kept += buf[start : min(end, start + room)]
-        segment.dropped = segment.dropped or end - start > room
-        last = buf.rfind(b"\n", start, end)
-        if last >= 0:
-            segment.line_start = min(len(segment.kept), self.cap)
+        grown = len(segment.kept) - before
+        if grown < 0:
+            self.budget.give_back(-grown)
+            return
+        granted = self.budget.take(grown)
+        if granted < grown:
+            del segment.kept[before + granted :]
+            segment.line_start = min(segment.line_start, len(segment.kept))
+            segment.starved = True
 
     def _commit_rewrites(self, segment: Segment, chunk: bytes) -> None:
         """Append ``chunk``, which has carriage returns: each line is kept as the terminal

@@ -3,8 +3,11 @@
 One thread per running post. It multiplexes the session's channel and its two output
 pipes, applies the per-snippet and whole-post deadlines (a timeout SIGKILLs the whole
 process group through the fork server, then the pipes are drained so the output printed
-so far is kept), notices a dead session or a dead Ray cluster, and assembles the
-PostExecution.
+so far is kept), bounds what the session may send (the post's output cap: a larger
+message on the channel kills the session), notices a dead session or a dead Ray
+cluster, and assembles the PostExecution. A post ends when its session ends: whatever
+the snippets left running dies with the session's PID namespace, or, past a short grace
+period, is no longer waited for.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from raypress.errors import Problem
-from raypress.execution.capture import SegmentedStream, clean_text
+from raypress.execution.capture import Budget, SegmentedStream, clean_text, size_text
 from raypress.execution.environment import MachineInfo, environment
 from raypress.execution.forkclient import ForkServerClient
 from raypress.execution.model import (
@@ -60,11 +63,17 @@ _F_SETPIPE_SZ = 1031
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Deadlines of one post (seconds; None: no limit)."""
+    """Deadlines of one post (seconds; None: no limit) and its output caps (bytes)."""
 
     snippet_timeouts: dict[int, float]
     post_timeout: float | None
-    output_cap: int
+    output_cap: int  # per snippet and stream
+    post_output_cap: int = 5_000_000  # everything the post shows
+
+    @property
+    def frame_limit(self) -> int:
+        """The largest message a session may send (base64 images included)."""
+        return self.post_output_cap * 2 + (1 << 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +107,12 @@ def drive(
     machine: MachineInfo,
     cluster_failure: Callable[[], str | None] = lambda: None,
     notify: Callable[[SessionEvent], None] | None = None,
+    explain_death: Callable[[int | None], str | None] = lambda _status: None,
 ) -> Outcome:
     """Run ``plan`` in a new session and return what it did; ``notify`` hears each
-    SnippetStarted and SnippetDone as it arrives (for a live status)."""
+    SnippetStarted and SnippetDone as it arrives (for a live status); ``explain_death``
+    gives a better reason than the exit status for a session that died (e.g. its memory
+    cgroup's)."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     out_r, out_w = os.pipe()
@@ -121,9 +133,10 @@ def drive(
         child_channel.close()
         os.close(out_w)
         os.close(err_w)
+    budget = Budget(limits.post_output_cap)
     streams = {
-        out_r: SegmentedStream(plan.marker, limits.output_cap),
-        err_r: SegmentedStream(plan.marker, limits.output_cap),
+        out_r: SegmentedStream(plan.marker, limits.output_cap, budget),
+        err_r: SegmentedStream(plan.marker, limits.output_cap, budget),
     }
     progress = _Progress(notify=notify)
     try:
@@ -135,8 +148,18 @@ def drive(
     drained = time.perf_counter() - start
     status = server.wait_exit(pid, timeout=5.0)
     reaped = time.perf_counter() - start
+    if progress.finished is None and progress.kill_reason is None and plan.ray is not None:
+        _await_cluster_news(cluster_failure)
     execution = _assemble(
-        run, limits, machine, progress, streams[out_r], streams[err_r], status, started_at, start
+        run,
+        limits,
+        machine,
+        progress,
+        (streams[out_r], streams[err_r], budget),
+        status,
+        started_at,
+        start,
+        lambda status: explain_death(status) or cluster_failure(),
     )
     jobs = tuple(e.job_id for e in progress.events if isinstance(e, RayJob))
     timeline = (
@@ -160,7 +183,7 @@ def _pump(
     progress: _Progress,
     cluster_failure: Callable[[], str | None],
 ) -> None:
-    reader = FrameReader(channel)
+    reader = FrameReader(channel, limits.frame_limit)
     selector = selectors.DefaultSelector()
     selector.register(channel, selectors.EVENT_READ)
     for fd in streams:
@@ -188,6 +211,16 @@ def _pump(
                     reader.fill()
                     for frame in reader.frames():
                         _on_event(progress, frame)
+                    if reader.oversized and not killed:
+                        progress.kill_reason = "died"
+                        progress.kill_note = (
+                            f"the session was stopped: it sent {size_text(reader.oversized)} "
+                            f"of results at once, over the post's output cap"
+                        )
+                        server.kill(pid)
+                        killed = True
+                        progress.ended = progress.ended or time.perf_counter()
+                        give_up_at = time.perf_counter() + _DRAIN_GRACE_S
                     if reader.closed:
                         selector.unregister(channel)
                         progress.ended = progress.ended or time.perf_counter()
@@ -206,6 +239,14 @@ def _pump(
     for stream in streams.values():
         if not stream.eof:
             stream.finish()
+
+
+def _await_cluster_news(cluster_failure: Callable[[], str | None], wait: float = 1.0) -> None:
+    """A Ray driver dies within milliseconds of its cluster; the news of the cluster's
+    death may come a moment later: give it that moment, to name the right cause."""
+    deadline = time.perf_counter() + wait
+    while cluster_failure() is None and time.perf_counter() < deadline:
+        time.sleep(0.05)
 
 
 def _on_event(progress: _Progress, frame: bytes) -> None:
@@ -274,12 +315,13 @@ def _assemble(
     limits: Limits,
     machine: MachineInfo,
     progress: _Progress,
-    out: SegmentedStream,
-    err: SegmentedStream,
+    captured: tuple[SegmentedStream, SegmentedStream, Budget],
     exit_status: int | None,
     started_at: str,
     start: float,
+    explain_death: Callable[[int | None], str | None],
 ) -> PostExecution:
+    out, err, budget = captured
     cap = limits.output_cap
     done = {e.index: e for e in progress.events if isinstance(e, SnippetDone)}
     started = {e.index: e for e in progress.events if isinstance(e, SnippetStarted)}
@@ -294,7 +336,7 @@ def _assemble(
     jobs = [e for e in progress.events if isinstance(e, RayJob)]
     stopped_note = progress.kill_note
     if progress.finished is None and progress.kill_reason is None:
-        stopped_note = describe_death(exit_status)
+        stopped_note = explain_death(exit_status) or describe_death(exit_status)
     results: list[SnippetResult] = []
     problems: list[Problem] = []
     for snippet in run.snippets:
@@ -305,14 +347,14 @@ def _assemble(
             event = done[index]
             displays = [d for d in shown.get(index, []) if d.seq < event.seq]
             pieces = _pieces(out, err, displays, event.seq)
-            result = snippet_result(event, pieces, cap)
+            result = snippet_result(event, pieces, cap, budget)
         elif index in started and progress.finished is None:
             status = "timed-out" if progress.kill_reason == "timed-out" else "died"
             displays = shown.get(index, [])
             seq = displays[-1].seq + 1 if displays else started[index].seq  # the open phase
             wall = (progress.ended or time.perf_counter()) - progress.running_since
             pieces = _pieces(out, err, displays, seq)
-            result = interrupted_result(index, status, pieces, cap, stopped_note, wall)
+            result = interrupted_result(index, status, pieces, cap, stopped_note, wall, budget)
         else:
             result = SnippetResult(index, "not-run")
         problem = snippet_problem(run.post, snippet, result)

@@ -1,11 +1,15 @@
 """The fork server: a pre-warmed, single-threaded process that forks one session per post.
 
 Started once per build by the build process (``python -m raypress.execution.forkserver
-FD``), optionally inside a loopback-only network namespace, it imports the heavy
-modules once (NumPy at start, Ray and others on request) so sessions start in
-milliseconds with them loaded. It also launches the Ray head (so the head shares its
-namespace), reaps its children, SIGKILLs each child's whole process group when asked or
-when the child ends (so nothing a post started outlives it) and reports exits.
+FD NETWORK``): inside the build's bubblewrap sandbox (NETWORK ``sandbox``; see
+``sandbox_launch``), else optionally in a loopback-only network namespace of its own. It
+imports the heavy modules once (NumPy at start, Ray and others on request) so sessions
+start in milliseconds with them loaded; in the sandbox each session then makes its own
+namespaces (``session_ns``). It also launches the Ray head (so the head shares its
+sandbox), reaps its children, SIGKILLs each child's whole process group when asked or
+when the child ends (so nothing a post started outlives it) and reports exits. It is not
+dumpable: the posts' Ray workers, which run beside it in the sandbox under the same
+user, can neither trace it nor read its memory. What it sends back is JSON.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from raypress.execution import netns, sandbox, session
+from raypress.execution import netns, sandbox, session, session_ns
 from raypress.execution.protocol import (
+    SERVER_CGROUP,
     Exited,
     FrameReader,
     Kill,
@@ -36,13 +41,14 @@ from raypress.execution.protocol import (
     Spawn,
     Started,
     Warm,
-    send_pickle,
+    send_reply,
 )
 
 if TYPE_CHECKING:
     import subprocess
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_DUMPABLE = 4
 
 # Modules a session may find already imported (with the submodules most posts touch);
 # others are imported by the sessions themselves. All are fork-safe: no threads at import.
@@ -100,7 +106,7 @@ class ForkServer:
                     os.killpg(request.pid, signal.SIGKILL)
         elif isinstance(request, Warm):
             error = warm(request.modules)
-            send_pickle(self.control, Started(request.token, os.getpid(), error))
+            send_reply(self.control, Started(request.token, os.getpid(), error))
 
     def spawn(self, token: int, plan: SessionPlan, fds: list[int]) -> None:
         """Fork a session; in the child, never return to this loop."""
@@ -108,6 +114,8 @@ class ForkServer:
         if pid == 0:
             status = 70
             try:
+                if plan.sandbox is not None:
+                    session_ns.enter(plan.sandbox)
                 channel_fd = sandbox.enter(plan, *fds)
                 channel = socket.socket(fileno=channel_fd)
                 if plan.janitor_jobs:
@@ -124,11 +132,17 @@ class ForkServer:
         for fd in fds:
             os.close(fd)
         self.children[pid] = None
-        send_pickle(self.control, Started(token, pid))
+        send_reply(self.control, Started(token, pid))
 
     def launch(self, request: Launch, output_fd: int) -> None:
         """Start a command in its own session and process group, output to ``output_fd``."""
         import subprocess  # only the Ray head is launched
+
+        cgroup = request.cgroup_procs
+
+        def join_cgroup() -> None:  # this server is single-threaded: safe before exec
+            if cgroup:
+                Path(cgroup).write_text(str(os.getpid()))
 
         try:
             process = subprocess.Popen(
@@ -139,14 +153,15 @@ class ForkServer:
                 stdout=output_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=join_cgroup if cgroup else None,
             )
-        except OSError as exc:
-            send_pickle(self.control, Started(request.token, 0, str(exc)))
+        except (OSError, subprocess.SubprocessError) as exc:
+            send_reply(self.control, Started(request.token, 0, str(exc)))
             return
         finally:
             os.close(output_fd)
         self.children[process.pid] = process
-        send_pickle(self.control, Started(request.token, process.pid))
+        send_reply(self.control, Started(request.token, process.pid))
 
     def reap(self, block: bool = False) -> None:
         """Report ended children, after SIGKILLing what is left of their process groups.
@@ -184,7 +199,7 @@ class ForkServer:
         if process is not None:
             process.returncode = os.waitstatus_to_exitcode(status)
         with contextlib.suppress(OSError):
-            send_pickle(self.control, Exited(pid, status))
+            send_reply(self.control, Exited(pid, status))
 
 
 def warm(modules: tuple[str, ...]) -> str | None:
@@ -228,23 +243,47 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def nested_namespaces_problem() -> str | None:
+    """Why a session could not make its own namespaces here (None: it can); tried in a
+    short-lived child before the heavy imports, when forking is cheapest."""
+    pid = os.fork()
+    if pid == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        flags = 0x10000000 | 0x00020000 | 0x20000000 | 0x08000000  # user, mount, PID, IPC
+        os._exit(0 if libc.unshare(flags) == 0 else min(ctypes.get_errno(), 255) or 1)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return None
+    return f"sessions cannot make namespaces of their own (unshare: {os.strerror(code)})"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m raypress.execution.forkserver CONTROL_FD NETWORK [MODULE ...]``."""
+    """``python -m raypress.execution.forkserver CONTROL_FD NETWORK [MODULE ...]``.
+
+    NETWORK: ``sandbox`` (already in the build's sandbox), ``auto``, ``isolated`` (a
+    loopback-only network namespace, where possible or required) or ``host``.
+    """
     args = sys.argv[1:] if argv is None else argv
     control = socket.socket(fileno=int(args[0]))
     network, modules = args[1], tuple(args[2:])
-    isolated, problem = False, None
-    if network in ("auto", "isolated"):
+    isolated, problem, nested = False, None, None
+    if network == "sandbox":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        isolated = True
+        cgroup = Path(SERVER_CGROUP)
+        if cgroup.exists():  # the build's memory cgroup is mounted in the sandbox
+            cgroup.write_text(str(os.getpid()))
+        nested = nested_namespaces_problem()
+    elif network in ("auto", "isolated"):
         try:
             netns.enter_loopback_namespace()
             isolated = True
-            os.environ["RAY_AUTH_MODE"] = "disabled"  # before any import of ray
-            os.environ.pop("RAY_AUTH_TOKEN", None)
         except OSError as exc:
             problem = f"no loopback-only network namespace: {exc}"
     _become_subreaper()
     warm(modules)
-    send_pickle(control, Ready(os.getpid(), isolated, problem))
+    send_reply(control, Ready(os.getpid(), isolated, problem, nested))
     if network == "isolated" and not isolated:
         return 1
     ForkServer(control).serve()

@@ -28,6 +28,7 @@ FAILED: frozenset[str] = frozenset({"error", "missing-expected-error", "timed-ou
 PostStatus = Literal["ok", "failed", "died", "timed-out"]
 RayMode = Literal["shared", "isolated"]
 NetworkMode = Literal["auto", "isolated", "host"]
+SandboxMode = Literal["auto", "required", "off"]
 
 GIB = 1 << 30
 COMPARE_MODES = ("strict", "loose", "none")
@@ -137,14 +138,17 @@ class ExecutionSettings:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     snippet_timeout: float = 300.0  # seconds per snippet unless the snippet or post says
     post_timeout: float | None = None  # seconds for a whole post
-    memory_limit_bytes: int | None = 4 * GIB  # RLIMIT_DATA of each session (None: none)
+    memory_limit_bytes: int | None = 4 * GIB  # each session's ceiling (None: none)
     output_cap_bytes: int = 100_000  # per stream and snippet
+    post_output_cap_bytes: int = 5_000_000  # everything a post shows: outputs, values, images
     ray_address: str | None = None  # an existing cluster: start and stop nothing
     ray_num_cpus: int | None = None  # logical CPUs of the build's cluster (None: max(8, cores))
     ray_object_store_bytes: int | None = None  # None: min(2 GiB, a tenth of the memory)
     network: NetworkMode = "auto"  # "auto": a loopback-only namespace where available
     prewarm: tuple[str, ...] = ()  # imported by the fork server besides what posts import
     temp_root: Path | None = None  # where session folders go (None: the system's)
+    sandbox: SandboxMode = "auto"  # "required": fail unless isolation is full
+    project_root: Path | None = None  # the folder sessions may read (besides the posts')
     log: Callable[[str], None] | None = field(default=None, compare=False)
     # what runs now, for a live status (called from the engine's threads; must be quick)
     progress: Callable[[ProgressEvent], None] | None = field(default=None, compare=False)
@@ -358,6 +362,7 @@ class Environment:
     packages: tuple[tuple[str, str], ...] = ()  # (name, version) of what the session imported
     ray_version: str | None = None
     ray_cluster_cpus: float | None = None
+    isolation: str = ""  # "" when full; else "reduced — what the machine could not give"
 
 
 @dataclass(frozen=True, slots=True)

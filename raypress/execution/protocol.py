@@ -1,9 +1,10 @@
 """Messages between the build process, the fork server and the sessions, and their framing.
 
 Both channels are Unix stream sockets carrying length-prefixed frames. The control
-channel (build process <-> fork server) carries pickles, and file descriptors via
-SCM_RIGHTS; it never reaches a session. A session's own channel carries JSON only, so
-the build process never unpickles what a snippet could have forged.
+channel carries pickles from the build process to the fork server (with file descriptors
+via SCM_RIGHTS) and JSON back: the fork server runs in the sandbox beside the posts' Ray
+workers, so the build process never unpickles what it sends. A session's own channel
+carries JSON only, and its frames are bounded (:class:`FrameReader` ``limit``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Any
 
 _HEADER = struct.Struct("!I")
 MAX_FDS = 8
+# Inside the build's sandbox: the build's memory cgroup folder, and the fork server's own
+CGROUP_DIR = "/run/raypress/cgroup"
+SERVER_CGROUP = f"{CGROUP_DIR}/server/cgroup.procs"
 
 
 # --- the plan a session runs (build process -> fork server -> session, pickled) ---------
@@ -62,6 +66,22 @@ class RayPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSandbox:
+    """The namespaces a session makes for itself inside the build's sandbox (paths are
+    as the sandbox sees them)."""
+
+    cgroup_procs: str | None  # the session's memory cgroup to join (its cgroup.procs file)
+    home: str  # $HOME, on the session's private /tmp
+    work: str  # the working directory, on the session's private /tmp
+    tmp_bytes: int  # size of the private /tmp and /dev/shm
+    keep: tuple[str, ...]  # read-only folders below /tmp to show again over the private /tmp
+    read_only: tuple[str, ...]  # writable folders of the build's sandbox made read-only
+    writable: tuple[str, ...]  # ...except these folders below them (Ray's logs)
+    hide: tuple[str, ...]  # folders covered by an empty one (the cgroup folder)
+    seed: tuple[str, ...]  # files copied to the same path in the private /tmp (font cache)
+
+
+@dataclass(frozen=True, slots=True)
 class SessionPlan:
     """Everything a forked session needs to run one post."""
 
@@ -75,6 +95,7 @@ class SessionPlan:
     memory_limit_bytes: int | None
     ray: RayPlan | None
     janitor_jobs: tuple[str, ...] = ()  # a janitor session: kill these jobs' actors, run nothing
+    sandbox: SessionSandbox | None = None  # None: no namespaces of its own (reduced isolation)
 
 
 # --- control channel (pickled) ---------------------------------------------------------
@@ -96,6 +117,7 @@ class Launch:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     cwd: str
+    cgroup_procs: str | None = None  # the memory cgroup it joins before it starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +151,7 @@ class Ready:
     pid: int
     isolated_network: bool  # it runs in a loopback-only network namespace
     problem: str | None  # why it could not enter one, when asked to
+    nested: str | None = None  # why sessions cannot make namespaces of their own (None: they can)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +173,56 @@ def send_frame(sock: socket.socket, payload: bytes, fds: tuple[int, ...] = ()) -
 
 
 def send_pickle(sock: socket.socket, message: object, fds: tuple[int, ...] = ()) -> None:
-    """Send a control message."""
+    """Send a control message (build process -> fork server)."""
     send_frame(sock, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), fds)
+
+
+Reply = Started | Ready | Exited
+_REPLY_TYPES = {cls.__name__: cls for cls in (Started, Ready, Exited)}
+_REPLY_FIELDS = {
+    "token": int,
+    "pid": int,
+    "status": int,
+    "error": (str, type(None)),
+    "problem": (str, type(None)),
+    "nested": (str, type(None)),
+    "isolated_network": bool,
+}
+
+
+def send_reply(sock: socket.socket, message: Reply) -> None:
+    """Send a reply (fork server -> build process) as JSON."""
+    send_frame(sock, json.dumps({"type": type(message).__name__, **asdict(message)}).encode())
+
+
+def decode_reply(frame: bytes) -> Reply:
+    """Parse a fork server reply; raises ValueError for anything malformed."""
+    data = json.loads(frame)
+    if not isinstance(data, dict):
+        raise ValueError("reply is not an object")
+    cls = _REPLY_TYPES.get(data.pop("type", None))
+    if cls is None:
+        raise ValueError("unknown reply")
+    names = {f.name for f in fields(cls)}
+    if not set(data) <= names:
+        raise ValueError(f"bad fields for {cls.__name__}")
+    for name, value in data.items():
+        kind = _REPLY_FIELDS[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"bad {name} in {cls.__name__}")
+    return cls(**data)
 
 
 class FrameReader:
     """Reassembles frames (and received file descriptors, in order) from a stream socket."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, limit: int | None = None) -> None:
         self.sock = sock
         self.buffer = bytearray()
         self.fds: deque[int] = deque()
         self.closed = False
+        self.limit = limit  # largest frame accepted; a larger one sets ``oversized``
+        self.oversized = 0  # the size a peer announced over the limit (the stream stops)
 
     def fill(self) -> None:
         """Read what is available (call when the socket is readable); sets ``closed`` at EOF."""
@@ -172,13 +233,18 @@ class FrameReader:
         self.fds.extend(fds)
         if not data:
             self.closed = True
-        self.buffer += data
+        if not self.oversized:  # past an oversized frame the stream is only drained
+            self.buffer += data
 
     def frames(self) -> list[bytes]:
         """Complete frames received so far."""
         out = []
-        while len(self.buffer) >= _HEADER.size:
+        while len(self.buffer) >= _HEADER.size and not self.oversized:
             (size,) = _HEADER.unpack_from(self.buffer)
+            if self.limit is not None and size > self.limit:
+                self.oversized = size
+                self.buffer.clear()
+                break
             if len(self.buffer) < _HEADER.size + size:
                 break
             out.append(bytes(self.buffer[_HEADER.size : _HEADER.size + size]))

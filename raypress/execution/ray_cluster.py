@@ -5,10 +5,11 @@ of that group, never ``ray stop``, which would kill every Ray process on the mac
 on a free port, with its own short temp dir (Unix socket paths must stay under ~107
 bytes), no dashboard, no log monitor (sessions read worker logs themselves), generous
 logical CPUs (``@ray.remote(num_cpus=4)`` must not wait forever on a 2-core machine), an
-explicit object store size and an earlier memory-pressure threshold. Inside the fork
-server's loopback-only namespace it needs no authentication; outside it uses a fresh
-token per build. ``RAY_AUTH_MODE`` is always set: unset, Ray's behaviour depends on
-whether ``~/.ray/auth_token`` exists.
+explicit object store size and an earlier memory-pressure threshold. It always requires
+a fresh token per build, also inside the build's sandbox (``RAY_AUTH_MODE`` is always set:
+unset, Ray's behaviour depends on whether ``~/.ray/auth_token`` exists). In the sandbox
+its temporary folder lives in the sandbox's own ``/ray`` (no other build, and no process
+outside, can reach its Unix sockets) and it runs in the build's ``ray`` memory cgroup.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from raypress.execution.forkclient import ForkServerClient
+from raypress.execution.forkclient import ForkServerClient, ForkServerError
 from raypress.execution.model import GIB
 
 _ADDRESS = re.compile(r"ray start --address='([^']+)'")
@@ -58,6 +60,8 @@ class ClusterOptions:
     object_store_bytes: int
     isolated_network: bool
     memory_usage_threshold: float = 0.85  # Ray's default, 0.95 of the machine, is too late
+    temp_dir: str | None = None  # in the build's sandbox (Ray makes it); None: a new one here
+    cgroup_procs: str | None = None  # the memory cgroup the head (and its workers) join
     worker_startup_concurrency: int = field(
         default_factory=lambda: max(1, (os.cpu_count() or 1) // 2)
     )
@@ -77,10 +81,8 @@ def default_object_store_bytes() -> int:
     return max(256 << 20, min(2 * GIB, total // 10))
 
 
-def auth_env(isolated_network: bool, token: str | None) -> dict[str, str]:
-    """``RAY_AUTH_MODE`` (and token) for the build's own cluster: none needed in the namespace."""
-    if isolated_network:
-        return {"RAY_AUTH_MODE": "disabled"}
+def auth_env(token: str | None = None) -> dict[str, str]:
+    """``RAY_AUTH_MODE`` and a fresh token for the build's own cluster (always required)."""
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token or secrets.token_hex(32)}
 
 
@@ -104,7 +106,8 @@ class BuildCluster:
     ) -> None:
         self.server = server
         self.options = options
-        self.temp_dir = tempfile.mkdtemp(prefix="c", dir=parent)  # short: socket paths
+        # short: socket paths
+        self.temp_dir = options.temp_dir or tempfile.mkdtemp(prefix="c", dir=parent)
         self.node_ip = LOOPBACK if options.isolated_network else None
         self.stopping = False
         self.death: str | None = None
@@ -122,11 +125,16 @@ class BuildCluster:
         }
         try:
             self.pid = server.launch(
-                self._argv(), head_env, self.temp_dir, write_fd, on_exit=self._on_exit
+                self._argv(),
+                head_env,
+                "/" if options.temp_dir else self.temp_dir,
+                write_fd,
+                on_exit=self._on_exit,
+                cgroup_procs=options.cgroup_procs,
             )
         except BaseException:
             os.close(read_fd)
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self._remove_temp_dir()
             raise
         finally:
             os.close(write_fd)
@@ -147,13 +155,26 @@ class BuildCluster:
         return self.death
 
     def stop(self) -> None:
-        """SIGKILL the head's process group (frees every worker in ~0.1 s) and clean up."""
+        """SIGKILL the head's process group (frees every worker in ~0.1 s) and clean up.
+
+        If the fork server is gone: in the sandbox the head went with it (its PID
+        namespace ended); outside, its process group is killed from here.
+        """
         self.stopping = True
-        self.server.kill(self.pid)
-        self.server.wait_exit(self.pid, timeout=10.0)
+        try:
+            self.server.kill(self.pid)
+            self.server.wait_exit(self.pid, timeout=10.0)
+        except ForkServerError:
+            if self.options.temp_dir is None:  # the head's pid is one of this machine's
+                with contextlib.suppress(OSError):
+                    os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             self.output_file.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self._remove_temp_dir()
+
+    def _remove_temp_dir(self) -> None:
+        if self.options.temp_dir is None:  # one of ours; in the sandbox it goes with it
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _argv(self) -> list[str]:
         argv = [

@@ -6,7 +6,8 @@ for the build log) or starts a private one in a short temp dir (isolated mode), 
 in the session's own namespace, with Ray's driver-side log forwarding off (the worker
 log files are read instead, see ``ray_logs``). ``ray.shutdown()`` is Ray's own: it only
 disconnects this session, and a later ``ray.init`` connects again as a new job. When the
-session ends, the detached actors its jobs left are killed.
+session ends, the detached actors and placement groups its jobs left are removed
+(``ray_cleanup``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import functools
 import importlib.abc
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from raypress.execution.protocol import Note, RayJob, RayPlan, SessionEvent
+from raypress.execution.ray_cleanup import clean_up
+from raypress.execution.ray_driver import patch_node_discovery
 from raypress.execution.ray_logs import WorkerLogTail
 
 _LOGGING_ERROR = 40  # logging.ERROR, without importing logging into the fork server
@@ -130,6 +133,8 @@ class RayShim:
         )
         if self.plan.node_ip:
             kwargs["_node_ip_address"] = self.plan.node_ip
+        if address is not None:  # a session may not see the raylet's process
+            patch_node_discovery(ray, address)
         context = self.real_init(address, **kwargs)
         job = ray.get_runtime_context().get_job_id()
         self.jobs.append(job)
@@ -167,48 +172,13 @@ class RayShim:
                 return
             if not ray.is_initialized():  # the post called ray.shutdown(): connect to clean up
                 self._connect(self.plan.address, {})
-            killed = kill_detached_actors(ray, self.jobs)
+            killed, removed = clean_up(ray, self.jobs)
             if killed:
                 self.emit(Note(f"killed {killed} detached actor(s) the post left on the cluster"))
+            if removed:
+                self.emit(Note(f"removed {removed} placement group(s) the post left"))
         except Exception as exc:
             self.emit(Note(f"Ray clean-up after the post failed: {type(exc).__name__}: {exc}"))
-
-
-def kill_detached_actors(ray: ModuleType, jobs: Sequence[str]) -> int:
-    """Kill the live detached actors created by ``jobs`` (the driver must be connected).
-
-    The GCS actor table (no dashboard needed) lists them; a handle is rebuilt from each
-    entry, since unnamed detached actors have none a later driver could look up.
-    """
-    from ray._private import state  # ray is imported by now
-    from ray.core.generated import core_worker_pb2, gcs_pb2
-
-    accessor = state.state._connect_and_get_accessor()
-    core_worker = ray._private.worker.global_worker.core_worker
-    killed = 0
-    for job in jobs:
-        for raw in accessor.get_actor_table(ray.JobID.from_hex(job), None):
-            actor = gcs_pb2.ActorTableData.FromString(raw)
-            if not actor.is_detached or actor.state == gcs_pb2.ActorTableData.DEAD:
-                continue
-            handle = core_worker_pb2.ActorHandle(
-                actor_id=actor.actor_id,
-                owner_id=actor.owner_address.worker_id,
-                owner_address=actor.owner_address,
-                creation_job_id=actor.job_id,
-                actor_creation_task_function_descriptor=actor.function_descriptor,
-                name=actor.name,
-                ray_namespace=actor.ray_namespace,
-                is_detached=True,
-            )
-            ray.kill(
-                core_worker.deserialize_and_register_actor_handle(
-                    handle.SerializeToString(), None, True
-                ),
-                no_restart=True,
-            )
-            killed += 1
-    return killed
 
 
 def _call_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -41,7 +41,9 @@ from raypress.execution.protocol import (
     encode_event,
     send_frame,
 )
-from raypress.execution.ray_shim import RayShim, kill_detached_actors
+from raypress.execution.ray_cleanup import clean_up
+from raypress.execution.ray_driver import patch_node_discovery
+from raypress.execution.ray_shim import RayShim
 from raypress.execution.rich_output import close_all_figures
 from raypress.execution.tracebacks import (
     describe,
@@ -252,15 +254,18 @@ class SessionRunner:
 
 
 def run_janitor(plan: SessionPlan) -> None:
-    """Kill the detached actors left by the jobs of a session that was killed."""
+    """Remove the detached actors and placement groups left by the jobs of a session
+    that was killed."""
     import ray  # only janitors and Ray posts pay for it
 
-    assert plan.ray is not None
+    assert plan.ray is not None and plan.ray.address is not None
     kwargs: dict[str, Any] = {}
     if plan.ray.node_ip:
         kwargs["_node_ip_address"] = plan.ray.node_ip
+    patch_node_discovery(ray, plan.ray.address)
     ray.init(plan.ray.address, namespace=plan.ray.namespace, log_to_driver=False, **kwargs)
-    print(f"killed {kill_detached_actors(ray, plan.janitor_jobs)} detached actor(s)")
+    actors, groups = clean_up(ray, plan.janitor_jobs)
+    print(f"killed {actors} detached actor(s), removed {groups} placement group(s)")
 
 
 def _median(values: list[float]) -> float:

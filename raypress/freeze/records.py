@@ -190,6 +190,7 @@ def dumps(record: Record) -> str:
             "installed": dict(record.installed),
             "ray_version": environment.ray_version,
             "ray_cluster_cpus": environment.ray_cluster_cpus,
+            **({"isolation": environment.isolation} if environment.isolation else {}),
         },
         "run": {
             "status": execution.status,
@@ -328,6 +329,7 @@ def parse_record(data: Any, post: str, images: Path) -> Record:
             packages=environment.pairs("packages"),
             ray_version=environment.optional_str("ray_version"),
             ray_cluster_cpus=environment.optional_number("ray_cluster_cpus"),
+            isolation=environment.str("isolation") if "isolation" in environment.data else "",
         ),
         started_at=run.str("started_at"),
         wall_s=run.number("wall_s"),

@@ -69,29 +69,69 @@ def execution_settings(
     config: Config,
     log: Callable[[str], None] | None,
     events: Callable[[ProgressEvent], None] | None = None,
+    require_isolation: bool = False,
 ) -> ExecutionSettings:
     """ExecutionSettings from the configuration (and ``RAY_ADDRESS`` when not configured);
-    ``events`` hears what runs as it runs (a live status)."""
+    ``events`` hears what runs as it runs (a live status); ``require_isolation``: fail
+    unless the sandbox is complete (``check --require-isolation``)."""
     return ExecutionSettings(
         jobs=config.jobs or os.cpu_count() or 1,
         snippet_timeout=float(config.snippet_timeout),
         post_timeout=float(config.post_timeout) if config.post_timeout else None,
-        memory_limit_bytes=config.memory_limit_mb * (1 << 20) if config.memory_limit_mb else None,
+        memory_limit_bytes=config.memory_limit_mb * (1 << 20),
         output_cap_bytes=config.output_cap_bytes,
+        post_output_cap_bytes=config.post_output_cap_bytes,
         ray_address=config.ray_address or os.environ.get("RAY_ADDRESS") or None,
         ray_num_cpus=config.ray_num_cpus or None,
         temp_root=None,
+        sandbox="required" if require_isolation else "auto",
+        project_root=config.root,
         log=log,
         progress=events,
     )
 
 
 class PostExecutor(Protocol):
-    """Something that runs posts, e.g. an execution engine kept warm by ``serve``."""
+    """Something that runs posts, e.g. an execution engine kept warm by ``serve``;
+    ``failure`` says (one line) if its machinery died during the last run."""
+
+    failure: str | None
 
     def run(
         self, runs: Sequence[PostRun], progress: Callable[[PostExecution], None] | None = None
     ) -> list[PostExecution]: ...
+
+
+def execute_runs(
+    runs: Sequence[PostRun],
+    settings: ExecutionSettings,
+    progress: Callable[[PostExecution], None] | None = None,
+    executor: PostExecutor | None = None,
+) -> tuple[list[PostExecution], list[Problem]]:
+    """Run ``runs`` (on ``executor``, else a new engine); the results, and one problem for
+    the machinery itself if it could not start or died (its posts' pages say so)."""
+    if not runs:
+        return [], []
+    from raypress.execution.forkclient import ForkServerError
+    from raypress.execution.pool import ExecutionUnavailable, Executor  # starts processes
+
+    try:
+        if executor is not None:
+            results = executor.run(runs, progress)
+            failure = executor.failure
+        else:
+            with Executor(settings, runs) as engine:
+                results = engine.run(runs, progress)
+                failure = engine.failure
+    except ExecutionUnavailable as exc:
+        return [], [Problem("execution", None, str(exc), "see README: Security model")]
+    except ForkServerError as exc:
+        return [], [Problem("execution", None, f"the snippets could not run: {exc}")]
+    if not failure:
+        return results, []
+    unfinished = sum(1 for r in results if r.status == "died" and not r.problems)
+    message = f"{failure}; {unfinished} post(s) did not finish (their pages say so)"
+    return results, [Problem("execution", None, message)]
 
 
 def run_posts(
@@ -109,17 +149,13 @@ def run_posts(
         return ExecutionReport({}, (), ())
     if events is not None:
         events(ProgressEvent("posts-queued", count=len(runs)))
-    if executor is not None:
-        results = executor.run(runs, progress)
-    else:
-        from raypress.execution import execute_posts  # starts processes: only when needed
-
-        results = execute_posts(runs, execution_settings(config, log, events), progress)
-    problems: list[Problem] = []
+    settings = execution_settings(config, log, events)
+    results, problems = execute_runs(runs, settings, progress, executor)
+    machinery_failed = bool(problems)  # then posts it cut short have no problem of their own
     messages: list[str] = []
     for result in results:
         problems += result.problems
-        if result.status != "ok" and not result.problems:
+        if result.status != "ok" and not result.problems and not machinery_failed:
             problems.append(Problem(result.post, None, f"session {result.status}", None))
         messages += [f"{result.post}: {m}" for m in result.messages]
     return ExecutionReport(

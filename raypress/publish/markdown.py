@@ -245,7 +245,7 @@ def parse_body(
     separator = settings.excerpt_separator
     body = post.body.replace(separator, "") if separator else post.body
     tokens = md.parse(body, {"baseurl": settings.baseurl})
-    snippets, inline, problems = _extract(tokens, post)
+    snippets, inline, problems = _extract(tokens, post, body.split("\n"))
     problems += _convert_math(tokens, post)
     local_files = _local_files(tokens, post)
     env: dict[str, Any] = {
@@ -289,13 +289,29 @@ def _shows_code(token: Token) -> bool:
     return token.meta.get("snippet") is None or bool(token.meta.get("echo"))
 
 
+_CONTAINER = re.compile(r"^[ \t>]*")  # blockquote markers and list indentation
+
+
 def _fence_language(info: str) -> str:
     word = info.strip().split(maxsplit=1)[0] if info.strip() else ""
     return word.strip("{}").lower()
 
 
+def unclosed(token: Token, lines: Sequence[str]) -> bool:
+    """True when a fence has no closing line of its own (it runs to the end of the post
+    or of its blockquote or list item, swallowing the prose after it)."""
+    if token.map is None:
+        return False
+    start, end = token.map
+    if end - 1 <= start or end - 1 >= len(lines):
+        return True
+    closing = _CONTAINER.sub("", lines[end - 1]).rstrip()
+    char = token.markup[:1]
+    return not (closing and set(closing) == {char} and len(closing) >= len(token.markup))
+
+
 def _extract(
-    tokens: Sequence[Token], post: Post
+    tokens: Sequence[Token], post: Post, lines: Sequence[str]
 ) -> tuple[list[Snippet], list[InlineExpression], list[Problem]]:
     snippets: list[Snippet] = []
     inline: list[InlineExpression] = []
@@ -309,6 +325,17 @@ def _extract(
             problems.append(exc.problem)
     for token in tokens:
         language = _fence_language(token.info) if token.type == "fence" else ""
+        if token.type == "fence" and unclosed(token, lines):
+            problems.append(
+                Problem(
+                    post.source,
+                    post.body_line + (token.map[0] if token.map else 0),
+                    f"this code fence ({token.markup}) is never closed: the rest of the post "
+                    "would be code (and a python fence would run it)",
+                    f"add a closing {token.markup} line",
+                )
+            )
+            continue
         if is_python(language) and token.map:
             fence_line = post.body_line + token.map[0]
             option_lines, code = split_options(token.content)

@@ -2,15 +2,20 @@
 
 Markdown parsing and Pygments highlighting are most of a build's time, so a body is
 re-rendered only when its post file (or the Markdown settings, or raypress) changed. Cold
-builds spread the work over processes.
+builds spread the work over processes, which die with the build: killed when it stops
+for any reason (Ctrl-C and SIGTERM included) and, should it be SIGKILLed, by the kernel
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import os
 import pickle
+import signal
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +39,7 @@ ADDED_NAME = "build-cache-added.pickle"
 _FORMAT = 3
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 BIG_POST_BYTES = 200_000  # bodies larger than this are parsed under a time budget
+_PR_SET_PDEATHSIG = 1
 
 
 _CACHED_CLASSES = (Post, ParsedBody, TocEntry, Snippet, SnippetOptions, InlineExpression)
@@ -237,18 +243,15 @@ def _parse_many(
         results.update((i, _parse_safely(posts[i], settings, known[i])) for i in small)
     else:
         chunk = max(1, len(small) // (workers * 8))
-        from concurrent.futures import ProcessPoolExecutor  # only for a cold build
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
-            parsed = pool.map(
+        # the with-block terminates the workers on the way out, however it is left
+        with _context().Pool(workers, _worker_start, (os.getpid(),)) as pool:
+            pending = pool.starmap_async(
                 _parse_safely,
-                [posts[i] for i in small],
-                [settings] * len(small),
-                [known[i] for i in small],
+                [(posts[i], settings, known[i]) for i in small],
                 chunksize=chunk,
             )  # submitted now; the results are waited for below
             meanwhile()  # this process would only wait: it does the caller's work
-            results.update(zip(small, parsed, strict=True))
+            results.update(zip(small, pending.get(), strict=True))
     return [results[i] for i in range(len(posts))]
 
 
@@ -258,7 +261,7 @@ def _parse_with_budget(
     """Parse one big post in a child process; refuse it if that takes over ``budget`` s."""
     context = _context()
     receiver, sender = context.Pipe(duplex=False)
-    arguments = (post, settings, known, sender)
+    arguments = (post, settings, known, sender, os.getpid())
     child = context.Process(target=_parse_into, args=arguments, daemon=True)
     child.start()
     sender.close()
@@ -283,10 +286,25 @@ def _parse_with_budget(
 
 
 def _parse_into(
-    post: Post, settings: MarkdownSettings, known: dict[Fence, str], sender: Connection
+    post: Post,
+    settings: MarkdownSettings,
+    known: dict[Fence, str],
+    sender: Connection,
+    parent: int,
 ) -> None:
+    _worker_start(parent)
     sender.send(_parse_safely(post, settings, known))
     sender.close()
+
+
+def _worker_start(parent: int) -> None:
+    """In a parse worker: die with the build (even SIGKILLed), leave Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the build died before the line above
+        os._exit(1)
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -22,6 +22,7 @@ from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import PathEscapeError, display_path, inside, safe_output_file, slugify
 from raypress.publish.front_matter import SplitPost, split_front_matter
+from raypress.publish.snippets import MAX_TIMEOUT_S
 
 POST_SUFFIXES = (".md", ".markdown", ".mkdown", ".mkdn", ".mkd", ".ipynb")  # Jekyll's, notebooks
 _DATED_NAME = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-(.+)$")  # 2017-2-5-x.md too, as Jekyll
@@ -70,9 +71,23 @@ def find_post_files(config: Config) -> tuple[list[Path], list[Problem]]:
     """List the Markdown files under posts/, refusing symlinks that leave the project.
 
     A folder holding an ``index.md`` is a page bundle: that file is its post, and the other
-    Markdown files in it (and below it) are the post's files, not posts of their own."""
+    Markdown files in it (and below it) are the post's files, not posts of their own.
+    A missing posts folder, or one that cannot be read, is a problem: a build that found
+    no posts because of a typo must not act as if every post had been removed.
+    """
     files: list[Path] = []
     problems: list[Problem] = []
+    if not config.posts_path.is_dir():
+        what = "is not a folder" if config.posts_path.exists() else "does not exist"
+        problems.append(
+            Problem(
+                config.posts_dir,
+                None,
+                f"the posts folder {config.posts_dir!r} {what}; nothing was built or removed",
+                "check posts_dir in the configuration, or --root",
+            )
+        )
+        return files, problems
     for path in _walk(config.posts_path, config.root, problems):
         if path.suffix.lower() in POST_SUFFIXES:
             files.append(path)
@@ -228,10 +243,14 @@ def _make_post(
         raise SourceError(source, line_of("execute"), "'execute' must be true or false")
     timeout = data.pop("timeout", None)
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= MAX_TIMEOUT_S  # NaN fails this too
     ):
         raise SourceError(
-            source, line_of("timeout"), f"'timeout' must be positive seconds, not {timeout!r}"
+            source,
+            line_of("timeout"),
+            f"'timeout' must be positive seconds (at most {MAX_TIMEOUT_S:,}), not {timeout!r}",
         )
     ray_mode = data.pop("ray", "shared")
     if ray_mode not in RAY_MODES:
@@ -308,7 +327,12 @@ def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
     if not inside(folder.resolve(), real_root):
         problems.append(_outside_link(folder, root))
         return
-    for current, dirs, files in os.walk(folder, followlinks=True):
+
+    def unreadable(error: OSError) -> None:
+        where = display_path(Path(error.filename or folder), root)
+        problems.append(Problem(where, None, f"cannot read this folder: {error.strerror}"))
+
+    for current, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
         here = Path(current)
         real_here = here.resolve()
         if real_here in seen or not inside(real_here, real_root):

@@ -46,6 +46,10 @@ _FIGURE_OPTION_TYPES: dict[str, tuple[type, ...]] = {
 _OPTION_TYPES.update(_FIGURE_OPTION_TYPES)
 
 
+MAX_TIMEOUT_S = 7 * 24 * 3600  # a week: larger values overflow the clocks that enforce them
+MAX_REPEAT = 10_000
+
+
 def is_python(language: str) -> bool:
     """True for the fence languages that raypress runs."""
     return language.lower() in PYTHON_LANGUAGES
@@ -134,9 +138,14 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
                 path, lines["deps"], "snippet option 'deps' must list file names", None
             )
         values["deps"] = tuple(deps)
-    if "timeout" in values and values["timeout"] <= 0:
+    timeout = values.get("timeout")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_S:  # NaN fails this too
         raise SourceError(
-            path, lines["timeout"], "snippet option 'timeout' must be positive seconds", None
+            path,
+            lines["timeout"],
+            f"snippet option 'timeout' must be positive seconds (at most {MAX_TIMEOUT_S:,}), "
+            f"not {timeout!r}",
+            None,
         )
     if "compare" in values and values["compare"] not in COMPARE_MODES:
         raise SourceError(
@@ -165,8 +174,13 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
         raise SourceError(
             path, lines["fig_dpi"], "snippet option 'fig-dpi' must be between 10 and 1000", None
         )
-    if "repeat" in values and values["repeat"] < 1:
-        raise SourceError(path, lines["repeat"], "snippet option 'repeat' must be at least 1", None)
+    if "repeat" in values and not 1 <= values["repeat"] <= MAX_REPEAT:
+        raise SourceError(
+            path,
+            lines["repeat"],
+            f"snippet option 'repeat' must be at least 1 (and at most {MAX_REPEAT:,})",
+            None,
+        )
     _validate_display(values, path, lines)
     return SnippetOptions(**values)
 

@@ -86,6 +86,7 @@ class ExecutionView:
     notebook_url: str = ""  # the post as .ipynb with its outputs
     colab_url: str = ""  # "Open in Colab" (notebook posts, with repository_url)
     binder_url: str = ""  # "Launch Binder" (with repository_url)
+    isolation: str = ""  # "" when the sandbox was complete; else "reduced — …"
 
 
 @dataclass(slots=True, eq=False)
@@ -218,6 +219,7 @@ def execution_view(
         notebook_url=notebook_url,
         colab_url=launch[0],
         binder_url=launch[1],
+        isolation=environment.isolation,
     )
 
 
