@@ -62,8 +62,9 @@ class Config:
     post_timeout: int = 0  # seconds for a whole post; 0: no limit beyond the snippets'
     memory_limit_mb: int = 4096  # per session (its own growth; Ray tasks are separate)
     output_cap_bytes: int = 100_000  # per snippet and stream; the rest is cut with a note
-    ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
-    ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
+    ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else one per post)
+    ray_num_cpus: int = 0  # CPUs of a post whose ray.init names none; 0: Ray's (the cores)
+    ray_start_timeout: int = 120  # seconds a cluster's start may take, retries included
     check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
 
     @property
@@ -209,6 +210,10 @@ def _check_values(config: Config, name: str) -> None:
         raise SourceError(name, None, "posts_per_page must be at least 1")
     if config.check_slowdown <= 1:
         raise SourceError(name, None, "check_slowdown must be more than 1 (a factor)")
+    if config.ray_start_timeout <= 0:
+        raise SourceError(name, None, "ray_start_timeout must be positive seconds")
+    if config.ray_num_cpus < 0:
+        raise SourceError(name, None, "ray_num_cpus must not be negative", "0: Ray's default")
     others = {config.posts_dir, config.templates_dir, config.static_dir, config.output_dir}
     snippets = config.snippets_dir.strip("/")
     if snippets in ("", ".") or snippets in {o.strip("/") for o in others}:

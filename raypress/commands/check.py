@@ -35,6 +35,7 @@ from raypress.execution.model import (
     SnippetResult,
     format_duration,
 )
+from raypress.execution.ray_logs import SYSTEM_NOTE
 from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
 from raypress.freeze.normalise import normalise
 from raypress.freeze.plan import relocated, save_record, should_save
@@ -276,8 +277,9 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
         sections.append((f"image {number}", f"{image.mime} {digest}\n"))
     if result.error is not None:
         sections.append(("error", result.error.traceback))
-    if result.notes:
-        sections.append(("notes", "\n".join(result.notes)))
+    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE)]  # Ray's own lines
+    if notes:
+        sections.append(("notes", "\n".join(notes)))
     parts = []
     for header, text in sections:
         body = normalise(text, mode)

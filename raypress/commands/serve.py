@@ -17,6 +17,7 @@ build's problems in an overlay; the console gets one line per rebuild.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -95,8 +96,11 @@ class DevSite:
         self.config = config
         self.console = console
         self.hub = Hub()
-        self.warm = WarmExecution(
-            lambda: execution_settings(self.config, self.console.detail), self.console.detail
+        self.warm = WarmExecution(  # Ray posts re-run on save: keep a fresh cluster ready
+            lambda: dataclasses.replace(
+                execution_settings(self.config, self.console.detail), ray_keep_warm=True
+            ),
+            self.console.detail,
         )
         self.page_problems: dict[str, tuple[Problem, ...]] = {}
         self.snapshot: Snapshot | None = None  # the last build's output, once there is one

@@ -4,7 +4,9 @@ One thread per running post. It multiplexes the session's channel and its two ou
 pipes, applies the per-snippet and whole-post deadlines (a timeout SIGKILLs the whole
 process group through the fork server, then the pipes are drained so the output printed
 so far is kept), notices a dead session or a dead Ray cluster, and assembles the
-PostExecution.
+PostExecution. A session's requests for a Ray cluster (``RayRequest``) are answered on
+its channel by a helper thread, through the post's :class:`RayBroker`; the running
+snippet's deadline is paused while the cluster starts.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import fcntl
 import os
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from raypress.errors import Problem
 from raypress.execution.capture import SegmentedStream, clean_text
@@ -36,11 +40,16 @@ from raypress.execution.protocol import (
     InlineDone,
     Note,
     RayJob,
+    RayRelease,
+    RayReply,
+    RayRequest,
     SessionEvent,
     SessionPlan,
     SnippetDone,
     SnippetStarted,
     decode_event,
+    encode_reply,
+    send_frame,
 )
 from raypress.execution.results import (
     describe_death,
@@ -54,6 +63,7 @@ _PIPE_SIZE = 1 << 20
 _READ_SIZE = 1 << 20
 _DRAIN_GRACE_S = 2.0  # after a kill, how long to wait for the pipes to close
 _F_SETPIPE_SZ = 1031
+_CLUSTER_GRACE_S = 1.0  # how long a dead session's cluster may take to be reported dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,24 @@ class Limits:
     snippet_timeouts: dict[int, float]
     post_timeout: float | None
     output_cap: int
+
+
+class RayBroker(Protocol):
+    """The Ray clusters of one post's session (``ray_pool.PostClusters``)."""
+
+    def starting(self, index: int) -> None:
+        """Snippet ``index`` is about to run (a cluster may be started for it)."""
+
+    def request(self, event: RayRequest) -> RayReply:
+        """A cluster for ``ray.init`` (blocks while it starts)."""
+        ...
+
+    def release(self) -> None:
+        """The session called ``ray.shutdown()``."""
+
+    def failure(self) -> str | None:
+        """Why the session's cluster died, if it did."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +113,8 @@ class _Progress:
     kill_note: str = ""
     ended: float | None = None  # when it was killed or closed its channel
     first_event: float | None = None
+    paused_since: float | None = None  # a RayRequest is being answered since then
+    paused: float = 0.0  # seconds of the running snippet spent waiting for a cluster
 
 
 def drive(
@@ -94,6 +124,7 @@ def drive(
     limits: Limits,
     machine: MachineInfo,
     cluster_failure: Callable[[], str | None] = lambda: None,
+    ray: RayBroker | None = None,
 ) -> Outcome:
     """Run ``plan`` in a new session and return what it did."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -121,13 +152,16 @@ def drive(
         err_r: SegmentedStream(plan.marker, limits.output_cap),
     }
     progress = _Progress()
+    if ray is not None:
+        cluster_failure = ray.failure
     try:
-        _pump(server, pid, channel, streams, limits, start, progress, cluster_failure)
+        _pump(server, pid, channel, streams, limits, start, progress, cluster_failure, ray)
     finally:
         channel.close()
         for fd in streams:
             os.close(fd)
     drained = time.perf_counter() - start
+    _blame_the_cluster(progress, cluster_failure)
     status = server.wait_exit(pid, timeout=5.0)
     reaped = time.perf_counter() - start
     execution = _assemble(
@@ -154,6 +188,7 @@ def _pump(
     start: float,
     progress: _Progress,
     cluster_failure: Callable[[], str | None],
+    ray: RayBroker | None = None,
 ) -> None:
     reader = FrameReader(channel)
     selector = selectors.DefaultSelector()
@@ -182,7 +217,9 @@ def _pump(
                 if key.fileobj is channel:
                     reader.fill()
                     for frame in reader.frames():
-                        _on_event(progress, frame)
+                        event = _on_event(progress, frame)
+                        if ray is not None and event is not None:
+                            _serve_ray(ray, event, channel, progress)
                     if reader.closed:
                         selector.unregister(channel)
                         progress.ended = progress.ended or time.perf_counter()
@@ -203,21 +240,45 @@ def _pump(
             stream.finish()
 
 
-def _on_event(progress: _Progress, frame: bytes) -> None:
+def _on_event(progress: _Progress, frame: bytes) -> SessionEvent | None:
     try:
         event = decode_event(frame)
     except (ValueError, TypeError):
-        return
+        return None
     progress.events.append(event)
     if progress.first_event is None:
         progress.first_event = time.perf_counter()
     if isinstance(event, SnippetStarted):
         progress.running = event
         progress.running_since = time.perf_counter()
+        progress.paused = 0.0
     elif isinstance(event, SnippetDone):
         progress.running = None
     elif isinstance(event, Finished):
         progress.finished = event
+    return event
+
+
+def _serve_ray(
+    ray: RayBroker, event: SessionEvent, channel: socket.socket, progress: _Progress
+) -> None:
+    """Answer a session's Ray request in a helper thread (a cluster start takes seconds)."""
+    if isinstance(event, SnippetStarted):
+        ray.starting(event.index)
+    elif isinstance(event, RayRelease):
+        ray.release()
+    elif isinstance(event, RayRequest):
+        progress.paused_since = time.perf_counter()
+
+        def answer() -> None:
+            reply = ray.request(event)
+            with contextlib.suppress(OSError):  # the session is gone: nobody to tell
+                send_frame(channel, encode_reply(reply))
+            if progress.paused_since is not None:
+                progress.paused += time.perf_counter() - progress.paused_since
+                progress.paused_since = None
+
+        threading.Thread(target=answer, name="ray-request", daemon=True).start()
 
 
 def _deadline_passed(
@@ -226,11 +287,25 @@ def _deadline_passed(
     if limits.post_timeout is not None and now - start > limits.post_timeout:
         return "timed-out", f"timed out: the post's limit of {_seconds(limits.post_timeout)} s"
     running = progress.running
-    if running is not None:
+    if running is not None and progress.paused_since is None:
         timeout = limits.snippet_timeouts.get(running.index)
-        if timeout is not None and now - progress.running_since > timeout:
+        if timeout is not None and now - progress.running_since - progress.paused > timeout:
             return "timed-out", f"timed out after {_seconds(timeout)} s"
     return None
+
+
+def _blame_the_cluster(progress: _Progress, cluster_failure: Callable[[], str | None]) -> None:
+    """A Ray driver exits at once when its cluster dies, often before the build has heard
+    of the death: a session that ended early while connected says why, if that is why."""
+    if progress.finished is not None or progress.kill_reason is not None:
+        return
+    if not any(isinstance(e, RayJob) for e in progress.events):
+        return
+    deadline = time.monotonic() + _CLUSTER_GRACE_S
+    while (message := cluster_failure()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if message is not None:
+        progress.kill_reason, progress.kill_note = "died", message
 
 
 def _cluster(cluster_failure: Callable[[], str | None]) -> tuple[str, str] | None:
@@ -244,8 +319,8 @@ def _wait_time(limits: Limits, start: float, progress: _Progress, now: float) ->
         waits.append(start + limits.post_timeout - now)
     if progress.running is not None:
         timeout = limits.snippet_timeouts.get(progress.running.index)
-        if timeout is not None:
-            waits.append(progress.running_since + timeout - now)
+        if timeout is not None and progress.paused_since is None:
+            waits.append(progress.running_since + progress.paused + timeout - now)
     return max(0.0, min(waits))
 
 
@@ -319,6 +394,8 @@ def _assemble(
         tuple((str(name), str(version)) for name, version in packages),
         jobs[-1].ray_version if jobs else None,
         jobs[-1].cluster_cpus if jobs else None,
+        jobs[-1].requested if jobs else None,
+        jobs[-1].given if jobs else None,
     )
     return PostExecution(
         post=run.post,

@@ -68,6 +68,8 @@ def environment(
     packages: tuple[tuple[str, str], ...],
     ray_version: str | None,
     ray_cluster_cpus: float | None,
+    ray_requested: str | None = None,
+    ray_given: str | None = None,
 ) -> Environment:
     """Assemble an Environment (build side)."""
     from raypress.execution.model import Environment  # the fork server never needs it
@@ -80,4 +82,6 @@ def environment(
         packages=packages,
         ray_version=ray_version,
         ray_cluster_cpus=ray_cluster_cpus,
+        ray_requested=ray_requested,
+        ray_given=ray_given,
     )

@@ -1,8 +1,7 @@
-"""Runs posts in parallel sessions: the fork server, the lazy Ray cluster, the threads."""
+"""Runs posts in parallel sessions: the fork server, the posts' Ray clusters, the threads."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
@@ -22,7 +21,7 @@ from raypress.execution.driver import Limits, Outcome, drive
 from raypress.execution.environment import MachineInfo, environment, machine_info
 from raypress.execution.forkclient import ForkServerClient, ForkServerError
 from raypress.execution.forkserver import WARMABLE
-from raypress.execution.imports import top_level_imports
+from raypress.execution.imports import needs_ray, top_level_imports
 from raypress.execution.model import (
     ExecutionSettings,
     InlineResult,
@@ -32,6 +31,8 @@ from raypress.execution.model import (
     SnippetResult,
 )
 from raypress.execution.protocol import InlineCode, RayPlan, SessionPlan, SnippetCode
+from raypress.execution.ray_pool import ClusterPool, PoolSettings, PostClusters
+from raypress.execution.ray_shape import predict_shape
 from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -76,8 +77,7 @@ class Executor:
         self.root = Path(tempfile.mkdtemp(prefix="raypress-", dir=settings.temp_root))
         self.short_root = ray_cluster.short_temp_dir()  # Ray's socket paths must stay short
         self.base_env = base_env(os.environ, _PACKAGE_ROOT)
-        self.cluster: ray_cluster.BuildCluster | None = None
-        self.cluster_future: Future[ray_cluster.BuildCluster] | None = None
+        self.clusters: ClusterPool | None = None  # created when a post first asks for one
         # Ray reads its authentication settings once per process, so the fork server needs
         # them before it imports ray: a fresh token, dropped if the namespace works out.
         if settings.ray_address:
@@ -140,7 +140,7 @@ class Executor:
         started = time.perf_counter()
         try:
             plan = self._plan(run)
-        except (ray_cluster.ClusterError, ForkServerError, OSError) as exc:
+        except (ForkServerError, OSError) as exc:
             return Outcome(self._failed(run, f"could not start the session: {exc}", started), ())
         limits = Limits(
             snippet_timeouts={
@@ -149,33 +149,31 @@ class Executor:
             post_timeout=self.settings.post_timeout,
             output_cap=self.settings.output_cap_bytes,
         )
-        cluster = self.cluster if plan.ray and plan.ray.mode == "shared" else None
-        try:
-            outcome = drive(
-                self.server,
-                run,
-                plan,
-                limits,
-                self.machine,
-                cluster.failure if cluster else lambda: None,
+        broker = None
+        if plan.ray is not None and plan.ray.mode == "build":
+            broker = PostClusters(
+                self.ray_pool,
+                frozenset(s.index for s in run.snippets if s.options.eval and needs_ray(s.source)),
+                predict_shape(s.source for s in run.snippets if s.options.eval),
             )
+        try:
+            outcome = drive(self.server, run, plan, limits, self.machine, ray=broker)
         except ForkServerError as exc:
             message = f"could not start the session: {exc}"
             return Outcome(self._failed(run, message, started), ())
         finally:
+            if broker is not None:
+                broker.close()
             shutil.rmtree(Path(plan.cwd).parent, ignore_errors=True)
         if outcome.execution.status in ("timed-out", "died"):
             self._clean_up_jobs(run, plan, outcome.ray_jobs)
         return outcome
 
     def close(self) -> None:
-        """Stop the cluster and the fork server, remove the temp folders."""
-        if self.cluster_future is not None:
-            with contextlib.suppress(Exception):
-                self.cluster_future.result()
+        """Stop the clusters and the fork server, remove the temp folders."""
         try:
-            if self.cluster is not None:
-                self.cluster.stop()  # ForkServerError once a Ctrl-C closed the server
+            if self.clusters is not None:
+                self.clusters.close()
             self.server.close()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -193,47 +191,32 @@ class Executor:
         wanted.discard("ray")  # imported on request, once a post needs it
         return tuple(sorted(wanted))
 
-    def start_ray(self) -> ray_cluster.BuildCluster | None:
-        """Start the build's cluster now (tests, benchmarks); None with ``ray_address``."""
-        probe = PostRun("<ray>", Path(self.root), (), uses_ray=True)
-        self._prepare_ray([probe])
-        return self.cluster_future.result() if self.cluster_future else None
+    def ray_pool(self) -> ClusterPool:
+        """The build's Ray clusters (created on first use)."""
+        with self.lock:
+            if self.clusters is None:
+                self.clusters = ClusterPool(
+                    self.server,
+                    {**self.base_env, **self.ray_auth},
+                    PoolSettings(
+                        isolated_network=self.isolated_network,
+                        default_cpus=self.settings.ray_num_cpus,
+                        start_timeout=self.settings.ray_start_timeout,
+                        keep_warm=self.settings.ray_keep_warm,
+                    ),
+                    self.short_root,
+                    self.log,
+                )
+            return self.clusters
 
     def _prepare_ray(self, runs: Sequence[PostRun]) -> None:
-        """Warm ``import ray`` and start the cluster in the background, if a post needs it."""
-        ray_runs = [run for run in runs if uses_ray(run)]
-        if not ray_runs:
+        """Warm ``import ray`` in the fork server if a post needs it (no cluster yet: a
+        post's cluster starts when a snippet that needs Ray is about to run)."""
+        if not any(uses_ray(run) for run in runs):
             return
         with self.lock:
             if self.ray_warm is None:
                 self.ray_warm = self.server.warm(["ray"])
-            shared = any(run.ray_mode == "shared" for run in ray_runs)
-            if not shared or self.settings.ray_address or self.cluster_future is not None:
-                return
-            self.cluster_future = Future()
-        threading.Thread(target=self._start_cluster, name="ray-cluster", daemon=True).start()
-
-    def _start_cluster(self) -> None:
-        assert self.cluster_future is not None
-        options = ray_cluster.ClusterOptions(
-            num_cpus=self.settings.ray_num_cpus or ray_cluster.default_num_cpus(),
-            object_store_bytes=self.settings.ray_object_store_bytes
-            or ray_cluster.default_object_store_bytes(),
-            isolated_network=self.isolated_network,
-        )
-        self.log(f"execution: starting a Ray cluster ({options.num_cpus} logical CPUs)")
-        try:
-            cluster = ray_cluster.BuildCluster(
-                self.server, {**self.base_env, **self.ray_auth}, options, self.short_root
-            )
-        except BaseException as exc:
-            self.cluster_future.set_exception(exc)
-            return
-        self.cluster = cluster
-        self.log(
-            f"execution: Ray cluster at {cluster.address}, started in {cluster.started_s:.1f} s"
-        )
-        self.cluster_future.set_result(cluster)
 
     def _plan(self, run: PostRun) -> SessionPlan:
         with self.lock:
@@ -269,30 +252,23 @@ class Executor:
     def _ray_plan(self, run: PostRun, namespace: str, number: int, env: dict[str, str]) -> RayPlan:
         """How the session's ``ray.init`` behaves; updates ``env`` with Ray's settings."""
         node_ip = ray_cluster.LOOPBACK if self.isolated_network else None
-        if run.ray_mode == "shared" and uses_ray(run):
-            if self.settings.ray_address:
-                env["RAY_ADDRESS"] = self.settings.ray_address
-                address = self.settings.ray_address
-                # drivers of a cluster run on one of its nodes, whose worker logs are local;
-                # only Ray Client ("ray://") has none, and gets Ray's forwarded output
-                local_logs = not address.startswith("ray://")
-                return RayPlan("shared", address, namespace, None, None, local_logs)
-            assert self.cluster_future is not None
-            cluster = self.cluster_future.result()
-            if cluster.failure():
-                raise ray_cluster.ClusterError(cluster.failure())
-            env["RAY_ADDRESS"] = cluster.address
-            return RayPlan("shared", cluster.address, namespace, node_ip, None, True)
-        # isolated posts, and posts whose use of Ray was not detected: a private cluster
-        temp_dir = str(Path(self.short_root) / f"i{number}")
-        return RayPlan("isolated", None, namespace, node_ip, temp_dir, True)
+        if run.ray_mode == "isolated":  # the session's ray.init starts a private cluster
+            temp_dir = str(Path(self.short_root) / f"i{number}")
+            return RayPlan("isolated", None, namespace, node_ip, temp_dir, True)
+        if self.settings.ray_address:
+            env["RAY_ADDRESS"] = self.settings.ray_address
+            address = self.settings.ray_address
+            # drivers of a cluster run on one of its nodes, whose worker logs they read;
+            # only Ray Client ("ray://") has none, and gets Ray's forwarded output
+            local_logs = not address.startswith("ray://")
+            return RayPlan("external", address, namespace, None, None, local_logs)
+        # the default: ray.init asks the build for a fresh cluster of its own shape
+        return RayPlan("build", None, namespace, node_ip, None, True)
 
     def _clean_up_jobs(self, run: PostRun, plan: SessionPlan, jobs: tuple[str, ...]) -> None:
         """After a killed session: a janitor session kills the detached actors its jobs left."""
-        if not jobs or plan.ray is None or plan.ray.mode != "shared":
-            return
-        if self.cluster is not None and self.cluster.failure():
-            return  # nothing left to clean, and nothing to connect to
+        if not jobs or plan.ray is None or plan.ray.mode != "external":
+            return  # the build's own clusters are stopped with everything on them
         folder = self.root / f"janitor-{secrets.token_hex(4)}"
         (folder / "work").mkdir(parents=True)
         janitor = SessionPlan(

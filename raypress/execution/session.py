@@ -4,7 +4,9 @@ Per snippet: compile with the post's path and line offset (tracebacks name post 
 run the body with ``exec`` and a final bare expression with ``eval`` (its value is shown
 like a notebook's Out), time wall and CPU (children included), save open matplotlib
 figures, print new Ray task output, then write the phase marker to fds 1 and 2 and send
-the result on the channel. A snippet that raises unexpectedly ends the run.
+the result on the channel. A snippet that raises unexpectedly ends the run, except one
+that does not even compile because it is a shell command (``pip install ray`` fenced as
+Python): it defined nothing, so the snippets after it still run.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from raypress.execution.environment import package_versions
 from raypress.execution.imports import names_in_tree
 from raypress.execution.protocol import (
     Finished,
+    FrameReader,
     InlineCode,
     InlineDone,
+    RayReply,
     SessionEvent,
     SessionPlan,
     SnippetCode,
     SnippetDone,
     SnippetStarted,
+    decode_reply,
     encode_event,
     send_frame,
 )
@@ -44,6 +49,7 @@ from raypress.execution.rich_output import collect_figures, value_texts
 from raypress.execution.tracebacks import (
     describe,
     exception_message,
+    looks_like_shell,
     padded_source,
     register_source,
     type_name,
@@ -58,18 +64,30 @@ class SessionRunner:
     def __init__(self, plan: SessionPlan, channel: socket.socket) -> None:
         self.plan = plan
         self.channel = channel
+        self.replies = FrameReader(channel)
         self.pid = os.getpid()
         self.filename = plan.post
         self.seq = 0
         self.walls: dict[int, float] = {}
         self.imported: set[str] = set()
         self.libc = ctypes.CDLL(None)
-        self.shim = RayShim(plan.ray, self.emit) if plan.ray else None
+        self.shim = RayShim(plan.ray, self.emit, self.ask) if plan.ray else None
         self.namespace = self._main_namespace()
 
     def emit(self, event: SessionEvent) -> None:
         """Send an event to the build process."""
         send_frame(self.channel, encode_event(event))
+
+    def ask(self, event: SessionEvent) -> RayReply:
+        """Send a request to the build process and wait for its reply."""
+        self.emit(event)
+        while True:
+            frames = self.replies.frames()
+            if frames:
+                return decode_reply(frames[0])
+            self.replies.fill()
+            if self.replies.closed:
+                raise RuntimeError("the build process stopped answering")
 
     def run(self) -> None:
         """Run every snippet (until one fails) and the inline expressions between them."""
@@ -113,10 +131,12 @@ class SessionRunner:
         cpu = 0.0
         value: Any = None
         caught: BaseException | None = None
+        compile_start = time.perf_counter()
         try:
             body, last = self._compile(snippet)
         except (SyntaxError, ValueError, OverflowError) as exc:
             caught, body, last = exc, None, None
+            runs.append(time.perf_counter() - compile_start)  # how long until it failed
         for run in range(max(1, snippet.repeat) if body is not None else 0):
             wall, run_cpu, result, caught = self._timed(body, last)
             runs.append(wall)
@@ -151,6 +171,8 @@ class SessionRunner:
             }
         wall = _median(runs)
         self.walls[snippet.index] = wall
+        if self.shim is not None:
+            notes += self.shim.take_notes()
         self.emit(
             SnippetDone(
                 index=snippet.index,
@@ -166,6 +188,8 @@ class SessionRunner:
                 notes=notes + value_notes,
             )
         )
+        if body is None and isinstance(caught, SyntaxError) and looks_like_shell(snippet.source):
+            return True  # a shell command: it defined nothing the next snippets could need
         return status in ("ok", "expected-error", "missing-expected-error")
 
     def _compile(self, snippet: SnippetCode) -> tuple[types.CodeType, types.CodeType | None]:

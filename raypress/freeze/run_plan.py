@@ -73,6 +73,7 @@ def execution_settings(config: Config, log: Callable[[str], None] | None) -> Exe
         output_cap_bytes=config.output_cap_bytes,
         ray_address=config.ray_address or os.environ.get("RAY_ADDRESS") or None,
         ray_num_cpus=config.ray_num_cpus or None,
+        ray_start_timeout=float(config.ray_start_timeout),
         temp_root=None,
         log=log,
     )
