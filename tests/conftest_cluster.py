@@ -10,7 +10,7 @@ and tries a node again, when the machine is too busy for Ray's own timeouts.
 
 ``local_cluster(n, resources)`` starts one; the session-scoped ``two_node_cluster``
 fixture gives the tests a head and a second node carrying the custom resource
-``{"node2": 1}``, so a task can be sent there.
+``{"node2": 2}`` (and the head ``{"head": 2}``), so a task can be sent to either.
 """
 
 from __future__ import annotations
@@ -205,8 +205,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def two_node_cluster() -> Iterator[LocalCluster]:
-    """A head (127.0.0.2, resource ``head``) and a node (127.0.0.3, resource ``node2``)."""
-    cluster = local_cluster([{"head": 1}, {"node2": 1}])
+    """A head (127.0.0.2, resource ``head: 2``) and a node (127.0.0.3, ``node2: 2``)."""
+    cluster = local_cluster([{"head": 2}, {"node2": 2}])
     try:
         yield cluster
     finally:
