@@ -30,6 +30,7 @@ from pathlib import Path
 
 _UNCLAIMED = "ffffffff"
 SYSTEM_NOTE = "Ray ("  # how every note made of Ray's own lines starts: "Ray (raylet): ..."
+TQDM_MAGIC = "__ray_tqdm_magic_token__"  # ray.experimental.tqdm_ray's state updates
 _READ_LIMIT = 1 << 20  # per file and snippet
 _DUMP_LINES = 40  # lines of one crash dump kept in a note
 # Ray's own log lines: its C++ format and its Python logging format.
@@ -64,10 +65,14 @@ class NewOutput:
     stdout: str = ""
     stderr: str = ""
     notes: tuple[str, ...] = ()  # Ray's own lines, for the snippet's notes
+    bars: tuple[str, ...] = ()  # tqdm_ray updates, for the driver's bar manager
 
     def __add__(self, other: NewOutput) -> NewOutput:
         return NewOutput(
-            self.stdout + other.stdout, self.stderr + other.stderr, self.notes + other.notes
+            self.stdout + other.stdout,
+            self.stderr + other.stderr,
+            self.notes + other.notes,
+            self.bars + other.bars,
         )
 
 
@@ -86,6 +91,7 @@ class WorkerLogTail:
         out: list[str] = []
         err: list[str] = []
         notes: list[str] = []
+        bars: list[str] = []
         try:
             names = [p for p in self.logs_dir.iterdir() if p.name.startswith("worker-")]
         except OSError:
@@ -95,8 +101,8 @@ class WorkerLogTail:
             state = self._state(path)
             if target is None or state is None or state.foreign:
                 continue
-            self._read(path, state, final, target, notes)
-        return NewOutput("".join(out), "".join(err), tuple(notes))
+            self._read(path, state, final, target, notes, bars)
+        return NewOutput("".join(out), "".join(err), tuple(notes), tuple(bars))
 
     def _state(self, path: Path) -> _FileState | None:
         state = self.files.get(path)
@@ -112,7 +118,13 @@ class WorkerLogTail:
         return state
 
     def _read(
-        self, path: Path, state: _FileState, final: bool, shown: list[str], notes: list[str]
+        self,
+        path: Path,
+        state: _FileState,
+        final: bool,
+        shown: list[str],
+        notes: list[str],
+        bars: list[str],
     ) -> None:
         try:
             with path.open("rb") as handle:
@@ -141,6 +153,8 @@ class WorkerLogTail:
                 state.task, state.dump = line[len(":task_name:") :], -1
             elif line.startswith(":actor_name:"):
                 state.actor, state.dump = line[len(":actor_name:") :], -1
+            elif state.job in self.jobs and TQDM_MAGIC in line:
+                bars.append(line)
             elif state.job in self.jobs:
                 kept = _system_line(line, state)
                 if kept is None:
@@ -189,7 +203,7 @@ class NodeLogReader:
     def add_job(self, job: str) -> None:
         self.tail.jobs.add(job)
 
-    def read(self, final: bool) -> tuple[str, str, tuple[str, ...]]:
+    def read(self, final: bool) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
         """New output as plain values (this class travels by value; plain data back)."""
         new = self.tail.read_new(final)
-        return new.stdout, new.stderr, new.notes
+        return new.stdout, new.stderr, new.notes, new.bars

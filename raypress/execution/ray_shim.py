@@ -328,6 +328,10 @@ class RayShim:
         self.pending = NewOutput()
         for text in new.notes:
             self.note(text)
+        if new.bars and self.module is not None:  # tqdm_ray: the driver draws the bars
+            worker = sys.modules.get("ray._private.worker")
+            for line in new.bars:
+                worker.process_tqdm(line)  # type: ignore[union-attr]
         for fd, text in ((1, new.stdout), (2, new.stderr)):
             data = text.encode("utf-8", errors="replace")
             while data:
@@ -345,12 +349,12 @@ class RayShim:
         refs = [self.readers[node].read.remote(final) for node in nodes]
         for node, ref in zip(nodes, refs, strict=True):
             try:
-                out, err, notes = ray.get(ref, timeout=_READER_TIMEOUT_S)
+                out, err, notes, bars = ray.get(ref, timeout=_READER_TIMEOUT_S)
             except Exception as exc:
                 self.readers.pop(node, None)
                 self.note(f"output printed on node {node[:8]} could not be read: {_brief(exc)}")
                 continue
-            new = new + NewOutput(out, err, tuple(notes))
+            new = new + NewOutput(out, err, tuple(notes), tuple(bars))
         return new
 
     def _update_readers(self) -> None:
