@@ -82,6 +82,32 @@ def test_custom_resources_and_object_store_size_are_given(ray_executor: Executor
 
 
 @pytest.mark.slow
+def test_a_task_no_node_can_hold_fails_in_seconds_at_the_line_that_waits(
+    ray_executor: Executor,
+) -> None:
+    """Plain Ray waits forever for a task asking for more than any node has (the Ray docs'
+    Tasks page does this when read top to bottom); the snippet fails instead."""
+    post = ray_run(
+        "too-big",
+        "import ray\nray.init(num_cpus=2)\n@ray.remote(num_cpus=4, num_gpus=2)\n"
+        "def big():\n    return 1\n",
+        "print('waiting')\nray.get(big.remote())",
+        "print('never')",
+    )
+    result = run_one(ray_executor, post)
+    setup, wait, after = result.snippets
+    assert setup.status == "ok" and after.status == "not-run"
+    assert wait.status == "error" and wait.error is not None, wait
+    assert wait.stdout == "waiting\n"
+    assert "asks for {CPU: 4, GPU: 2}" in wait.error.message
+    assert "(2 CPUs, 0 GPUs)" in wait.error.message
+    assert wait.wall_s < 60  # seconds, not the snippet's timeout (120 s here)
+    (problem,) = result.problems
+    assert problem.line == post.snippets[1].code_line + 1  # the ray.get line
+    assert "ray/" not in wait.error.traceback  # the post's frame, not Ray's
+
+
+@pytest.mark.slow
 def test_gpus_the_machine_lacks_fail_at_once_naming_the_line(ray_executor: Executor) -> None:
     if ray_cluster_module.os.path.exists("/proc/driver/nvidia/gpus"):
         pytest.skip("this machine has an NVIDIA GPU")

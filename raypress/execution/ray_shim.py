@@ -18,10 +18,17 @@ raylet's messages, crash dumps) become notes on the snippet instead of output.
 ``ray.shutdown()`` disconnects and lets the build stop the post's cluster, as a plain
 script's does; a later ``ray.init`` gets a new one. When the session ends on an
 external cluster, the detached actors its jobs left are killed.
+
+A task or actor that asks for more than any node of the post's own cluster has (``@ray.remote(
+num_gpus=2)`` on a machine without GPUs) can never run: plain Ray waits forever. While a
+snippet waits in ``ray.get``/``ray.wait``, a watcher asks the cluster for such requests
+every second; one still pending after a few seconds interrupts the wait, and the snippet
+fails with a message naming the request and what the cluster has, at the line waiting.
 """
 
 from __future__ import annotations
 
+import _thread
 import functools
 import importlib.abc
 import os
@@ -54,6 +61,7 @@ from raypress.execution.ray_shape import (
 
 _WARNING = 30  # logging.WARNING, without importing logging into the fork server
 _READER_TIMEOUT_S = 60.0
+_INFEASIBLE_AFTER_S = 5.0  # how long a request no node can hold may wait before it fails
 # Arguments that configure a new cluster besides its shape: meaningless against the
 # post's cluster, which raypress starts (or the user's, which exists already).
 CLUSTER_ARGS = frozenset(
@@ -106,6 +114,9 @@ class RayShim:
         self.lock = threading.Lock()
         self.init_seconds = 0.0  # time spent in ray.init during the current snippet
         self.has_cluster = False  # build mode: the build holds a cluster for this session
+        self.waiting = 0  # calls of ray.get/ray.wait in progress in the main thread
+        self.infeasible: str | None = None  # why the watcher interrupted the snippet
+        self.watching: threading.Event | None = None
 
     # --- patching -------------------------------------------------------------------
 
@@ -136,11 +147,81 @@ class RayShim:
 
         module.init = init  # type: ignore[attr-defined]
         module.shutdown = shutdown  # type: ignore[attr-defined]
+        for name in ("get", "wait"):
+            setattr(module, name, self._waiting(getattr(module, name)))
         worker = sys.modules.get("ray._private.worker")
         if worker is not None:  # the raylet's messages to the driver ("A worker died ...")
             original = worker.print_to_stdstream
             worker.print_to_stdstream = functools.partial(_print_to_stdstream, self, original)
         self._route_ray_logging()
+
+    def _waiting(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        shim = self
+        main = threading.main_thread()
+
+        @functools.wraps(call)
+        def waiting(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not main:
+                return call(*args, **kwargs)
+            shim.waiting += 1
+            try:
+                return call(*args, **kwargs)
+            finally:
+                shim.waiting -= 1
+
+        return waiting
+
+    # --- requests no node can hold ---------------------------------------------------
+
+    def snippet_started(self) -> None:
+        """Watch for requests the post's own cluster can never meet while a snippet runs."""
+        self.infeasible = None
+        if self.plan.mode == "external" or self.module is None:
+            return
+        self.watching = threading.Event()
+        threading.Thread(
+            target=self._watch, args=(self.watching,), name="raypress-infeasible", daemon=True
+        ).start()
+
+    def snippet_ended(self) -> None:
+        if self.watching is not None:
+            self.watching.set()
+            self.watching = None
+
+    def infeasible_error(self, caught: BaseException, filename: str) -> BaseException:
+        """The error a snippet fails with when the watcher interrupted its wait: raised at
+        the post's line that waited (Ray's own frames below it dropped)."""
+        if self.infeasible is None or not isinstance(caught, KeyboardInterrupt):
+            return caught
+        last = None
+        tb = caught.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == filename:
+                last = tb
+            tb = tb.tb_next
+        if last is not None:
+            last.tb_next = None
+        return RuntimeError(self.infeasible).with_traceback(caught.__traceback__)
+
+    def _watch(self, stop: threading.Event) -> None:
+        since: float | None = None
+        while not stop.wait(1.0):
+            ray = self.module
+            if ray is None or not ray.is_initialized() or not self.waiting:
+                since = None
+                continue
+            try:
+                reason = infeasible_requests(ray)
+            except Exception:
+                reason = None
+            if reason is None:
+                since = None
+                continue
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since >= _INFEASIBLE_AFTER_S and self.waiting:
+                self.infeasible = reason
+                _thread.interrupt_main()
+                return
 
     def _route_ray_logging(self) -> None:
         import logging  # Ray has imported it by now
@@ -410,6 +491,28 @@ class RayShim:
                 self.emit(Note(f"killed {killed} detached actor(s) the post left on the cluster"))
         except Exception as exc:
             self.emit(Note(f"Ray clean-up after the post failed: {type(exc).__name__}: {exc}"))
+
+
+def infeasible_requests(ray: ModuleType) -> str | None:
+    """Why a pending request of the cluster can never be met (no node has that much), or
+    None. Asks the GCS for its resource state, as Ray's autoscaler does."""
+    from ray.autoscaler.v2.sdk import get_cluster_resource_state
+
+    state = get_cluster_resource_state(ray._private.worker.global_worker.gcs_client)
+    totals = [dict(node.total_resources) for node in state.node_states if node.status != 2]  # DEAD
+    bundles = [dict(r.request.resources_bundle) for r in state.pending_resource_requests]
+    for gang in state.pending_gang_resource_requests:
+        bundles += [dict(request.resources_bundle) for request in gang.requests]
+    for bundle in bundles:
+        if not any(all(node.get(k, 0.0) >= v for k, v in bundle.items()) for node in totals):
+            wanted = ", ".join(f"{k}: {v:g}" for k, v in sorted(bundle.items()))
+            biggest = max(totals, key=lambda n: n.get("CPU", 0.0), default={})
+            return (
+                f"a task or actor asks for {{{wanted}}}, more than any node of this post's "
+                f"cluster has ({describe_resources(biggest)}), so Ray can never run it "
+                "(ask ray.init for more, or the task for less)"
+            )
+    return None
 
 
 def unmet_request(shape: ClusterShape, total: Mapping[str, float]) -> str | None:

@@ -209,13 +209,18 @@ class SessionRunner:
         caught = None
         result = None
         cpu_start = time.process_time() + _children_cpu()
+        if self.shim is not None:
+            self.shim.snippet_started()
         start = time.perf_counter()
         try:
             exec(body, namespace)
             if last is not None:
                 result = eval(last, namespace)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are the snippet's too
-            caught = exc
+            caught = exc if self.shim is None else self.shim.infeasible_error(exc, self.filename)
+        finally:
+            if self.shim is not None:
+                self.shim.snippet_ended()
         if os.getpid() != self.pid:  # a child the snippet forked came back here: end it
             os._exit(0)
         wall = time.perf_counter() - start
