@@ -149,10 +149,16 @@ class WorkerLogTail:
                 if state.job not in self.jobs:
                     state.foreign = True
                     return
-            elif line.startswith(":task_name:"):
-                state.task, state.dump = line[len(":task_name:") :], -1
-            elif line.startswith(":actor_name:"):
-                state.actor, state.dump = line[len(":actor_name:") :], -1
+            elif line.startswith((":task_name:", ":actor_name:")):
+                if system:  # the lines so far were the previous task's
+                    notes.append(system_note(self._source(state, pid), "\n".join(system)))
+                    system.clear()
+                name = line.split(":", 2)[2]
+                if line.startswith(":task_name:"):
+                    state.task = name
+                else:
+                    state.actor = name
+                state.dump = -1
             elif state.job in self.jobs and TQDM_MAGIC in line:
                 bars.append(line)
             elif state.job in self.jobs:
