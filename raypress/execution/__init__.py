@@ -36,9 +36,10 @@ Design note
   the session's ``ray.init`` asks for it on its channel (``RayRequest``/``RayReply``,
   answered by the driver), SIGKILLed by process group when the post ends. In sessions
   ``ray.init`` is patched (``ray_shim``): requested and given resources go to the page,
-  requests nothing can meet fail fast, each session is its own job; task output is read
-  from the job's worker log files on every node, another node's through a reader actor
-  placed there (``ray_logs``), and Ray's own lines become notes. With ``--ray-address``
+  requests nothing can meet fail fast (a wait for a task no node can hold too:
+  ``ray_watch``), each session is its own job; task output is read from the job's worker
+  log files on every node, another node's through a reader actor placed there
+  (``ray_output``, ``ray_logs``), and Ray's own lines become notes. With ``--ray-address``
   the posts share the user's cluster and leftover detached actors are killed at the end
   of each post (by the session, or by a janitor session after a kill).
 """

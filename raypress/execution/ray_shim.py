@@ -19,16 +19,12 @@ raylet's messages, crash dumps) become notes on the snippet instead of output.
 script's does; a later ``ray.init`` gets a new one. When the session ends on an
 external cluster, the detached actors its jobs left are killed.
 
-A task or actor that asks for more than any node of the post's own cluster has (``@ray.remote(
-num_gpus=2)`` on a machine without GPUs) can never run: plain Ray waits forever. While a
-snippet waits in ``ray.get``/``ray.wait``, a watcher asks the cluster for such requests
-every second; one still pending after a few seconds interrupts the wait, and the snippet
-fails with a message naming the request and what the cluster has, at the line waiting.
+A task or actor that asks for more than any node of the post's own cluster has fails the
+snippet that waits for it, in seconds (``ray_watch``); output is read by ``ray_output``.
 """
 
 from __future__ import annotations
 
-import _thread
 import functools
 import importlib.abc
 import os
@@ -36,11 +32,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from raypress.execution import ray_logs
 from raypress.execution.protocol import (
     Note,
     RayJob,
@@ -50,7 +44,8 @@ from raypress.execution.protocol import (
     RayRequest,
     SessionEvent,
 )
-from raypress.execution.ray_logs import NewOutput, WorkerLogTail, system_note
+from raypress.execution.ray_logs import system_note
+from raypress.execution.ray_output import JobOutput
 from raypress.execution.ray_shape import (
     SHAPE_ARGS,
     ClusterShape,
@@ -58,10 +53,9 @@ from raypress.execution.ray_shape import (
     describe_resources,
     shape_from_kwargs,
 )
+from raypress.execution.ray_watch import InfeasibleWatch
 
 _WARNING = 30  # logging.WARNING, without importing logging into the fork server
-_READER_TIMEOUT_S = 60.0
-_INFEASIBLE_AFTER_S = 5.0  # how long a request no node can hold may wait before it fails
 # Arguments that configure a new cluster besides its shape: meaningless against the
 # post's cluster, which raypress starts (or the user's, which exists already).
 CLUSTER_ARGS = frozenset(
@@ -104,9 +98,8 @@ class RayShim:
         self.emit = emit
         self.ask = ask
         self.jobs: list[str] = []
-        self.tail: WorkerLogTail | None = None
-        self.readers: dict[str, Any] = {}  # node id -> NodeLogReader handle
-        self.pending = NewOutput()  # read before a ray.shutdown, printed at the snippet's end
+        self.output = JobOutput(self.note)
+        self.watch = InfeasibleWatch(lambda: self.module)
         self.module: ModuleType | None = None
         self.real_init: Callable[..., Any] | None = None
         self.real_shutdown: Callable[..., Any] | None = None
@@ -114,9 +107,6 @@ class RayShim:
         self.lock = threading.Lock()
         self.init_seconds = 0.0  # time spent in ray.init during the current snippet
         self.has_cluster = False  # build mode: the build holds a cluster for this session
-        self.waiting = 0  # calls of ray.get/ray.wait in progress in the main thread
-        self.infeasible: str | None = None  # why the watcher interrupted the snippet
-        self.watching: threading.Event | None = None
 
     # --- patching -------------------------------------------------------------------
 
@@ -148,80 +138,24 @@ class RayShim:
         module.init = init  # type: ignore[attr-defined]
         module.shutdown = shutdown  # type: ignore[attr-defined]
         for name in ("get", "wait"):
-            setattr(module, name, self._waiting(getattr(module, name)))
+            setattr(module, name, self.watch.counting(getattr(module, name)))
         worker = sys.modules.get("ray._private.worker")
         if worker is not None:  # the raylet's messages to the driver ("A worker died ...")
             original = worker.print_to_stdstream
             worker.print_to_stdstream = functools.partial(_print_to_stdstream, self, original)
         self._route_ray_logging()
 
-    def _waiting(self, call: Callable[..., Any]) -> Callable[..., Any]:
-        shim = self
-        main = threading.main_thread()
-
-        @functools.wraps(call)
-        def waiting(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not main:
-                return call(*args, **kwargs)
-            shim.waiting += 1
-            try:
-                return call(*args, **kwargs)
-            finally:
-                shim.waiting -= 1
-
-        return waiting
-
-    # --- requests no node can hold ---------------------------------------------------
-
     def snippet_started(self) -> None:
-        """Watch for requests the post's own cluster can never meet while a snippet runs."""
-        self.infeasible = None
-        if self.plan.mode == "external" or self.module is None:
-            return
-        self.watching = threading.Event()
-        threading.Thread(
-            target=self._watch, args=(self.watching,), name="raypress-infeasible", daemon=True
-        ).start()
+        """A snippet starts: watch its waits on the post's own cluster."""
+        if self.module is not None and self.plan.mode != "external":
+            self.watch.start()
 
     def snippet_ended(self) -> None:
-        if self.watching is not None:
-            self.watching.set()
-            self.watching = None
+        self.watch.end()
 
-    def infeasible_error(self, caught: BaseException, filename: str) -> BaseException:
-        """The error a snippet fails with when the watcher interrupted its wait: raised at
-        the post's line that waited (Ray's own frames below it dropped)."""
-        if self.infeasible is None or not isinstance(caught, KeyboardInterrupt):
-            return caught
-        last = None
-        tb = caught.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == filename:
-                last = tb
-            tb = tb.tb_next
-        if last is not None:
-            last.tb_next = None
-        return RuntimeError(self.infeasible).with_traceback(caught.__traceback__)
-
-    def _watch(self, stop: threading.Event) -> None:
-        since: float | None = None
-        while not stop.wait(1.0):
-            ray = self.module
-            if ray is None or not ray.is_initialized() or not self.waiting:
-                since = None
-                continue
-            try:
-                reason = infeasible_requests(ray)
-            except Exception:
-                reason = None
-            if reason is None:
-                since = None
-                continue
-            since = since if since is not None else time.monotonic()
-            if time.monotonic() - since >= _INFEASIBLE_AFTER_S and self.waiting:
-                self.infeasible = reason
-                _thread.interrupt_main()
-                return
+    def snippet_error(self, caught: BaseException, filename: str) -> BaseException:
+        """What the snippet failed with (a wait for the impossible becomes its reason)."""
+        return self.watch.error(caught, filename)
 
     def _route_ray_logging(self) -> None:
         import logging  # Ray has imported it by now
@@ -333,9 +267,8 @@ class RayShim:
         """``ray.shutdown``: keep what the tasks printed, disconnect, give the cluster back."""
         ray = self.module
         assert ray is not None and self.real_shutdown is not None
-        if ray.is_initialized():
-            self.pending = self.pending + self._read_all(final=True)
-            self.readers.clear()
+        if ray.is_initialized() and self.plan.read_logs:
+            self.output.disconnecting(ray)
         result = self.real_shutdown(*args, **kwargs)
         self._release()
         return result
@@ -367,11 +300,7 @@ class RayShim:
         job = ray.get_runtime_context().get_job_id()
         self.jobs.append(job)
         if self.plan.read_logs:
-            logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
-            if self.tail is None or self.tail.logs_dir != logs:
-                self.tail = WorkerLogTail(logs, set(self.jobs))
-            self.tail.jobs.add(job)
-            self._update_readers()
+            self.output.connected(ray, job)
         return context
 
     def _given(self) -> str:
@@ -403,71 +332,9 @@ class RayShim:
     # --- output of tasks and actors ---------------------------------------------------
 
     def flush_task_output(self, final: bool = False) -> None:
-        """Print what the jobs' tasks printed since the last call, on fds 1 and 2; their
-        Ray lines become notes."""
-        new = self.pending + self._read_all(final)
-        self.pending = NewOutput()
-        for text in new.notes:
-            self.note(text)
-        if new.bars and self.module is not None:  # tqdm_ray: the driver draws the bars
-            worker = sys.modules.get("ray._private.worker")
-            for line in new.bars:
-                worker.process_tqdm(line)  # type: ignore[union-attr]
-        for fd, text in ((1, new.stdout), (2, new.stderr)):
-            data = text.encode("utf-8", errors="replace")
-            while data:
-                data = data[os.write(fd, data) :]
-
-    def _read_all(self, final: bool) -> NewOutput:
-        ray = self.module
-        new = self.tail.read_new(final) if self.tail is not None else NewOutput()
-        if ray is None or not ray.is_initialized() or not self.plan.read_logs:
-            return new
-        self._update_readers()
-        if not self.readers:
-            return new
-        nodes = list(self.readers)
-        refs = [self.readers[node].read.remote(final) for node in nodes]
-        for node, ref in zip(nodes, refs, strict=True):
-            try:
-                out, err, notes, bars = ray.get(ref, timeout=_READER_TIMEOUT_S)
-            except Exception as exc:
-                self.readers.pop(node, None)
-                self.note(f"output printed on node {node[:8]} could not be read: {_brief(exc)}")
-                continue
-            new = new + NewOutput(out, err, tuple(notes), tuple(bars))
-        return new
-
-    def _update_readers(self) -> None:
-        """Start a log reader on each other alive node that has none yet."""
-        ray = self.module
-        assert ray is not None
-        try:
-            here = ray.get_runtime_context().get_node_id()
-            nodes = [n for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
-        except Exception:
-            return
-        new = [n for n in nodes if n["NodeID"] not in self.readers]
-        if not new:
-            return
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        ray.cloudpickle.register_pickle_by_value(ray_logs)
-        reader = ray.remote(num_cpus=0, max_restarts=0)(ray_logs.NodeLogReader)
-        started = {}
-        for node in new:
-            strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            handle = reader.options(scheduling_strategy=strategy).remote(
-                list(self.jobs), node.get("NodeManagerAddress", "")
-            )
-            started[node["NodeID"]] = (handle, handle.add_job.remote(self.jobs[-1]))
-        for node_id, (handle, ready) in started.items():
-            try:
-                ray.get(ready, timeout=_READER_TIMEOUT_S)
-            except Exception as exc:
-                self.note(f"output printed on node {node_id[:8]} will not be shown: {_brief(exc)}")
-                continue
-            self.readers[node_id] = handle
+        """Print what the jobs' tasks printed since the last call (``ray_output``)."""
+        if self.plan.read_logs:
+            self.output.flush(self.module, final)
 
     # --- end of the session -----------------------------------------------------------
 
@@ -491,28 +358,6 @@ class RayShim:
                 self.emit(Note(f"killed {killed} detached actor(s) the post left on the cluster"))
         except Exception as exc:
             self.emit(Note(f"Ray clean-up after the post failed: {type(exc).__name__}: {exc}"))
-
-
-def infeasible_requests(ray: ModuleType) -> str | None:
-    """Why a pending request of the cluster can never be met (no node has that much), or
-    None. Asks the GCS for its resource state, as Ray's autoscaler does."""
-    from ray.autoscaler.v2.sdk import get_cluster_resource_state
-
-    state = get_cluster_resource_state(ray._private.worker.global_worker.gcs_client)
-    totals = [dict(node.total_resources) for node in state.node_states if node.status != 2]  # DEAD
-    bundles = [dict(r.request.resources_bundle) for r in state.pending_resource_requests]
-    for gang in state.pending_gang_resource_requests:
-        bundles += [dict(request.resources_bundle) for request in gang.requests]
-    for bundle in bundles:
-        if not any(all(node.get(k, 0.0) >= v for k, v in bundle.items()) for node in totals):
-            wanted = ", ".join(f"{k}: {v:g}" for k, v in sorted(bundle.items()))
-            biggest = max(totals, key=lambda n: n.get("CPU", 0.0), default={})
-            return (
-                f"a task or actor asks for {{{wanted}}}, more than any node of this post's "
-                f"cluster has ({describe_resources(biggest)}), so Ray can never run it "
-                "(ask ray.init for more, or the task for less)"
-            )
-    return None
 
 
 def unmet_request(shape: ClusterShape, total: Mapping[str, float]) -> str | None:
@@ -585,11 +430,6 @@ def _seconds(value: float) -> str:
     from raypress.execution.durations import format_duration
 
     return format_duration(value)
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 class _ImportHook(importlib.abc.MetaPathFinder):

@@ -217,7 +217,7 @@ class SessionRunner:
             if last is not None:
                 result = eval(last, namespace)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are the snippet's too
-            caught = exc if self.shim is None else self.shim.infeasible_error(exc, self.filename)
+            caught = exc if self.shim is None else self.shim.snippet_error(exc, self.filename)
         finally:
             if self.shim is not None:
                 self.shim.snippet_ended()
