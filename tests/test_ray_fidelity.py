@@ -214,7 +214,8 @@ def test_giving_up_prints_rays_log_once_and_says_why(monkeypatch: pytest.MonkeyP
     message = str(caught.value)
     assert "did not start" in message and "GCS has become overloaded" in message
     assert "ray_start_timeout" in message and "\n" not in message
-    assert sum("line 1 of Ray's log" in line for line in logged) == 1
+    assert "line 1 of Ray's log" in caught.value.output  # for the pool to show, once
+    assert not any("line 1 of Ray's log" in line for line in logged)
     assert _FlakyHead.attempts >= 2
 
 
@@ -227,3 +228,25 @@ def test_a_permanent_failure_is_not_tried_again(monkeypatch: pytest.MonkeyPatch)
         assert _FlakyHead.attempts == 1
     finally:
         _FlakyHead.permanent = False
+
+
+def test_a_build_shows_rays_log_once_however_many_starts_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under heavy load every post's cluster may fail to start: each post says why in one
+    line, and Ray's 40-line log is printed once for the build, not once per post."""
+    from raypress.execution.ray_pool import ClusterPool, PoolSettings
+
+    monkeypatch.setattr(ray_cluster_module, "BuildCluster", _FlakyHead)
+    monkeypatch.setattr(ray_cluster_module, "_RETRY_PAUSE_S", 0.05)
+    _FlakyHead.attempts, _FlakyHead.failures = 0, 10**6
+    logged: list[str] = []
+    pool = ClusterPool(None, {}, PoolSettings(True, start_timeout=0.3), "/tmp", logged.append)  # type: ignore[arg-type]
+    errors = []
+    for _ in range(3):
+        with pytest.raises(ClusterError) as caught:
+            pool.acquire(ClusterShape())
+        errors.append(str(caught.value))
+    assert all("GCS has become overloaded" in e and "\n" not in e for e in errors)
+    assert sum("line 1 of Ray's log" in line for line in logged) == 1
+    pool.close()

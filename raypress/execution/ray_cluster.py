@@ -55,7 +55,11 @@ SESSION_RAY_ENV = {
 
 
 class ClusterError(RuntimeError):
-    """The cluster could not be started."""
+    """The cluster could not be started; ``output`` is Ray's own (of the last attempt)."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,8 @@ def start_cluster(
 ) -> BuildCluster:
     """Start a cluster, trying again after a failed attempt until ``options.start_timeout``.
 
-    One log line per failed attempt; Ray's output (of the last attempt) once, on giving up.
+    One log line per failed attempt; on giving up, ClusterError carries Ray's output (of
+    the last attempt) for the caller to show once.
     """
     began = time.monotonic()
     deadline = began + options.start_timeout
@@ -113,13 +118,12 @@ def start_cluster(
         except _AttemptFailed as failed:
             now = time.monotonic()
             if failed.permanent or now + _RETRY_PAUSE_S >= deadline:
-                tail = failed.output.strip() or "(no output)"
-                log(f"execution: Ray's output from the last start attempt:\n{tail}")
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 raise ClusterError(
                     f"the Ray cluster ({options.shape.requested()}) did not start: "
                     f"{failed.reason} ({tries} in {now - began:.0f} s; the limit is "
-                    f"{options.start_timeout:g} s, `ray_start_timeout`)"
+                    f"{options.start_timeout:g} s, `ray_start_timeout`)",
+                    failed.output.strip() or "(no output)",
                 ) from None
             log(
                 f"execution: Ray cluster start attempt {attempt} failed after "

@@ -74,6 +74,7 @@ class ClusterPool:
         self.stopping: list[threading.Thread] = []
         self.closed = False
         self.started = 0  # clusters started so far (for reports and tests)
+        self.failures = 0  # starts given up (Ray's log is shown for the first only)
 
     def effective(self, shape: ClusterShape) -> ClusterShape:
         """``shape`` with the configured default CPUs for a ``ray.init`` that names none."""
@@ -157,8 +158,16 @@ class ClusterPool:
         )
         try:
             cluster = start_cluster(self.server, self.base_env, options, self.parent, self.log)
+        except ClusterError as exc:
+            with self.lock:
+                self.failures += 1
+                first = self.failures == 1
+            if first:  # the same machine, the same story: Ray's log once per build
+                self.log(f"execution: Ray's output from the last start attempt:\n{exc.output}")
+            future.set_exception(exc)
+            return
         except BaseException as exc:
-            future.set_exception(exc if isinstance(exc, ClusterError) else ClusterError(str(exc)))
+            future.set_exception(ClusterError(str(exc)))
             return
         with self.lock:
             self.started += 1
