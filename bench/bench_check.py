@@ -57,6 +57,7 @@ from raypress.commands.check import compare_post, output_text  # noqa: E402
 from raypress.config import load_config  # noqa: E402
 from raypress.execution import ExecutionSettings, execute_posts  # noqa: E402
 from raypress.execution.model import PostExecution, PostRun, SnippetResult  # noqa: E402
+from raypress.execution.ray_logs import SYSTEM_NOTE  # noqa: E402
 from raypress.freeze.inputs import Inputs, source_hash  # noqa: E402
 from raypress.freeze.normalise import normalise  # noqa: E402
 from raypress.freeze.records import Record, SnippetPlace  # noqa: E402
@@ -242,6 +243,9 @@ def reader_view(result: SnippetResult | None) -> str:
         body += f"[value]\n{result.value}\n"
     for image in result.images:
         body += f"[image] {source_hash(image.data.hex())}\n"
+    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE)]  # shown on the page
+    if notes:
+        body += "[notes]\n" + "\n".join(notes) + "\n"
     return head + normalise(body, "strict", progress=False)
 
 
@@ -381,8 +385,11 @@ def judge(
                 misses.append(_describe_miss(mutation, a, outcome))
         elif failed:
             invisible_caught += 1
-            reasons = "; ".join(i.message for item in items for i in item.issues)
-            strict.append(f"  {mutation.post}:{mutation.line}: {mutation.description}: {reasons}")
+            noisy = any(
+                reader_view(x) != reader_view(y) for x, y, _ in _snippet_triples(a, b, outcome)
+            )
+            why = "the originals differ between their two runs" if noisy else "timing or notes"
+            strict.append(_describe_miss(mutation, a, outcome) + f"\n    ({why})")
     rate = 100.0 * caught / visible_count if visible_count else 0.0
     print(
         f"\n{len(chosen)} mutations: {visible_count} change what a reader sees, "
@@ -391,7 +398,7 @@ def judge(
     print(f"caught by check: {caught} of {visible_count} visible = {rate:.1f}% (target: 95%)")
     print(f"check failed on {invisible_caught} mutations a reader would not see (noise or timing)")
     for line in strict:
-        print(_short(line, 300))
+        print(line)
     if misses:
         print("\nmissed:")
         for miss in misses:

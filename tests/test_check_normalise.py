@@ -104,6 +104,8 @@ def test_lines_of_tasks_and_actors_may_come_in_any_order() -> None:
         ("pi ~ 3.1412\n", "pi ~ 2.3559\n", False),  # a different estimate, not noise
         ("mean 3.14\n", "mean 3.15\n", False),  # 3 digits: printed to be exact
         ("count 1000003\n", "count 1000004\n", False),  # integers are exact
+        ("1000000.0\n", "1001000.0\n", False),  # whole numbers printed as floats too
+        ("mean 0.4987123\n", "mean 0.4989456\n", True),
         ("3.1412202 and 7\n", "3.1416908 and 8\n", False),
         ("a 3.1412202\nb\n", "a 3.1416908\n", False),
     ],

@@ -70,6 +70,10 @@ class SessionRunner:
         self.seq = 0
         self.walls: dict[int, float] = {}
         self.imported: set[str] = set()
+        # third-party packages the fork server imported before this post ran: the snippet
+        # that first imports one is told so (in a plain script it pays the import)
+        self.preloaded = _preloaded_packages()
+        self.fresh_preloaded: list[str] = []
         self.libc = ctypes.CDLL(None)
         self.shim = RayShim(plan.ray, self.emit, self.ask) if plan.ray else None
         self.namespace = self._main_namespace()
@@ -171,6 +175,8 @@ class SessionRunner:
             }
         wall = _median(runs)
         self.walls[snippet.index] = wall
+        if self.fresh_preloaded and body is not None:
+            notes.append(_preloaded_note(self.fresh_preloaded))
         if self.shim is not None:
             notes += self.shim.take_notes()
         self.emit(
@@ -194,7 +200,9 @@ class SessionRunner:
 
     def _compile(self, snippet: SnippetCode) -> tuple[types.CodeType, types.CodeType | None]:
         tree = ast.parse(padded_source(snippet), self.filename, "exec")
-        self.imported |= names_in_tree(tree)
+        names = names_in_tree(tree)
+        self.fresh_preloaded = sorted((names & self.preloaded) - self.imported)
+        self.imported |= names
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             expression = ast.Expression(tree.body.pop().value)
@@ -283,6 +291,29 @@ def run_janitor(plan: SessionPlan) -> None:
         kwargs["_node_ip_address"] = plan.ray.node_ip
     ray.init(plan.ray.address, namespace=plan.ray.namespace, log_to_driver=False, **kwargs)
     print(f"killed {kill_detached_actors(ray, plan.janitor_jobs)} detached actor(s)")
+
+
+def _preloaded_packages() -> set[str]:
+    """Top-level third-party packages already imported in this process (by the fork
+    server, to save every post its import time)."""
+    names = {name.partition(".")[0] for name in list(sys.modules)}
+    return {
+        name
+        for name in names
+        if name not in sys.stdlib_module_names
+        and not name.startswith("_")
+        and name not in ("raypress", "__main__")
+    }
+
+
+def _preloaded_note(names: list[str]) -> str:
+    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    verb = "was" if len(names) == 1 else "were"
+    return (
+        f"{listed} {verb} already imported when this snippet ran (raypress imports "
+        f"{'it' if len(names) == 1 else 'them'} once per build): in a plain script this "
+        "time would include the import"
+    )
 
 
 def _median(values: list[float]) -> float:

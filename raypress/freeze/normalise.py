@@ -40,7 +40,8 @@ outputs" lists them too), strict (the default), in this order:
 9. Estimates (the comparison, not the canonical form): two outputs that differ only in
    numbers printed with 5 or more significant digits, each pair within 0.5% of each
    other, match: ``Estimated value of π is: 3.1412202`` and ``3.1416908``. A number
-   printed with fewer digits, and every integer, must be equal.
+   printed with fewer digits, every integer, and every whole number printed as a float
+   (``1000000.0``) must be equal.
 
 loose: strict, then every number (``-1.5e-08``, ``42``, ``3,125``) becomes ``<n>``, runs of
 spaces and tabs become one space, trailing spaces go, and lines are sorted (the order in
@@ -137,8 +138,8 @@ def _same_but_estimates(a: str, b: str) -> bool:
     for x, y in zip(_ANY_NUMBER.findall(a), _ANY_NUMBER.findall(b), strict=True):
         if x == y:
             continue
-        if not _is_float(x) or not _is_float(y):
-            return False  # integers are exact
+        if not _is_estimate(x) or not _is_estimate(y):
+            return False  # integers, and whole numbers printed as floats, are exact
         if min(_significant(x), _significant(y)) < _ESTIMATE_DIGITS:
             return False
         fx, fy = float(x), float(y)
@@ -147,8 +148,11 @@ def _same_but_estimates(a: str, b: str) -> bool:
     return True
 
 
-def _is_float(number: str) -> bool:
-    return "." in number or "e" in number.lower()
+def _is_estimate(number: str) -> bool:
+    """A number printed with a fractional part that is not just ``.0`` (``1000000.0`` is
+    Python printing an exact whole number)."""
+    mantissa = re.split(r"[eE]", number)[0]
+    return "." in mantissa and not re.search(r"\.0*$", mantissa)
 
 
 def _significant(number: str) -> int:
