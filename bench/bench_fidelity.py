@@ -141,6 +141,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("posts", nargs="*", type=Path, help="post files (default: all)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--verbose", action="store_true", help="also every run's time")
     args = parser.parse_args()
     config = load_config(ROOT)
     posts = [p.resolve() for p in args.posts] or DEFAULT_POSTS
@@ -179,10 +180,10 @@ def main() -> int:
                     flush=True,
                 )
             rows += post_rows
-    return report(rows)
+    return report(rows, args.verbose)
 
 
-def report(rows: list[Row]) -> int:
+def report(rows: list[Row], verbose: bool = False) -> int:
     print()
     print(f"{'post / snippet':58} {'plain':>10} {'raypress':>10} {'ratio':>6}  verdict")
     judged = misses = 0
@@ -210,6 +211,11 @@ def report(rows: list[Row]) -> int:
         ratio_text = f"{ratio:.2f}" if ratio else "–"
         times = f"{fmt(plain):>10} {fmt(mine):>10} {ratio_text:>6}"
         print(f"  {row.index + 1:>2} {code:53} {times}  {verdict}")
+        if verbose and max(row.plain + row.raypress, default=0) >= FLOOR_S:
+            runs = (
+                " ".join(fmt(x) for x in row.plain) + " | " + " ".join(fmt(x) for x in row.raypress)
+            )
+            print(f"       runs, plain | raypress: {runs}")
     print()
     print(
         f"{judged} snippets of 50 ms or more judged: {judged - misses} within {LOW}-{HIGH}x, "
