@@ -65,8 +65,9 @@ class Config:
     memory_limit_mb: int = 4096  # per session (its own growth; Ray tasks are separate)
     output_cap_bytes: int = 100_000  # per snippet and stream; the rest is cut with a note
     post_output_cap_bytes: int = 5_000_000  # all a post shows: outputs, values, figures
-    ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
-    ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
+    ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else one per post)
+    ray_num_cpus: int = 0  # CPUs of a post whose ray.init names none; 0: Ray's (the cores)
+    ray_start_timeout: int = 120  # seconds a cluster's start may take, retries included
     check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
     # Rich output
     figure_format: str = "png"  # matplotlib figures: png (2x), webp (2x, lossless) or svg
@@ -205,7 +206,8 @@ RANGES: dict[str, tuple[int | float, int | float, str]] = {
     "output_cap_bytes": (1_000, 1 << 30, "bytes"),
     "post_output_cap_bytes": (1_000, 1 << 32, "bytes"),
     "jobs": (0, 1024, "workers, 0 for one per CPU"),
-    "ray_num_cpus": (0, 1 << 16, "logical CPUs, 0 for max(8, cores)"),
+    "ray_num_cpus": (0, 1 << 16, "logical CPUs, 0 for Ray's default (the cores)"),
+    "ray_start_timeout": (1, 3600, "seconds"),
     "max_post_bytes": (1, 1 << 31, "bytes"),
     "posts_per_page": (1, 100_000, "posts"),
     "feed_entries": (1, 100_000, "posts"),

@@ -13,6 +13,7 @@ from raypress.config import load_config
 from raypress.execution import ExecutionSettings, InlineExpression, PostRun
 from raypress.execution.model import Snippet, SnippetOptions
 from raypress.execution.pool import Executor
+from raypress.execution.ray_shape import ClusterShape
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_POST = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"
@@ -72,7 +73,9 @@ def executor() -> Iterator[Executor]:
 
 @pytest.fixture(scope="session")
 def ray_executor() -> Iterator[Executor]:
-    """One execution engine with its Ray cluster, started once per test session."""
-    with Executor(ExecutionSettings(jobs=2, snippet_timeout=120, project_root=ROOT)) as engine:
-        engine.start_ray()
+    """One execution engine for the Ray tests: each post gets a fresh cluster, and one
+    for a plain ``ray.init()`` is kept started ahead (as ``serve`` does)."""
+    settings = ExecutionSettings(jobs=2, snippet_timeout=120, project_root=ROOT, ray_keep_warm=True)
+    with Executor(settings) as engine:
+        engine.ray_pool().prepare(ClusterShape())
         yield engine

@@ -315,7 +315,7 @@ def test_results_keep_order_report_progress_and_serialise(executor: Executor) ->
 
 
 def test_a_snippet_cannot_start_a_ray_cluster_when_ray_is_unused(executor: Executor) -> None:
-    assert executor.cluster_future is None
+    assert executor.clusters is None  # no post asked for a cluster
 
 
 def test_snippets_get_no_network_inside_the_loopback_namespace(executor: Executor) -> None:

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest_cluster import LocalCluster
 
 from raypress.execution import ExecutionSettings
 from raypress.execution.isolation import probe
-from raypress.execution.model import PostRun, Snippet, SnippetOptions
+from raypress.execution.model import PostExecution, PostRun, Snippet, SnippetOptions
 from raypress.execution.pool import Executor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -510,43 +511,52 @@ def test_another_builds_ray_cluster_is_out_of_reach() -> None:
             assert f"{attempt} blocked" in out, (out, thief.snippets)
 
 
+GREEDY = (
+    "import ray\nray.init()\ncpus = int(ray.cluster_resources()['CPU'])\n"
+    "held = ray.util.placement_group([{'CPU': 1}] * cpus, lifetime='detached')\n"
+    "plain = ray.util.placement_group([{'CPU': 0.5}])\n"
+    "ray.get(held.ready(), timeout=60)\nprint('holding', cpus, flush=True)"
+)
+LATER = (
+    "import ray\nray.init()\n@ray.remote(num_cpus=1)\ndef f():\n    return 'ran'\n"
+    "ray.get(f.remote(), timeout=60)"
+)
+
+
+def _starve_then_run(engine: Executor) -> tuple[PostExecution, PostExecution]:
+    """A post that holds every CPU in placement groups, one killed while holding them,
+    then a post that needs a CPU; returns the first and the killed one."""
+    greedy = engine.execute(ray_post("greedy", GREEDY))
+    assert greedy.status == "ok", greedy.problems
+    killed = engine.execute(
+        ray_post("killed", GREEDY + "\nimport time\ntime.sleep(600)", timeout=20)
+    )
+    assert killed.status == "timed-out"
+    later = engine.execute(ray_post("later", LATER))
+    assert later.status == "ok", later.problems
+    assert later.snippets[0].value == "'ran'"
+    return greedy, killed
+
+
 @pytest.mark.slow
 def test_a_placement_group_never_starves_a_later_post() -> None:
+    """On the build's own clusters: each post's cluster is fresh and stopped with it."""
     settings = ExecutionSettings(jobs=1, project_root=REPO, snippet_timeout=120)
     with Executor(settings) as engine:
-        engine.start_ray()
-        greedy = engine.execute(
-            ray_post(
-                "greedy",
-                "import ray\nray.init()\ncpus = ray.cluster_resources()['CPU']\n"
-                "held = ray.util.placement_group([{'CPU': cpus}], lifetime='detached')\n"
-                "plain = ray.util.placement_group([{'CPU': 0.5}])\n"
-                "ray.get(held.ready(), timeout=60)\nprint('holding', cpus)",
-            )
-        )
-        assert greedy.status == "ok", greedy.problems
-        assert any("removed 2 placement group(s)" in m for m in greedy.messages), greedy.messages
-        # a killed session's groups go too (a janitor session removes them)
-        killed = engine.execute(
-            ray_post(
-                "killed",
-                "import ray, time\nray.init()\ncpus = ray.cluster_resources()['CPU']\n"
-                "held = ray.util.placement_group([{'CPU': cpus}], lifetime='detached')\n"
-                "ray.get(held.ready(), timeout=60)\nprint('holding', flush=True)\n"
-                "time.sleep(600)",
-                timeout=20,
-            )
-        )
-        assert killed.status == "timed-out"
-        later = engine.execute(
-            ray_post(
-                "later",
-                "import ray\nray.init()\n@ray.remote(num_cpus=1)\ndef f():\n    return 'ran'\n"
-                "ray.get(f.remote(), timeout=60)",
-            )
-        )
-        assert later.status == "ok", later.problems
-        assert later.snippets[0].value == "'ran'"
+        _starve_then_run(engine)
+
+
+@pytest.mark.slow
+def test_a_post_leaves_no_placement_group_on_an_external_cluster(
+    two_node_cluster: LocalCluster,
+) -> None:
+    """On a shared cluster the session removes its groups; a janitor those of a killed one."""
+    settings = ExecutionSettings(
+        jobs=1, project_root=REPO, snippet_timeout=120, ray_address=two_node_cluster.address
+    )
+    with Executor(settings) as engine:
+        greedy, _killed = _starve_then_run(engine)
+    assert any("removed 2 placement group(s)" in m for m in greedy.messages), greedy.messages
 
 
 # -- the fork server killed --------------------------------------------------------------

@@ -43,8 +43,9 @@ from raypress.execution.model import (
     StreamOutput,
     format_duration,
 )
+from raypress.execution.ray_logs import SYSTEM_NOTE
 from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
-from raypress.freeze.normalise import normalise
+from raypress.freeze.normalise import normalise, same
 from raypress.freeze.plan import relocated, save_record, should_save
 from raypress.freeze.records import Record, RecordError, read_record, record_files
 from raypress.freeze.run_plan import (
@@ -326,8 +327,9 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
                 sections.append((f"{header} {mime}", _RANDOM_ID.sub("<uuid>", data)))
     if result.error is not None:
         sections.append(("error", result.error.traceback))
-    if result.notes:
-        sections.append(("notes", "\n".join(result.notes)))
+    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE)]  # Ray's own lines
+    if notes:
+        sections.append(("notes", "\n".join(notes)))
     parts = []
     for header, text in sections:
         body = normalise(text, mode)
@@ -373,11 +375,19 @@ def _output_issues(
     if mode == "none":
         return []
     before, after = output_text(old, mode), output_text(new, mode)
-    if before == after:
+    if same(before, after, mode):
         return []
     diff = unified(before, after, f"{post}:{snippet.line}", ("record", "this run"))
-    hint = "" if mode == "loose" else "; if it varies between runs, try `#| compare: loose`"
+    hint = f"; if it varies between runs, try `#| compare: {suggestion(old, new, mode)}`"
     return [Issue("error", f"output differs from its record{hint}", diff, against_record=True)]
+
+
+def suggestion(old: SnippetResult, new: SnippetResult, mode: str) -> str:
+    """The compare option that would make two outputs match, judged from their difference:
+    ``loose`` when only numbers, spacing or line order differ, else ``none``."""
+    if mode == "strict" and same(output_text(old, "loose"), output_text(new, "loose"), "loose"):
+        return "loose"
+    return "none"
 
 
 def _timing_issues(
@@ -416,7 +426,7 @@ def _inline_item(
         return Item(post, expression.line, name, 0.0, None, (issue,))
     before = normalise(old.text or old.error or "") + "\n"
     after = normalise(new.text) + "\n"
-    if before == after:
+    if same(before, after):
         return Item(post, expression.line, name)
     diff = unified(before, after, f"{post}:{expression.line}", ("record", "this run"))
     issue = Issue("error", "its value differs from its record", diff, against_record=True)
@@ -439,12 +449,12 @@ def _with_instability(
             texts = ("", "")
             if a is not None and b is not None:
                 texts = (output_text(a, mode), output_text(b, mode))
-            if texts[0] != texts[1]:
-                suggestion = "loose" if mode == "strict" else "none"
+            if not same(*texts, mode):
+                option = suggestion(a, b, mode) if a is not None and b is not None else "none"
                 diff = unified(*texts, f"{item.post}:{item.line}", ("first run", "second run"))
                 issue = Issue(
                     "error",
-                    f"output differs between two runs; mark it `#| compare: {suggestion}`",
+                    f"output differs between two runs; mark it `#| compare: {option}`",
                     diff,
                 )
                 item = dataclasses.replace(item, issues=(*item.issues, issue))

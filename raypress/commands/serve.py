@@ -17,6 +17,7 @@ build's problems in an overlay; the console gets one line per rebuild.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import threading
@@ -101,8 +102,11 @@ class DevSite:
         self.config = config
         self.console = console
         self.hub = Hub()
-        self.warm = WarmExecution(
-            lambda: execution_settings(self.config, self.console.detail, self.on_progress),
+        self.warm = WarmExecution(  # Ray posts re-run on save: keep a fresh cluster ready
+            lambda: dataclasses.replace(
+                execution_settings(self.config, self.console.detail, self.on_progress),
+                ray_keep_warm=True,
+            ),
             self.console.detail,
         )
         self.run_state = RunState()  # what runs now, shown in the pages' status box

@@ -41,13 +41,18 @@ Design note
 * **Package import.** This ``__init__`` is lazy: the fork server imports the package
   and must not pay for the build side (``model`` pulls in YAML via ``raypress.publish.snippets``);
   the session side uses its own plan types (``protocol.SnippetCode``, ``InlineCode``).
-* **Ray.** One cluster per build, started lazily in the background when a post imports
-  ray (``ray_cluster``), always with a fresh token, SIGKILLed by process group at the
-  end. In sessions ``ray.init`` connects to it (``ray_shim``; ``ray_driver`` finds the
-  node from the GCS, since a session cannot see the raylet's process), each session a
-  job in its own namespace; task output is read from the job's worker log files
-  (``ray_logs``); leftover detached actors and placement groups are removed at the end
-  of each post (``ray_cleanup``, by the session, or by a janitor session after a kill).
+* **Ray.** Each post gets a fresh cluster of the shape its ``ray.init`` asks for
+  (``ray_shape``, ``ray_pool``): started by the fork server (``ray_cluster``, retried on a
+  busy machine) when its first snippet that needs Ray is about to run, handed over when
+  the session's ``ray.init`` asks for it on its channel (``RayRequest``/``RayReply``,
+  answered by the driver), SIGKILLed by process group when the post ends. In sessions
+  ``ray.init`` is patched (``ray_shim``): requested and given resources go to the page,
+  requests nothing can meet fail fast (a wait for a task no node can hold too:
+  ``ray_watch``), each session is its own job; task output is read from the job's worker
+  log files on every node, another node's through a reader actor placed there
+  (``ray_output``, ``ray_logs``), and Ray's own lines become notes. With ``--ray-address``
+  the posts share the user's cluster and leftover detached actors are killed at the end
+  of each post (by the session, or by a janitor session after a kill).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ so far is kept), bounds what the session may send (the post's output cap: a larg
 message on the channel kills the session), notices a dead session or a dead Ray
 cluster, and assembles the PostExecution. A post ends when its session ends: whatever
 the snippets left running dies with the session's PID namespace, or, past a short grace
-period, is no longer waited for.
+period, is no longer waited for. A session's requests for a Ray cluster (``RayRequest``)
+are answered on its channel by a helper thread, through the post's :class:`RayBroker`;
+the running snippet's deadline is paused while the cluster starts.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import fcntl
 import os
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from raypress.errors import Problem
 from raypress.execution.capture import Budget, SegmentedStream, clean_text, size_text
@@ -40,11 +44,16 @@ from raypress.execution.protocol import (
     InlineDone,
     Note,
     RayJob,
+    RayRelease,
+    RayReply,
+    RayRequest,
     SessionEvent,
     SessionPlan,
     SnippetDone,
     SnippetStarted,
     decode_event,
+    encode_ray_reply,
+    send_frame,
 )
 from raypress.execution.results import (
     Piece,
@@ -59,6 +68,7 @@ _PIPE_SIZE = 1 << 20
 _READ_SIZE = 1 << 20
 _DRAIN_GRACE_S = 2.0  # after a kill, how long to wait for the pipes to close
 _F_SETPIPE_SZ = 1031
+_CLUSTER_GRACE_S = 1.0  # how long a dead session's cluster may take to be reported dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,24 @@ class Limits:
     def frame_limit(self) -> int:
         """The largest message a session may send (base64 images included)."""
         return self.post_output_cap * 2 + (1 << 20)
+
+
+class RayBroker(Protocol):
+    """The Ray clusters of one post's session (``ray_pool.PostClusters``)."""
+
+    def starting(self, index: int) -> None:
+        """Snippet ``index`` is about to run (a cluster may be started for it)."""
+
+    def request(self, event: RayRequest) -> RayReply:
+        """A cluster for ``ray.init`` (blocks while it starts)."""
+        ...
+
+    def release(self) -> None:
+        """The session called ``ray.shutdown()``."""
+
+    def failure(self) -> str | None:
+        """Why the session's cluster died, if it did."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +125,8 @@ class _Progress:
     ended: float | None = None  # when it was killed or closed its channel
     first_event: float | None = None
     notify: Callable[[SessionEvent], None] | None = None  # snippets starting and ending
+    paused_since: float | None = None  # a RayRequest is being answered since then
+    paused: float = 0.0  # seconds of the running snippet spent waiting for a cluster
 
 
 def drive(
@@ -108,6 +138,7 @@ def drive(
     cluster_failure: Callable[[], str | None] = lambda: None,
     notify: Callable[[SessionEvent], None] | None = None,
     explain_death: Callable[[int | None], str | None] = lambda _status: None,
+    ray: RayBroker | None = None,
 ) -> Outcome:
     """Run ``plan`` in a new session and return what it did; ``notify`` hears each
     SnippetStarted and SnippetDone as it arrives (for a live status); ``explain_death``
@@ -139,13 +170,16 @@ def drive(
         err_r: SegmentedStream(plan.marker, limits.output_cap, budget),
     }
     progress = _Progress(notify=notify)
+    if ray is not None:
+        cluster_failure = ray.failure
     try:
-        _pump(server, pid, channel, streams, limits, start, progress, cluster_failure)
+        _pump(server, pid, channel, streams, limits, start, progress, cluster_failure, ray)
     finally:
         channel.close()
         for fd in streams:
             os.close(fd)
     drained = time.perf_counter() - start
+    _blame_the_cluster(progress, cluster_failure)
     status = server.wait_exit(pid, timeout=5.0)
     reaped = time.perf_counter() - start
     if progress.finished is None and progress.kill_reason is None and plan.ray is not None:
@@ -182,6 +216,7 @@ def _pump(
     start: float,
     progress: _Progress,
     cluster_failure: Callable[[], str | None],
+    ray: RayBroker | None = None,
 ) -> None:
     reader = FrameReader(channel, limits.frame_limit)
     selector = selectors.DefaultSelector()
@@ -210,7 +245,9 @@ def _pump(
                 if key.fileobj is channel:
                     reader.fill()
                     for frame in reader.frames():
-                        _on_event(progress, frame)
+                        event = _on_event(progress, frame)
+                        if ray is not None and event is not None:
+                            _serve_ray(ray, event, channel, progress)
                     if reader.oversized and not killed:
                         progress.kill_reason = "died"
                         progress.kill_note = (
@@ -249,23 +286,47 @@ def _await_cluster_news(cluster_failure: Callable[[], str | None], wait: float =
         time.sleep(0.05)
 
 
-def _on_event(progress: _Progress, frame: bytes) -> None:
+def _on_event(progress: _Progress, frame: bytes) -> SessionEvent | None:
     try:
         event = decode_event(frame)
     except (ValueError, TypeError):
-        return
+        return None
     progress.events.append(event)
     if progress.first_event is None:
         progress.first_event = time.perf_counter()
     if isinstance(event, SnippetStarted):
         progress.running = event
         progress.running_since = time.perf_counter()
+        progress.paused = 0.0
     elif isinstance(event, SnippetDone):
         progress.running = None
     elif isinstance(event, Finished):
         progress.finished = event
     if progress.notify is not None and isinstance(event, SnippetStarted | SnippetDone):
         progress.notify(event)
+    return event
+
+
+def _serve_ray(
+    ray: RayBroker, event: SessionEvent, channel: socket.socket, progress: _Progress
+) -> None:
+    """Answer a session's Ray request in a helper thread (a cluster start takes seconds)."""
+    if isinstance(event, SnippetStarted):
+        ray.starting(event.index)
+    elif isinstance(event, RayRelease):
+        ray.release()
+    elif isinstance(event, RayRequest):
+        progress.paused_since = time.perf_counter()
+
+        def answer() -> None:
+            reply = ray.request(event)
+            with contextlib.suppress(OSError):  # the session is gone: nobody to tell
+                send_frame(channel, encode_ray_reply(reply))
+            if progress.paused_since is not None:
+                progress.paused += time.perf_counter() - progress.paused_since
+                progress.paused_since = None
+
+        threading.Thread(target=answer, name="ray-request", daemon=True).start()
 
 
 def _deadline_passed(
@@ -274,11 +335,25 @@ def _deadline_passed(
     if limits.post_timeout is not None and now - start > limits.post_timeout:
         return "timed-out", f"timed out: the post's limit of {_seconds(limits.post_timeout)} s"
     running = progress.running
-    if running is not None:
+    if running is not None and progress.paused_since is None:
         timeout = limits.snippet_timeouts.get(running.index)
-        if timeout is not None and now - progress.running_since > timeout:
+        if timeout is not None and now - progress.running_since - progress.paused > timeout:
             return "timed-out", f"timed out after {_seconds(timeout)} s"
     return None
+
+
+def _blame_the_cluster(progress: _Progress, cluster_failure: Callable[[], str | None]) -> None:
+    """A Ray driver exits at once when its cluster dies, often before the build has heard
+    of the death: a session that ended early while connected says why, if that is why."""
+    if progress.finished is not None or progress.kill_reason is not None:
+        return
+    if not any(isinstance(e, RayJob) for e in progress.events):
+        return
+    deadline = time.monotonic() + _CLUSTER_GRACE_S
+    while (message := cluster_failure()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if message is not None:
+        progress.kill_reason, progress.kill_note = "died", message
 
 
 def _cluster(cluster_failure: Callable[[], str | None]) -> tuple[str, str] | None:
@@ -292,8 +367,8 @@ def _wait_time(limits: Limits, start: float, progress: _Progress, now: float) ->
         waits.append(start + limits.post_timeout - now)
     if progress.running is not None:
         timeout = limits.snippet_timeouts.get(progress.running.index)
-        if timeout is not None:
-            waits.append(progress.running_since + timeout - now)
+        if timeout is not None and progress.paused_since is None:
+            waits.append(progress.running_since + progress.paused + timeout - now)
     return max(0.0, min(waits))
 
 
@@ -385,6 +460,8 @@ def _assemble(
         tuple((str(name), str(version)) for name, version in packages),
         jobs[-1].ray_version if jobs else None,
         jobs[-1].cluster_cpus if jobs else None,
+        jobs[-1].requested if jobs else None,
+        jobs[-1].given if jobs else None,
     )
     return PostExecution(
         post=run.post,

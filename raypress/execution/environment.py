@@ -70,6 +70,8 @@ def environment(
     ray_version: str | None,
     ray_cluster_cpus: float | None,
     isolation: str = "",
+    ray_requested: str | None = None,
+    ray_given: str | None = None,
 ) -> Environment:
     """Assemble an Environment (build side); ``isolation``: "" when full, else what the
     machine could not give ("reduced — …")."""
@@ -84,4 +86,6 @@ def environment(
         ray_version=ray_version,
         ray_cluster_cpus=ray_cluster_cpus,
         isolation=isolation or machine.isolation,
+        ray_requested=ray_requested,
+        ray_given=ray_given,
     )

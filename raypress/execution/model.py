@@ -142,8 +142,9 @@ class ExecutionSettings:
     output_cap_bytes: int = 100_000  # per stream and snippet
     post_output_cap_bytes: int = 5_000_000  # everything a post shows: outputs, values, images
     ray_address: str | None = None  # an existing cluster: start and stop nothing
-    ray_num_cpus: int | None = None  # logical CPUs of the build's cluster (None: max(8, cores))
-    ray_object_store_bytes: int | None = None  # None: min(2 GiB, a tenth of the memory)
+    ray_num_cpus: int | None = None  # CPUs for a ray.init() that names none (None: Ray's)
+    ray_start_timeout: float = 120.0  # seconds a cluster start may take, retries included
+    ray_keep_warm: bool = False  # keep a fresh cluster started for the next post (serve)
     network: NetworkMode = "auto"  # "auto": a loopback-only namespace where available
     prewarm: tuple[str, ...] = ()  # imported by the fork server besides what posts import
     temp_root: Path | None = None  # where session folders go (None: the system's)
@@ -363,6 +364,8 @@ class Environment:
     ray_version: str | None = None
     ray_cluster_cpus: float | None = None
     isolation: str = ""  # "" when full; else "reduced — what the machine could not give"
+    ray_requested: str | None = None  # ray.init's resource arguments: "num_cpus=4"
+    ray_given: str | None = None  # what the post ran on: "a fresh cluster of 4 CPUs, 0 GPUs"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,7 @@
-"""Runs posts in parallel sessions: the fork server, the lazy Ray cluster, the threads."""
+"""Runs posts in parallel sessions: the fork server, the posts' Ray clusters, the threads."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -32,7 +31,7 @@ from raypress.execution.driver import Limits, Outcome, drive
 from raypress.execution.environment import MachineInfo, environment, machine_info
 from raypress.execution.forkclient import ForkServerClient, ForkServerError
 from raypress.execution.forkserver import WARMABLE
-from raypress.execution.imports import top_level_imports
+from raypress.execution.imports import needs_ray, top_level_imports
 from raypress.execution.isolation import Isolation, probe
 from raypress.execution.model import (
     GIB,
@@ -54,6 +53,8 @@ from raypress.execution.protocol import (
     SnippetCode,
     SnippetDone,
 )
+from raypress.execution.ray_pool import ClusterPool, PoolSettings, PostClusters, machine_memory
+from raypress.execution.ray_shape import predict_shape
 from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -125,10 +126,9 @@ class Executor:
         self.stage: Path | None = None  # empty folders staged sources are bound on
         self.cgroup: BuildCgroup | None = None
         self.base_env = base_env(os.environ, _PACKAGE_ROOT)
-        self.cluster: ray_cluster.BuildCluster | None = None
-        self.cluster_future: Future[ray_cluster.BuildCluster] | None = None
+        self.clusters: ClusterPool | None = None  # created when a post first asks for one
         # Ray reads its authentication settings once per process, so the fork server needs
-        # them before it imports ray: always a fresh token for the build's own cluster.
+        # them before it imports ray: always a fresh token for the build's own clusters.
         if settings.ray_address:
             self.ray_auth = ray_cluster.external_auth_env(os.environ)
         else:
@@ -308,7 +308,13 @@ class Executor:
             output_cap=self.settings.output_cap_bytes,
             post_output_cap=self.settings.post_output_cap_bytes,
         )
-        cluster = self.cluster if plan.ray and plan.ray.mode == "shared" else None
+        broker = None
+        if plan.ray is not None and plan.ray.mode == "build":
+            broker = PostClusters(
+                self.ray_pool,
+                frozenset(s.index for s in run.snippets if s.options.eval and needs_ray(s.source)),
+                predict_shape(s.source for s in run.snippets if s.options.eval),
+            )
         self._report("post-started", run.post, count=sum(s.options.eval for s in run.snippets))
         try:
             outcome = drive(
@@ -317,9 +323,9 @@ class Executor:
                 plan,
                 limits,
                 self.machine,
-                cluster.failure if cluster else lambda: None,
-                self._notifier(run),
-                self._death_explainer(cgroup),
+                notify=self._notifier(run),
+                explain_death=self._death_explainer(cgroup),
+                ray=broker,
             )
         except ForkServerError as exc:
             if self.server.death():
@@ -327,6 +333,8 @@ class Executor:
             message = f"could not start the session: {exc}"
             return Outcome(self._failed(run, message, started), ())
         finally:
+            if broker is not None:
+                broker.close()
             if plan.sandbox is None:
                 shutil.rmtree(Path(plan.cwd).parent, ignore_errors=True)
         if self.server.death():
@@ -338,13 +346,10 @@ class Executor:
         return outcome
 
     def close(self) -> None:
-        """Stop the cluster and the fork server, remove the temp folders and cgroups."""
-        if self.cluster_future is not None:
-            with contextlib.suppress(Exception):
-                self.cluster_future.result()
+        """Stop the clusters and the fork server, remove the temp folders and cgroups."""
         try:
-            if self.cluster is not None:
-                self.cluster.stop()
+            if self.clusters is not None:
+                self.clusters.close()
             self.server.close()
         finally:
             self._remove_folders()
@@ -383,65 +388,55 @@ class Executor:
         wanted.discard("ray")  # imported on request, once a post needs it
         return tuple(sorted(wanted))
 
-    def start_ray(self) -> ray_cluster.BuildCluster | None:
-        """Start the build's cluster now (tests, benchmarks); None with ``ray_address``."""
-        probe = PostRun("<ray>", Path(self.root), (), uses_ray=True)
-        self._prepare_ray([probe])
-        return self.cluster_future.result() if self.cluster_future else None
+    def ray_pool(self) -> ClusterPool:
+        """The build's Ray clusters (created on first use); ClusterError if the memory
+        cgroup they must run in cannot be made."""
+        with self.lock:
+            if self.clusters is None:
+                self.clusters = ClusterPool(
+                    self.server,
+                    self._env(self.sandboxed),
+                    PoolSettings(
+                        isolated_network=self.isolated_network,
+                        default_cpus=self.settings.ray_num_cpus,
+                        start_timeout=self.settings.ray_start_timeout,
+                        keep_warm=self.settings.ray_keep_warm,
+                        in_sandbox=self.sandboxed,
+                        cgroup_procs=self._ray_cgroup(),
+                    ),
+                    RAY_DIR if self.sandboxed else (self.short_root or RAY_DIR),
+                    self.log,
+                )
+            return self.clusters
+
+    def _ray_cgroup(self) -> str | None:
+        """The memory cgroup of the build's Ray clusters (in the sandbox): the sessions'
+        ceilings plus one default object store, at most 90% of the machine."""
+        if not self.sandboxed or self.cgroup is None:
+            return None
+        total = machine_memory() or 8 * GIB
+        limit = self.settings.memory_limit_bytes
+        ceiling = None
+        if limit:
+            ceiling = min(
+                total * 9 // 10, max(1, self.settings.jobs) * limit + total * 3 // 10 + GIB
+            )
+        try:
+            self.cgroup.child("ray", ceiling)
+        except OSError as exc:
+            raise ray_cluster.ClusterError(
+                f"cannot create the Ray clusters' cgroup: {exc}"
+            ) from None
+        return f"{CGROUP_DIR}/ray/cgroup.procs"
 
     def _prepare_ray(self, runs: Sequence[PostRun]) -> None:
-        """Warm ``import ray`` and start the cluster in the background, if a post needs it."""
-        ray_runs = [run for run in runs if uses_ray(run)]
-        if not ray_runs:
+        """Warm ``import ray`` in the fork server if a post needs it (no cluster yet: a
+        post's cluster starts when a snippet that needs Ray is about to run)."""
+        if not any(uses_ray(run) for run in runs):
             return
         with self.lock:
             if self.ray_warm is None:
                 self.ray_warm = self.server.warm(["ray"])
-            shared = any(run.ray_mode == "shared" for run in ray_runs)
-            if not shared or self.settings.ray_address or self.cluster_future is not None:
-                return
-            self.cluster_future = Future()
-        threading.Thread(target=self._start_cluster, name="ray-cluster", daemon=True).start()
-
-    def _start_cluster(self) -> None:
-        assert self.cluster_future is not None
-        cgroup_procs = None
-        if self.sandboxed and self.cgroup is not None:
-            jobs = max(1, self.settings.jobs)
-            store = self.settings.ray_object_store_bytes or ray_cluster.default_object_store_bytes()
-            limit = self.settings.memory_limit_bytes
-            try:
-                self.cgroup.child("ray", store + jobs * limit + (1 << 30) if limit else None)
-                cgroup_procs = f"{CGROUP_DIR}/ray/cgroup.procs"
-            except OSError as exc:
-                self.cluster_future.set_exception(
-                    ray_cluster.ClusterError(f"cannot create the Ray cluster's cgroup: {exc}")
-                )
-                return
-        options = ray_cluster.ClusterOptions(
-            num_cpus=self.settings.ray_num_cpus or ray_cluster.default_num_cpus(),
-            object_store_bytes=self.settings.ray_object_store_bytes
-            or ray_cluster.default_object_store_bytes(),
-            isolated_network=self.isolated_network,
-            temp_dir=f"{RAY_DIR}/c1" if self.sandboxed else None,
-            cgroup_procs=cgroup_procs,
-        )
-        self.log(f"execution: starting a Ray cluster ({options.num_cpus} logical CPUs)")
-        self._report("cluster-starting", count=options.num_cpus)
-        try:
-            cluster = ray_cluster.BuildCluster(
-                self.server, self._env(self.sandboxed), options, self.short_root or RAY_DIR
-            )
-        except BaseException as exc:
-            self._report("cluster-failed", status=str(exc))
-            self.cluster_future.set_exception(exc)
-            return
-        self._report("cluster-ready")
-        self.cluster = cluster
-        self.log(
-            f"execution: Ray cluster at {cluster.address}, started in {cluster.started_s:.1f} s"
-        )
-        self.cluster_future.set_result(cluster)
 
     def _plan(self, run: PostRun) -> tuple[SessionPlan, str | None]:
         """The session's plan, and the name of the memory cgroup made for it (if any)."""
@@ -499,30 +494,23 @@ class Executor:
     ) -> RayPlan:
         """How the session's ``ray.init`` behaves; updates ``env`` with Ray's settings."""
         node_ip = ray_cluster.LOOPBACK if self.isolated_network else None
-        if run.ray_mode == "shared" and uses_ray(run):
-            if self.settings.ray_address:
-                env["RAY_ADDRESS"] = self.settings.ray_address
-                address = self.settings.ray_address
-                # drivers of a cluster run on one of its nodes, whose worker logs are local;
-                # only Ray Client ("ray://") has none, and gets Ray's forwarded output
-                local_logs = not address.startswith("ray://")
-                return RayPlan("shared", address, namespace, None, None, local_logs)
-            assert self.cluster_future is not None
-            cluster = self.cluster_future.result()
-            if cluster.failure():
-                raise ray_cluster.ClusterError(cluster.failure())
-            env["RAY_ADDRESS"] = cluster.address
-            return RayPlan("shared", cluster.address, namespace, node_ip, None, True)
-        # isolated posts, and posts whose use of Ray was not detected: a private cluster
-        return RayPlan("isolated", None, namespace, node_ip, temp_dir, True)
+        if run.ray_mode == "isolated":  # the session's ray.init starts a private cluster
+            return RayPlan("isolated", None, namespace, node_ip, temp_dir, True)
+        if self.settings.ray_address:
+            env["RAY_ADDRESS"] = self.settings.ray_address
+            address = self.settings.ray_address
+            # drivers of a cluster run on one of its nodes, whose worker logs they read;
+            # only Ray Client ("ray://") has none, and gets Ray's forwarded output
+            local_logs = not address.startswith("ray://")
+            return RayPlan("external", address, namespace, None, None, local_logs)
+        # the default: ray.init asks the build for a fresh cluster of its own shape
+        return RayPlan("build", None, namespace, node_ip, None, True)
 
     def _clean_up_jobs(self, run: PostRun, plan: SessionPlan, jobs: tuple[str, ...]) -> None:
-        """After a killed session: a janitor session removes what its jobs left (detached
-        actors, placement groups)."""
-        if not jobs or plan.ray is None or plan.ray.mode != "shared":
-            return
-        if self.cluster is not None and self.cluster.failure():
-            return  # nothing left to clean, and nothing to connect to
+        """After a killed session: a janitor session removes what its jobs left on an
+        external cluster (detached actors, placement groups)."""
+        if not jobs or plan.ray is None or plan.ray.mode != "external":
+            return  # the build's own clusters are stopped with everything on them
         folder = None
         cwd = plan.cwd
         if plan.sandbox is None and self.launcher is None:

@@ -57,7 +57,9 @@ class InlineCode:
 class RayPlan:
     """How a session's ``ray.init`` behaves."""
 
-    mode: str  # "shared": connect to address; "isolated": start a private cluster
+    # "build": ask the build process for a fresh cluster of the call's shape (RayRequest);
+    # "external": connect to ``address``; "isolated": start a private cluster itself
+    mode: str
     address: str | None
     namespace: str
     node_ip: str | None  # passed as _node_ip_address (inside the loopback namespace)
@@ -314,11 +316,27 @@ class Note:
 
 @dataclass(frozen=True, slots=True)
 class RayJob:
-    """The session connected to Ray as this job."""
+    """The session connected to Ray as this job, on a cluster that has ``given``."""
 
     job_id: str
     cluster_cpus: float | None
     ray_version: str
+    requested: str  # ray.init's resource arguments, e.g. "num_cpus=4" or "Ray's defaults"
+    given: str  # what the job's cluster has, e.g. "4 CPUs, 0 GPUs"
+
+
+@dataclass(frozen=True, slots=True)
+class RayRequest:
+    """``ray.init`` asks for a fresh cluster of this shape; the session then waits for
+    the build process's :class:`RayReply` on its channel."""
+
+    call: str  # the call as written, for messages: "ray.init(num_cpus=4)"
+    shape: dict[str, Any]  # ray_shape.ClusterShape.to_json()
+
+
+@dataclass(frozen=True, slots=True)
+class RayRelease:
+    """The session called ``ray.shutdown()``: its cluster can go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +346,17 @@ class Finished:
     packages: list[list[str]]
 
 
-SessionEvent = SnippetStarted | Displayed | SnippetDone | InlineDone | Note | RayJob | Finished
+SessionEvent = (
+    SnippetStarted
+    | Displayed
+    | SnippetDone
+    | InlineDone
+    | Note
+    | RayJob
+    | RayRequest
+    | RayRelease
+    | Finished
+)
 _EVENT_TYPES = {cls.__name__: cls for cls in SessionEvent.__args__}  # type: ignore[attr-defined]
 
 
@@ -349,6 +377,30 @@ def decode_event(frame: bytes) -> SessionEvent:
     if set(data) != names:
         raise ValueError(f"bad fields for {cls.__name__}")
     return cls(**data)
+
+
+# --- replies on a session's channel (build process -> session, JSON) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RayReply:
+    """The answer to a RayRequest: a cluster's address, or why there is none."""
+
+    address: str | None
+    error: str | None
+    waited_s: float  # how long the build process took to answer (a cluster start)
+
+
+def encode_ray_reply(reply: RayReply) -> bytes:
+    return json.dumps(asdict(reply)).encode()
+
+
+def decode_ray_reply(frame: bytes) -> RayReply:
+    """Parse a RayReply; ValueError when malformed."""
+    data = json.loads(frame)
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(RayReply)}:
+        raise ValueError("malformed reply")
+    return RayReply(**data)
 
 
 def b64(data: bytes) -> str:

@@ -5,7 +5,9 @@ run the body with ``exec`` and a final bare expression with ``eval`` (its value 
 like a notebook's Out, unless the line ends with ``;``), time wall and CPU (children
 included), print new Ray task output, show the value and the open matplotlib figures
 (``display``), then write the phase marker to fds 1 and 2 and send the result on the
-channel. A snippet that raises unexpectedly ends the run.
+channel. A snippet that raises unexpectedly ends the run, except one that does not even
+compile because it is a shell command (``pip install ray`` fenced as Python): it defined
+nothing, so the snippets after it still run.
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ from raypress.execution.environment import package_versions
 from raypress.execution.imports import names_in_tree
 from raypress.execution.protocol import (
     Finished,
+    FrameReader,
     InlineCode,
     InlineDone,
+    RayReply,
     SessionEvent,
     SessionPlan,
     SnippetCode,
     SnippetDone,
     SnippetStarted,
+    decode_ray_reply,
     encode_event,
     send_frame,
 )
@@ -48,6 +53,7 @@ from raypress.execution.rich_output import close_all_figures
 from raypress.execution.tracebacks import (
     describe,
     exception_message,
+    looks_like_shell,
     padded_source,
     register_source,
     type_name,
@@ -62,19 +68,35 @@ class SessionRunner:
     def __init__(self, plan: SessionPlan, channel: socket.socket) -> None:
         self.plan = plan
         self.channel = channel
+        self.replies = FrameReader(channel)
         self.pid = os.getpid()
         self.filename = plan.post
         self.seq = 0
         self.walls: dict[int, float] = {}
         self.imported: set[str] = set()
+        # third-party packages the fork server imported before this post ran: the snippet
+        # that first imports one is told so (in a plain script it pays the import)
+        self.preloaded = _preloaded_packages()
+        self.fresh_preloaded: list[str] = []
         self.libc = ctypes.CDLL(None)
-        self.shim = RayShim(plan.ray, self.emit) if plan.ray else None
+        self.shim = RayShim(plan.ray, self.emit, self.ask) if plan.ray else None
         self.displayer = Displayer(self.emit, self.end_phase)
         self.namespace = self._main_namespace()
 
     def emit(self, event: SessionEvent) -> None:
         """Send an event to the build process."""
         send_frame(self.channel, encode_event(event))
+
+    def ask(self, event: SessionEvent) -> RayReply:
+        """Send a request to the build process and wait for its reply."""
+        self.emit(event)
+        while True:
+            frames = self.replies.frames()
+            if frames:
+                return decode_ray_reply(frames[0])
+            self.replies.fill()
+            if self.replies.closed:
+                raise RuntimeError("the build process stopped answering")
 
     def run(self) -> None:
         """Run every snippet (until one fails) and the inline expressions between them."""
@@ -117,10 +139,12 @@ class SessionRunner:
         cpu = 0.0
         caught: BaseException | None = None
         notes: list[str] = []
+        compile_start = time.perf_counter()
         try:
             body, last = self._compile(snippet)
         except (SyntaxError, ValueError, OverflowError) as exc:
             caught, body, last = exc, None, None
+            runs.append(time.perf_counter() - compile_start)  # how long until it failed
         for run in range(max(1, snippet.repeat) if body is not None else 0):
             self.displayer.begin(snippet if run == 0 else None)  # repeats show nothing
             wall, run_cpu, result, caught = self._timed(body, last)
@@ -158,6 +182,10 @@ class SessionRunner:
             }
         wall = _median(runs)
         self.walls[snippet.index] = wall
+        if self.fresh_preloaded and body is not None:
+            notes.append(_preloaded_note(self.fresh_preloaded))
+        if self.shim is not None:
+            notes += self.shim.take_notes()
         self.emit(
             SnippetDone(
                 index=snippet.index,
@@ -170,12 +198,16 @@ class SessionRunner:
                 notes=notes,
             )
         )
+        if body is None and isinstance(caught, SyntaxError) and looks_like_shell(snippet.source):
+            return True  # a shell command: it defined nothing the next snippets could need
         return status in ("ok", "expected-error", "missing-expected-error")
 
     def _compile(self, snippet: SnippetCode) -> tuple[types.CodeType, types.CodeType | None]:
         source = padded_source(snippet)
         tree = ast.parse(source, self.filename, "exec")
-        self.imported |= names_in_tree(tree)
+        names = names_in_tree(tree)
+        self.fresh_preloaded = sorted((names & self.preloaded) - self.imported)
+        self.imported |= names
         last = None
         if (
             tree.body
@@ -194,13 +226,18 @@ class SessionRunner:
         caught = None
         result = None
         cpu_start = time.process_time() + _children_cpu()
+        if self.shim is not None:
+            self.shim.snippet_started()
         start = time.perf_counter()
         try:
             exec(body, namespace)
             if last is not None:
                 result = eval(last, namespace)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are the snippet's too
-            caught = exc
+            caught = exc if self.shim is None else self.shim.snippet_error(exc, self.filename)
+        finally:
+            if self.shim is not None:
+                self.shim.snippet_ended()
         if os.getpid() != self.pid:  # a child the snippet forked came back here: end it
             os._exit(0)
         wall = time.perf_counter() - start
@@ -266,6 +303,29 @@ def run_janitor(plan: SessionPlan) -> None:
     ray.init(plan.ray.address, namespace=plan.ray.namespace, log_to_driver=False, **kwargs)
     actors, groups = clean_up(ray, plan.janitor_jobs)
     print(f"killed {actors} detached actor(s), removed {groups} placement group(s)")
+
+
+def _preloaded_packages() -> set[str]:
+    """Top-level third-party packages already imported in this process (by the fork
+    server, to save every post its import time)."""
+    names = {name.partition(".")[0] for name in list(sys.modules)}
+    return {
+        name
+        for name in names
+        if name not in sys.stdlib_module_names
+        and not name.startswith("_")
+        and name not in ("raypress", "__main__")
+    }
+
+
+def _preloaded_note(names: list[str]) -> str:
+    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    verb = "was" if len(names) == 1 else "were"
+    return (
+        f"{listed} {verb} already imported when this snippet ran (raypress imports "
+        f"{'it' if len(names) == 1 else 'them'} once per build): in a plain script this "
+        "time would include the import"
+    )
 
 
 def _median(values: list[float]) -> float:

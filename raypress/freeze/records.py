@@ -191,6 +191,8 @@ def dumps(record: Record) -> str:
             "ray_version": environment.ray_version,
             "ray_cluster_cpus": environment.ray_cluster_cpus,
             **({"isolation": environment.isolation} if environment.isolation else {}),
+            "ray_requested": environment.ray_requested,
+            "ray_given": environment.ray_given,
         },
         "run": {
             "status": execution.status,
@@ -330,6 +332,8 @@ def parse_record(data: Any, post: str, images: Path) -> Record:
             ray_version=environment.optional_str("ray_version"),
             ray_cluster_cpus=environment.optional_number("ray_cluster_cpus"),
             isolation=environment.str("isolation") if "isolation" in environment.data else "",
+            ray_requested=environment.newer_str("ray_requested"),
+            ray_given=environment.newer_str("ray_given"),
         ),
         started_at=run.str("started_at"),
         wall_s=run.number("wall_s"),
@@ -489,6 +493,10 @@ class _Reader:
 
     def optional_str(self, key: str) -> str | None:
         return None if self._get(key) is None else self.str(key)
+
+    def newer_str(self, key: str) -> str | None:
+        """A key records of older raypress versions lack (absent: None)."""
+        return self.optional_str(key) if key in self.data else None
 
     def int(self, key: str) -> int:
         value = self._get(key)

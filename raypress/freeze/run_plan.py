@@ -83,6 +83,7 @@ def execution_settings(
         post_output_cap_bytes=config.post_output_cap_bytes,
         ray_address=config.ray_address or os.environ.get("RAY_ADDRESS") or None,
         ray_num_cpus=config.ray_num_cpus or None,
+        ray_start_timeout=float(config.ray_start_timeout),
         temp_root=None,
         sandbox="required" if require_isolation else "auto",
         project_root=config.root,

@@ -77,6 +77,8 @@ class ExecutionView:
     cpu: str
     cpu_count: int
     status: str
+    ray_requested: str | None  # what its ray.init asked for: "num_cpus=4"
+    ray_given: str | None  # what it ran on: "a fresh cluster of 4 CPUs, 0 GPUs"
     snippets: list[SnippetTiming]
     total: str  # formatted sum of the snippets' wall times
     slowest: SnippetTiming | None
@@ -210,6 +212,8 @@ def execution_view(
         cpu=environment.cpu,
         cpu_count=environment.cpu_count,
         status=execution.status,
+        ray_requested=environment.ray_requested,
+        ray_given=environment.ray_given,
         snippets=timings,
         total=format_duration(sum(t.wall_s for t in timings)),
         slowest=max(timings, key=lambda t: t.wall_s, default=None),
