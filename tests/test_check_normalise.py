@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from raypress.commands.check import suggestion
-from raypress.execution.model import SnippetResult, StreamOutput
+from raypress.commands.check import output_text, suggestion
+from raypress.execution.model import DisplayOutput, SnippetResult, StreamOutput
 from raypress.freeze.normalise import normalise, same
 
 
@@ -123,3 +123,14 @@ def test_the_hint_names_the_option_that_would_fix_the_difference() -> None:
     assert suggestion(*numbers, "strict") == "loose"
     assert suggestion(*lines, "strict") == "none"
     assert suggestion(*numbers, "loose") == "none"
+
+
+def test_a_value_compares_the_same_whatever_the_order_of_its_types() -> None:
+    """A record read back may list a value's MIME types in another order than the run
+    that made it (RayContext: HTML and text): that is no difference."""
+    plain, html = ("text/plain", "RayContext(...)"), ("text/html", "<table></table>")
+    first = SnippetResult(0, "ok", outputs=(DisplayOutput((plain, html), result=True),))
+    second = SnippetResult(0, "ok", outputs=(DisplayOutput((html, plain), result=True),))
+    changed = SnippetResult(0, "ok", outputs=(DisplayOutput((html,), result=True),))
+    assert output_text(first) == output_text(second)
+    assert output_text(first) != output_text(changed)

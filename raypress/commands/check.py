@@ -314,7 +314,7 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
         else:
             number += 1
             header = f"display {number}"
-        for mime, data in output.data:
+        for mime, data in sorted(output.data, key=lambda item: item[0]):  # records: any order
             if isinstance(data, bytes) or mime == "image/svg+xml":
                 raw = data if isinstance(data, bytes) else data.encode()
                 digest = "<image>" if mode == "loose" else source_hash_bytes(raw)

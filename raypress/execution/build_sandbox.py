@@ -189,8 +189,11 @@ class Launcher:
             "args": args,
         }
 
-    def session(self, cgroup_name: str | None, tmp_bytes: int) -> SessionSandbox:
-        """What a session makes for itself inside this sandbox."""
+    def session(
+        self, cgroup_name: str | None, tmp_bytes: int, ray_folder: str | None = None
+    ) -> SessionSandbox:
+        """What a session makes for itself inside this sandbox (``ray_folder``: the
+        folder below ``/ray`` that holds the post's own clusters, writable to it)."""
         return SessionSandbox(
             cgroup_procs=f"{CGROUP_DIR}/{cgroup_name}/cgroup.procs" if cgroup_name else None,
             home=SESSION_HOME,
@@ -198,7 +201,7 @@ class Launcher:
             tmp_bytes=tmp_bytes,
             keep=self.layout.below_tmp(),
             read_only=(RAY_DIR,),
-            writable=ray_log_folders(),
+            writable=ray_log_folders() + ((ray_folder,) if ray_folder else ()),
             hide=(CGROUP_DIR,) if self.cgroup else (),
             seed=tuple(f"{_MPL_CACHE}/{Path(c).name}" for c in font_caches()),
         )
@@ -223,8 +226,9 @@ def identity_files(uid: int, gid: int) -> dict[str, str]:
 
 
 def ray_log_folders() -> tuple[str, ...]:
-    """Where sessions may write in the sandbox's Ray folder: each session's logs (drivers
-    write their own log file there); a placeholder pattern resolved by the session."""
+    """Where sessions may write in the sandbox's Ray folder: the logs of clusters that
+    exist when the session starts (drivers write their own log file there); a pattern
+    the session resolves. A post's own clusters, started later, live in its own folder."""
     return (f"{RAY_DIR}/*/session_*/logs",)
 
 

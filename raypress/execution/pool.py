@@ -295,7 +295,7 @@ class Executor:
         if self.server.death():
             return Outcome(self._unfinished(run, None, started), ())
         try:
-            plan, cgroup = self._plan(run)
+            plan, cgroup, ray_folder = self._plan(run)
         except (ray_cluster.ClusterError, ForkServerError, OSError) as exc:
             if self.server.death():
                 return Outcome(self._unfinished(run, None, started), ())
@@ -314,6 +314,7 @@ class Executor:
                 self.ray_pool,
                 frozenset(s.index for s in run.snippets if s.options.eval and needs_ray(s.source)),
                 predict_shape(s.source for s in run.snippets if s.options.eval),
+                ray_folder,
             )
         self._report("post-started", run.post, count=sum(s.options.eval for s in run.snippets))
         try:
@@ -400,7 +401,8 @@ class Executor:
                         isolated_network=self.isolated_network,
                         default_cpus=self.settings.ray_num_cpus,
                         start_timeout=self.settings.ray_start_timeout,
-                        keep_warm=self.settings.ray_keep_warm,
+                        # a spare's folder would be read-only to the next post's session
+                        keep_warm=self.settings.ray_keep_warm and not self.nested,
                         in_sandbox=self.sandboxed,
                         cgroup_procs=self._ray_cgroup(),
                     ),
@@ -438,8 +440,9 @@ class Executor:
             if self.ray_warm is None:
                 self.ray_warm = self.server.warm(["ray"])
 
-    def _plan(self, run: PostRun) -> tuple[SessionPlan, str | None]:
-        """The session's plan, and the name of the memory cgroup made for it (if any)."""
+    def _plan(self, run: PostRun) -> tuple[SessionPlan, str | None, str | None]:
+        """The session's plan, the name of the memory cgroup made for it, and the folder
+        of its own Ray clusters in the sandbox (if any)."""
         with self.lock:
             self.counter += 1
             number = self.counter
@@ -448,14 +451,16 @@ class Executor:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(run.post).stem).strip("-")[:40] or "post"
         sandbox = None
         cgroup = None
+        ray_folder = None
         if self.launcher is not None:
             env = self._env(sandboxed=True)
             if self.cgroup is not None and self.settings.memory_limit_bytes:
                 cgroup = f"s{number}"
                 self.cgroup.child(cgroup, self.settings.memory_limit_bytes)
             tmp_bytes = self.settings.memory_limit_bytes or GIB
-            if self.nested:
-                sandbox = self.launcher.session(cgroup, tmp_bytes)
+            if self.nested:  # the post's clusters go in a folder it may write
+                ray_folder = f"{RAY_DIR}/p{number}"
+                sandbox = self.launcher.session(cgroup, tmp_bytes, ray_folder)
                 cwd = sandbox.work
             else:  # sessions share the build's sandbox: a folder of their own in its /tmp
                 cwd = f"{TMP}/s{number}/work"
@@ -487,7 +492,7 @@ class Executor:
             ray=ray,
             sandbox=sandbox,
         )
-        return plan, cgroup
+        return plan, cgroup, ray_folder
 
     def _ray_plan(
         self, run: PostRun, namespace: str, temp_dir: str, env: dict[str, str]

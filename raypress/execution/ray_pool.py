@@ -71,7 +71,8 @@ class ClusterPool:
         self.parent = parent
         self.log = log
         self.lock = threading.Lock()
-        self.spares: list[tuple[ClusterShape, Future[BuildCluster]]] = []
+        # (shape, folder, cluster): a spare serves only a request for its shape and folder
+        self.spares: list[tuple[ClusterShape, str | None, Future[BuildCluster]]] = []
         self.in_use: set[BuildCluster] = set()
         self.stopping: list[threading.Thread] = []
         self.closed = False
@@ -85,24 +86,25 @@ class ClusterPool:
             return replace(shape, num_cpus=self.settings.default_cpus)
         return shape
 
-    def prepare(self, shape: ClusterShape) -> None:
-        """Start a cluster of ``shape`` in the background unless one is already spare."""
+    def prepare(self, shape: ClusterShape, folder: str | None = None) -> None:
+        """Start a cluster of ``shape`` in the background unless one is already spare
+        (``folder``: where its files go in the sandbox, the post's own; None: the pool's)."""
         shape = self.effective(shape)
         if refusal(shape) is not None:
             return
         with self.lock:
-            if self.closed or any(s == shape for s, _ in self.spares):
+            if self.closed or any(s == shape and f == folder for s, f, _ in self.spares):
                 return
             future: Future[BuildCluster] = Future()
-            self.spares.append((shape, future))
+            self.spares.append((shape, folder, future))
             evicted = self._evict_locked()
         for old in evicted:
             self._stop_later(old)
         threading.Thread(
-            target=self._start, args=(shape, future), name="ray-cluster", daemon=True
+            target=self._start, args=(shape, future, folder), name="ray-cluster", daemon=True
         ).start()
 
-    def acquire(self, shape: ClusterShape) -> BuildCluster:
+    def acquire(self, shape: ClusterShape, folder: str | None = None) -> BuildCluster:
         """A cluster of ``shape`` for one post (blocks while it starts); ClusterError if
         it cannot be had."""
         shape = self.effective(shape)
@@ -112,12 +114,12 @@ class ClusterPool:
         with self.lock:
             if self.closed:
                 raise ClusterError("the build is stopping")
-            spare = next((f for s, f in self.spares if s == shape), None)
+            spare = next((c for s, f, c in self.spares if s == shape and f == folder), None)
             if spare is not None:
-                self.spares = [(s, f) for s, f in self.spares if f is not spare]
+                self.spares = [entry for entry in self.spares if entry[2] is not spare]
         if spare is None:
             spare = Future()
-            self._start(shape, spare)
+            self._start(shape, spare, folder)
         cluster = spare.result()
         with self.lock:
             if self.closed:
@@ -136,11 +138,19 @@ class ClusterPool:
         if self.settings.keep_warm and not cluster.failure():
             self.prepare(cluster.shape)
 
+    def discard(self, folder: str) -> None:
+        """Stop the spares started for ``folder`` (its post has ended)."""
+        with self.lock:
+            gone = [future for _, f, future in self.spares if f == folder]
+            self.spares = [entry for entry in self.spares if entry[1] != folder]
+        for future in gone:
+            self._stop_later(future)
+
     def close(self) -> None:
         """Stop every cluster (waiting for those still starting)."""
         with self.lock:
             self.closed = True
-            spares = [f for _, f in self.spares]
+            spares = [future for _, _, future in self.spares]
             self.spares = []
             in_use = list(self.in_use)
             self.in_use.clear()
@@ -152,7 +162,9 @@ class ClusterPool:
         for thread in list(self.stopping):
             thread.join(timeout=15)
 
-    def _start(self, shape: ClusterShape, future: Future[BuildCluster]) -> None:
+    def _start(
+        self, shape: ClusterShape, future: Future[BuildCluster], folder: str | None = None
+    ) -> None:
         began = time.perf_counter()
         with self.lock:
             self.attempts += 1
@@ -161,7 +173,7 @@ class ClusterPool:
             shape=shape,
             isolated_network=self.settings.isolated_network,
             start_timeout=self.settings.start_timeout,
-            temp_dir=f"{self.parent}/c{number}" if self.settings.in_sandbox else None,
+            temp_dir=f"{folder or self.parent}/c{number}" if self.settings.in_sandbox else None,
             cgroup_procs=self.settings.cgroup_procs,
         )
         try:
@@ -188,7 +200,7 @@ class ClusterPool:
     def _evict_locked(self) -> list[Future[BuildCluster]]:
         evicted = []
         while len(self.spares) > _MAX_SPARES:
-            _, future = self.spares.pop(0)
+            _, _, future = self.spares.pop(0)
             evicted.append(future)
         return evicted
 
@@ -259,8 +271,10 @@ class PostClusters:
         pool: Callable[[], ClusterPool],
         ray_snippets: frozenset[int],
         predicted: ClusterShape | None,
+        folder: str | None = None,
     ) -> None:
         self.pool = pool
+        self.folder = folder  # the post's own folder for its clusters' files (sandbox)
         self.ray_snippets = ray_snippets
         self.predicted = predicted
         self.prepared = False
@@ -274,14 +288,14 @@ class PostClusters:
             return
         self.prepared = True
         with contextlib.suppress(ClusterError):
-            self.pool().prepare(self.predicted)
+            self.pool().prepare(self.predicted, self.folder)
 
     def request(self, event: RayRequest) -> RayReply:
         """A fresh cluster of the shape ``ray.init`` asked for."""
         began = time.perf_counter()
         self.release()
         try:
-            cluster = self.pool().acquire(shape_from_request(event.shape))
+            cluster = self.pool().acquire(shape_from_request(event.shape), self.folder)
         except ClusterError as exc:
             return RayReply(None, str(exc), time.perf_counter() - began)
         with self.lock:
@@ -307,3 +321,5 @@ class PostClusters:
         with self.lock:
             self.closed = True
         self.release()
+        if self.folder is not None and self.prepared:
+            self.pool().discard(self.folder)  # a predicted cluster the post never asked for

@@ -114,6 +114,9 @@ def _mount_views(libc: ctypes.CDLL, sandbox: SessionSandbox) -> None:
     Path(sandbox.work).mkdir(parents=True, exist_ok=True)
     if Path("/dev/shm").is_dir():
         _mount(libc, "tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode=1777")
+    for pattern in sandbox.writable:
+        if not any(char in pattern for char in "*?["):  # a folder of the post's own: made now
+            Path(pattern).mkdir(parents=True, exist_ok=True)
     for folder in sandbox.read_only:
         if not Path(folder).is_dir():
             continue
