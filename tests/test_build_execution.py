@@ -351,7 +351,8 @@ def test_examples_build_runs_every_post_on_a_cluster_of_its_own(examples: Watche
     ray_posts = [p for p in EXAMPLE_POSTS.glob("*.md") if "import ray" in p.read_text()]
     started = re.findall(r"Ray cluster \((.*?)\) at \S+, started in", result.out)
     assert sorted(started) == sorted(
-        "num_cpus=4" if "num_cpus=4" in p.read_text() else "Ray's defaults" for p in ray_posts
+        "num_cpus=4" if re.search(r"num_cpus\s*=\s*4", p.read_text()) else "Ray's defaults"
+        for p in ray_posts
     ), result.out
     assert "ran the snippets of 4 post(s)" in result.out
 
