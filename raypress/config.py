@@ -24,6 +24,9 @@ PERMALINK_STYLES = {
 }
 
 
+EXECUTORS = ("local", "ray")  # where sessions run (the `executor` key)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything a build needs to know besides the posts themselves."""
@@ -63,6 +66,7 @@ class Config:
     memory_limit_mb: int = 4096  # per session (its own growth; Ray tasks are separate)
     output_cap_bytes: int = 100_000  # per snippet and stream; the rest is cut with a note
     ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
+    executor: str = "local"  # where sessions run: "local", or "ray" (on a cluster's nodes)
     ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
     check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
 
@@ -118,6 +122,7 @@ def load_config(root: Path, config_file: Path | None = None, **overrides: Any) -
     given = {k: v for k, v in overrides.items() if v is not None}
     _check_timeouts(given, "command line")
     _check_timeouts(values, _display(source, root) if source else "command line")
+    _check_executor(values, _display(source, root) if source else "command line")
     values.update(given)
     config = Config(root=root, **values)
     _check_values(config, _display(source, root) if source else "command line")
@@ -178,6 +183,15 @@ def _toml_line(exc: Exception) -> int | None:
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         line = int(found.group(1)) if found else None
     return line
+
+
+def _check_executor(values: dict[str, Any], name: str) -> None:
+    if values.get("executor", "local") not in EXECUTORS:
+        raise SourceError(
+            name,
+            None,
+            f"executor must be one of {', '.join(EXECUTORS)}, not {values['executor']!r}",
+        )
 
 
 def _check_timeouts(values: dict[str, Any], name: str) -> None:

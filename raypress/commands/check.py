@@ -27,6 +27,7 @@ from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import (
     NOT_RUN,
+    ExecutionUnavailable,
     InlineExpression,
     InlineResult,
     PostExecution,
@@ -105,6 +106,9 @@ class CheckReport:
     posts: int
     items: tuple[Item, ...]
     problems: tuple[Problem, ...] = ()  # in the input: nothing ran
+    # posts that could not run for a reason outside them (an unreachable cluster, a lost
+    # node): not checked, records untouched, exit status 2 so that CI can run it again
+    infrastructure: tuple[Problem, ...] = ()
     updated: tuple[str, ...] = ()  # records rewritten (``update``)
     seconds: float = 0.0  # wall time of the whole check
     snippet_seconds: float = 0.0  # sum of the snippets' own wall times (every run)
@@ -114,7 +118,15 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not any(item.failed for item in self.items)
+        return self.exit_status == 0
+
+    @property
+    def exit_status(self) -> int:
+        """0: every post as recorded; 1: the posts' own problems; 2: only failures outside
+        the posts, worth running again."""
+        if self.problems or any(item.failed for item in self.items):
+            return 1
+        return 2 if self.infrastructure else 0
 
     @property
     def summary(self) -> str:
@@ -159,16 +171,29 @@ def check(
         return CheckReport(0, (), tuple(problems), seconds=time.perf_counter() - started)
 
     runs = plan_runs(candidates, bodies, config)
-    results = _execute(runs + runs if options.twice else runs, config, log)
+    try:
+        results = _execute(runs + runs if options.twice else runs, config, log)
+    except ExecutionUnavailable as exc:
+        problem = Problem("raypress", None, str(exc), "nothing ran; exit status 2: worth running again")
+        return CheckReport(0, (), infrastructure=(problem,), seconds=time.perf_counter() - started)
     first = {r.post: r for r in results[: len(runs)]}
     second = {r.post: r for r in results[len(runs) :]}
     slowdown = options.slowdown or config.check_slowdown
     versions = InstalledVersions()
     items: list[Item] = []
     updated: list[str] = []
+    infrastructure: list[Problem] = []
     for post in candidates:
         body = bodies[post.source]
         fresh = first[post.source]
+        lost = [r for r in (fresh, second.get(post.source)) if r and r.status == "infrastructure"]
+        if lost:
+            infrastructure += lost[0].problems
+            why = "not checked: " + "; ".join(p.message for p in lost[0].problems)
+            items += [
+                Item(post.source, s.line, snippet_name(s), skipped=why) for s in body.snippets
+            ]
+            continue
         record, unusable = (None, None) if options.update else _record(config, post)
         found = compare_post(body, fresh, record, unusable, slowdown, options.fail_on_slowdown)
         if post.source in second:
@@ -191,6 +216,7 @@ def check(
     return CheckReport(
         posts=len(candidates),
         items=tuple(items),
+        infrastructure=tuple(infrastructure),
         updated=tuple(updated),
         seconds=time.perf_counter() - started,
         snippet_seconds=sum(s.wall_s for r in results for s in r.snippets),

@@ -71,6 +71,7 @@ __all__ = [
     "SnippetResult",
     "execute_posts",
     "format_duration",
+    "new_engine",
 ]
 
 
@@ -97,7 +98,18 @@ def execute_posts(
     """
     if not runs:
         return []
+    with new_engine(settings, runs) as engine:
+        return engine.run(runs, progress)
+
+
+def new_engine(settings: ExecutionSettings, runs: Sequence[PostRun] = ()) -> Any:
+    """The engine that runs posts: sessions on this machine (``pool.Executor``), or on the
+    nodes of a Ray cluster (``cluster_executor.ClusterExecutor``) with ``ray_address`` or
+    ``executor = "ray"``. Both are context managers with ``run`` and ``close``."""
+    if settings.ray_address or settings.executor == "ray":
+        from raypress.execution.cluster_executor import ClusterExecutor
+
+        return ClusterExecutor(settings, runs)
     from raypress.execution.pool import Executor
 
-    with Executor(settings, runs) as executor:
-        return executor.run(runs, progress)
+    return Executor(settings, runs)

@@ -5,23 +5,27 @@ from __future__ import annotations
 import contextlib
 import itertools
 import pickle
+import secrets
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 
 from raypress.execution.protocol import (
     Exited,
     FrameReader,
     Kill,
     Launch,
+    Listen,
     Ready,
     SessionPlan,
     Spawn,
     Started,
     Warm,
+    send_frame,
     send_pickle,
 )
 
@@ -35,7 +39,7 @@ class ForkServerClient:
 
     def __init__(self, env: Mapping[str, str], network: str, warm: Sequence[str]) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.process = subprocess.Popen(
+        process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -50,7 +54,42 @@ class ForkServerClient:
             start_new_session=True,
         )
         child.close()
-        self.sock = parent
+        self._attach(parent, process)
+
+    @classmethod
+    def connect(cls, path: str, secret: bytes, timeout: float = 10.0) -> ForkServerClient:
+        """A client of a fork server started elsewhere on this machine, that listens on
+        the Unix socket ``path`` (see :meth:`listen`)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            send_frame(sock, secret)
+            sock.settimeout(None)
+        except OSError as exc:
+            sock.close()
+            raise ForkServerError(f"cannot reach the fork server at {path}: {exc}") from None
+        client = cls.__new__(cls)
+        client._attach(sock, None)
+        return client
+
+    def listen(self, path: str) -> bytes:
+        """Let other processes of this machine use the server through a Unix socket at
+        ``path`` (owner-only); returns the secret they must present (:meth:`connect`)."""
+        secret = secrets.token_bytes(32)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            Path(path).chmod(0o600)
+            listener.listen(64)
+            self._request(lambda token: Listen(token, secret), (listener.fileno(),)).result()
+        finally:
+            listener.close()  # the server holds its own copy now
+        return secret
+
+    def _attach(self, sock: socket.socket, process: subprocess.Popen[bytes] | None) -> None:
+        self.process = process
+        self.sock = sock
         self.send_lock = threading.Lock()
         self.state = threading.Condition()
         self.replies: dict[int, Future[Started]] = {}
@@ -115,7 +154,14 @@ class ForkServerClient:
             return self.exits.pop(pid, None)
 
     def close(self) -> None:
-        """Stop the server: it SIGKILLs the process groups of its remaining children."""
+        """Stop the server: it SIGKILLs the process groups of its remaining children. A
+        client that :meth:`connect`-ed only goes away (the server kills its sessions)."""
+        if self.process is None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            self.thread.join(timeout=5)
+            self.sock.close()
+            return
         if self.process.returncode is not None:
             return
         with contextlib.suppress(OSError):
@@ -156,6 +202,8 @@ class ForkServerClient:
                 return ready
             reader.fill()
             if reader.closed:
+                if self.process is None:
+                    raise ForkServerError("the fork server refused the connection")
                 code = self.process.wait()
                 raise ForkServerError(f"the fork server failed to start (exit status {code})")
 

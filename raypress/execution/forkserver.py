@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import hmac
 import importlib
 import os
 import pickle
@@ -31,6 +32,7 @@ from raypress.execution.protocol import (
     FrameReader,
     Kill,
     Launch,
+    Listen,
     Ready,
     SessionPlan,
     Spawn,
@@ -55,13 +57,27 @@ WARMABLE: dict[str, tuple[str, ...]] = {
 }
 
 
-class ForkServer:
-    """The server's loop over its control socket and SIGCHLD."""
+class _Client:
+    """A connection that sends requests: the control channel, or one accepted on the
+    listening socket (it must send the secret as its first frame before anything else)."""
 
-    def __init__(self, control: socket.socket) -> None:
-        self.control = control
-        self.reader = FrameReader(control)
+    def __init__(self, sock: socket.socket, authenticated: bool) -> None:
+        self.sock = sock
+        self.reader = FrameReader(sock)
+        self.authenticated = authenticated
+
+
+class ForkServer:
+    """The server's loop over its control socket, its clients and SIGCHLD."""
+
+    def __init__(self, control: socket.socket, isolated_network: bool = False) -> None:
+        self.isolated_network = isolated_network
+        self.control = _Client(control, authenticated=True)
+        self.clients: dict[int, _Client] = {control.fileno(): self.control}
+        self.listener: socket.socket | None = None
+        self.secret = b""
         self.children: dict[int, subprocess.Popen[bytes] | None] = {}  # None: a session
+        self.owners: dict[int, _Client] = {}  # child pid -> the client that asked for it
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -71,16 +87,21 @@ class ForkServer:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         try:
-            while not self.reader.closed:
-                readable, _, _ = select.select([self.control, self.wake_r], [], [])
+            while not self.control.reader.closed:
+                waiting: list[int] = [self.wake_r, *self.clients]
+                if self.listener is not None:
+                    waiting.append(self.listener.fileno())
+                readable, _, _ = select.select(waiting, [], [])
                 if self.wake_r in readable:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self.wake_r, 4096)
                     self.reap()
-                if self.control in readable:
-                    self.reader.fill()
-                    for frame in self.reader.frames():
-                        self.handle(pickle.loads(frame))
+                if self.listener is not None and self.listener.fileno() in readable:
+                    self.accept()
+                for fd in readable:
+                    client = self.clients.get(fd)
+                    if client is not None:
+                        self.read(client)
         finally:
             for pid in list(self.children):
                 with contextlib.suppress(OSError):
@@ -88,21 +109,59 @@ class ForkServer:
             self.reap(block=True)
             _kill_and_reap_the_rest()
 
-    def handle(self, request: object) -> None:
-        """Carry out one request."""
+    def accept(self) -> None:
+        """A new client on the listening socket (a session driver on this node)."""
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        self.clients[sock.fileno()] = _Client(sock, authenticated=False)
+
+    def read(self, client: _Client) -> None:
+        """Handle what ``client`` sent; forget it (and kill its sessions) once it is gone."""
+        client.reader.fill()
+        for frame in client.reader.frames():
+            if not client.authenticated:
+                if not hmac.compare_digest(frame, self.secret):
+                    client.reader.closed = True  # a stranger: never unpickle its frames
+                    break
+                client.authenticated = True
+                send_pickle(client.sock, Ready(os.getpid(), self.isolated_network, None))
+                continue
+            self.handle(client, pickle.loads(frame))
+        if client.reader.closed and client is not self.control:
+            self.drop(client)
+
+    def drop(self, client: _Client) -> None:
+        """A client went away: its sessions end with it."""
+        del self.clients[client.sock.fileno()]
+        for pid, owner in list(self.owners.items()):
+            if owner is client:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+        client.sock.close()
+
+    def handle(self, client: _Client, request: object) -> None:
+        """Carry out one request of ``client``."""
         if isinstance(request, Spawn):
-            self.spawn(request.token, request.plan, self.reader.take_fds(3))
+            self.spawn(client, request.token, request.plan, client.reader.take_fds(3))
         elif isinstance(request, Launch):
-            self.launch(request, self.reader.take_fds(1)[0])
+            self.launch(client, request, client.reader.take_fds(1)[0])
         elif isinstance(request, Kill):
-            if request.pid in self.children:
+            if request.pid in self.children and self.owners.get(request.pid) is client:
                 with contextlib.suppress(OSError):
                     os.killpg(request.pid, signal.SIGKILL)
         elif isinstance(request, Warm):
             error = warm(request.modules)
-            send_pickle(self.control, Started(request.token, os.getpid(), error))
+            send_pickle(client.sock, Started(request.token, os.getpid(), error))
+        elif isinstance(request, Listen) and client is self.control:
+            listener = socket.socket(fileno=client.reader.take_fds(1)[0])
+            listener.setblocking(False)
+            self.listener, self.secret = listener, request.secret
+            send_pickle(client.sock, Started(request.token, os.getpid()))
 
-    def spawn(self, token: int, plan: SessionPlan, fds: list[int]) -> None:
+    def spawn(self, client: _Client, token: int, plan: SessionPlan, fds: list[int]) -> None:
         """Fork a session; in the child, never return to this loop."""
         pid = os.fork()
         if pid == 0:
@@ -124,9 +183,10 @@ class ForkServer:
         for fd in fds:
             os.close(fd)
         self.children[pid] = None
-        send_pickle(self.control, Started(token, pid))
+        self.owners[pid] = client
+        _send(client, Started(token, pid))
 
-    def launch(self, request: Launch, output_fd: int) -> None:
+    def launch(self, client: _Client, request: Launch, output_fd: int) -> None:
         """Start a command in its own session and process group, output to ``output_fd``."""
         import subprocess  # only the Ray head is launched
 
@@ -141,12 +201,13 @@ class ForkServer:
                 start_new_session=True,
             )
         except OSError as exc:
-            send_pickle(self.control, Started(request.token, 0, str(exc)))
+            _send(client, Started(request.token, 0, str(exc)))
             return
         finally:
             os.close(output_fd)
         self.children[process.pid] = process
-        send_pickle(self.control, Started(request.token, process.pid))
+        self.owners[process.pid] = client
+        _send(client, Started(request.token, process.pid))
 
     def reap(self, block: bool = False) -> None:
         """Report ended children, after SIGKILLing what is left of their process groups.
@@ -181,10 +242,17 @@ class ForkServer:
 
     def _report(self, pid: int, status: int) -> None:
         process = self.children.pop(pid)
+        owner = self.owners.pop(pid, self.control)
         if process is not None:
             process.returncode = os.waitstatus_to_exitcode(status)
-        with contextlib.suppress(OSError):
-            send_pickle(self.control, Exited(pid, status))
+        if owner.sock.fileno() in self.clients:
+            _send(owner, Exited(pid, status))
+
+
+def _send(client: _Client, message: object) -> None:
+    """A reply to ``client``; one that went away meanwhile gets nothing."""
+    with contextlib.suppress(OSError):
+        send_pickle(client.sock, message)
 
 
 def warm(modules: tuple[str, ...]) -> str | None:
@@ -247,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     send_pickle(control, Ready(os.getpid(), isolated, problem))
     if network == "isolated" and not isolated:
         return 1
-    ForkServer(control).serve()
+    ForkServer(control, isolated).serve()
     return 0
 
 

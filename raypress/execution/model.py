@@ -23,7 +23,9 @@ SnippetStatus = Literal[
 ]
 NOT_RUN: frozenset[str] = frozenset({"not-run", "skipped"})  # shown, not executed this time
 FAILED: frozenset[str] = frozenset({"error", "missing-expected-error", "timed-out", "died"})
-PostStatus = Literal["ok", "failed", "died", "timed-out"]
+# "infrastructure": it could not run for a reason outside the post (a lost node, an
+# unreachable cluster); such a run never replaces the post's record
+PostStatus = Literal["ok", "failed", "died", "timed-out", "infrastructure"]
 RayMode = Literal["shared", "isolated"]
 NetworkMode = Literal["auto", "isolated", "host"]
 
@@ -41,6 +43,7 @@ __all__ = [  # format_duration is re-exported for the other stages
     "Environment",
     "ErrorInfo",
     "ExecutionSettings",
+    "ExecutionUnavailable",
     "Image",
     "InlineExpression",
     "InlineResult",
@@ -98,6 +101,12 @@ class InlineExpression:
     after_snippet: int
 
 
+class ExecutionUnavailable(RuntimeError):
+    """The execution engine cannot start for a reason outside the posts (the cluster at
+    the given address is unreachable, Ray Client is missing): nothing runs, no record is
+    touched, and the build or check exits 2 (worth retrying)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PostRun:
     """One post to execute: its snippets in document order and its inline expressions."""
@@ -109,6 +118,10 @@ class PostRun:
     timeout: float | None = None  # the post's default per-snippet timeout
     uses_ray: bool = False  # also detected from the snippets' imports
     ray_mode: RayMode = "shared"
+    # what the post's session asks of the cluster (front matter `resources`), as
+    # (name, amount): num_cpus, num_gpus, memory (bytes) or a custom resource
+    resources: tuple[tuple[str, float], ...] = ()
+    resources_line: int | None = None  # its front-matter line, for problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +133,9 @@ class ExecutionSettings:
     post_timeout: float | None = None  # seconds for a whole post
     memory_limit_bytes: int | None = 4 * GIB  # RLIMIT_DATA of each session (None: none)
     output_cap_bytes: int = 100_000  # per stream and snippet
-    ray_address: str | None = None  # an existing cluster: start and stop nothing
+    ray_address: str | None = None  # an existing cluster: sessions run on its nodes
+    executor: str = "local"  # "ray": sessions run on a cluster even without ray_address
+    ship_raypress: bool = True  # send raypress to the cluster's nodes with the job
     ray_num_cpus: int | None = None  # logical CPUs of the build's cluster (None: max(8, cores))
     ray_object_store_bytes: int | None = None  # None: min(2 GiB, a tenth of the memory)
     network: NetworkMode = "auto"  # "auto": a loopback-only namespace where available
@@ -198,6 +213,7 @@ class Environment:
     packages: tuple[tuple[str, str], ...] = ()  # (name, version) of what the session imported
     ray_version: str | None = None
     ray_cluster_cpus: float | None = None
+    node: str | None = None  # the cluster node the session ran on (sessions as cluster work)
 
 
 @dataclass(frozen=True, slots=True)

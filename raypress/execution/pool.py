@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from raypress.errors import Problem
-from raypress.execution import ray_cluster
+from raypress.execution import ray_cluster, resources
 from raypress.execution.capture import new_marker_prefix
 from raypress.execution.driver import Limits, Outcome, drive
 from raypress.execution.environment import MachineInfo, environment, machine_info
@@ -28,6 +28,7 @@ from raypress.execution.model import (
     InlineResult,
     PostExecution,
     PostRun,
+    PostStatus,
     Snippet,
     SnippetResult,
 )
@@ -64,6 +65,82 @@ def snippet_code(snippet: Snippet) -> SnippetCode:
         repeat=options.repeat,
         label=options.label,
     )
+
+
+def post_limits(run: PostRun, settings: ExecutionSettings) -> Limits:
+    """The deadlines and output cap of ``run``'s session."""
+    return Limits(
+        snippet_timeouts={
+            s.index: snippet_timeout(run, i, settings) for i, s in enumerate(run.snippets)
+        },
+        post_timeout=settings.post_timeout,
+        output_cap=settings.output_cap_bytes,
+    )
+
+
+def post_slug(post: str) -> str:
+    """A short, safe name for a post's folders and Ray namespace."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", Path(post).stem).strip("-")[:40] or "post"
+
+
+def session_plan(
+    run: PostRun,
+    folder: Path,
+    env: dict[str, str],
+    ray: RayPlan | None,
+    memory_limit_bytes: int | None,
+) -> SessionPlan:
+    """The plan of ``run``'s session, its working and temporary folders made in ``folder``."""
+    cwd, tmp = folder / "work", folder / "tmp"
+    cwd.mkdir(parents=True)
+    tmp.mkdir()
+    return SessionPlan(
+        post=run.post,
+        post_dir=str(run.post_dir),
+        cwd=str(cwd),
+        snippets=tuple(snippet_code(s) for s in run.snippets),
+        inline=tuple(InlineCode(i.index, i.line, i.source, i.after_snippet) for i in run.inline),
+        env=(*env.items(), ("TMPDIR", str(tmp))),
+        marker=new_marker_prefix(),
+        memory_limit_bytes=memory_limit_bytes,
+        ray=ray,
+    )
+
+
+def clean_up_jobs(
+    server: ForkServerClient,
+    run: PostRun,
+    plan: SessionPlan,
+    jobs: tuple[str, ...],
+    root: Path,
+    output_cap: int,
+    machine: MachineInfo,
+) -> None:
+    """After a killed session: a janitor session kills the detached actors its jobs left."""
+    if not jobs or plan.ray is None or plan.ray.mode != "shared":
+        return
+    folder = root / f"janitor-{secrets.token_hex(4)}"
+    (folder / "work").mkdir(parents=True)
+    janitor = SessionPlan(
+        post=run.post,
+        post_dir=plan.post_dir,
+        cwd=str(folder / "work"),
+        snippets=(),
+        inline=(),
+        env=plan.env,
+        marker=new_marker_prefix(),
+        memory_limit_bytes=None,
+        ray=plan.ray,
+        janitor_jobs=jobs,
+    )
+    empty = PostRun(run.post, run.post_dir, ())
+    limits = Limits({}, _JANITOR_TIMEOUT_S, output_cap)
+    try:
+        drive(server, empty, janitor, limits, machine)
+    except ForkServerError:
+        pass
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Executor:
@@ -138,17 +215,14 @@ class Executor:
     def execute_outcome(self, run: PostRun) -> Outcome:
         """:meth:`execute`, with the session's Ray jobs and timeline."""
         started = time.perf_counter()
+        unmet = unmet_resources(run, [resources.this_machine()], "this machine")
+        if unmet is not None:
+            return Outcome(unrun_execution(run, "died", unmet, started), ())
         try:
             plan = self._plan(run)
         except (ray_cluster.ClusterError, ForkServerError, OSError) as exc:
             return Outcome(self._failed(run, f"could not start the session: {exc}", started), ())
-        limits = Limits(
-            snippet_timeouts={
-                s.index: snippet_timeout(run, i, self.settings) for i, s in enumerate(run.snippets)
-            },
-            post_timeout=self.settings.post_timeout,
-            output_cap=self.settings.output_cap_bytes,
-        )
+        limits = post_limits(run, self.settings)
         cluster = self.cluster if plan.ray and plan.ray.mode == "shared" else None
         try:
             outcome = drive(
@@ -239,32 +313,11 @@ class Executor:
         with self.lock:
             self.counter += 1
             number = self.counter
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(run.post).stem).strip("-")[:40] or "post"
-        folder = self.root / f"{number:03d}-{slug}"
-        cwd, tmp = folder / "work", folder / "tmp"
-        cwd.mkdir(parents=True)
-        tmp.mkdir()
-        env = {
-            **self.base_env,
-            **ray_cluster.SESSION_RAY_ENV,
-            **self.ray_auth,
-            "TMPDIR": str(tmp),
-        }
-        namespace = f"raypress-{slug}-{secrets.token_hex(4)}"
+        folder = self.root / f"{number:03d}-{post_slug(run.post)}"
+        env = {**self.base_env, **ray_cluster.SESSION_RAY_ENV, **self.ray_auth}
+        namespace = f"raypress-{post_slug(run.post)}-{secrets.token_hex(4)}"
         ray = self._ray_plan(run, namespace, number, env)
-        return SessionPlan(
-            post=run.post,
-            post_dir=str(run.post_dir),
-            cwd=str(cwd),
-            snippets=tuple(snippet_code(s) for s in run.snippets),
-            inline=tuple(
-                InlineCode(i.index, i.line, i.source, i.after_snippet) for i in run.inline
-            ),
-            env=tuple(env.items()),
-            marker=new_marker_prefix(),
-            memory_limit_bytes=self.settings.memory_limit_bytes,
-            ray=ray,
-        )
+        return session_plan(run, folder, env, ray, self.settings.memory_limit_bytes)
 
     def _ray_plan(self, run: PostRun, namespace: str, number: int, env: dict[str, str]) -> RayPlan:
         """How the session's ``ray.init`` behaves; updates ``env`` with Ray's settings."""
@@ -289,47 +342,41 @@ class Executor:
 
     def _clean_up_jobs(self, run: PostRun, plan: SessionPlan, jobs: tuple[str, ...]) -> None:
         """After a killed session: a janitor session kills the detached actors its jobs left."""
-        if not jobs or plan.ray is None or plan.ray.mode != "shared":
-            return
         if self.cluster is not None and self.cluster.failure():
             return  # nothing left to clean, and nothing to connect to
-        folder = self.root / f"janitor-{secrets.token_hex(4)}"
-        (folder / "work").mkdir(parents=True)
-        janitor = SessionPlan(
-            post=run.post,
-            post_dir=plan.post_dir,
-            cwd=str(folder / "work"),
-            snippets=(),
-            inline=(),
-            env=plan.env,
-            marker=new_marker_prefix(),
-            memory_limit_bytes=None,
-            ray=plan.ray,
-            janitor_jobs=jobs,
+        clean_up_jobs(
+            self.server, run, plan, jobs, self.root, self.settings.output_cap_bytes, self.machine
         )
-        empty = PostRun(run.post, run.post_dir, ())
-        limits = Limits({}, _JANITOR_TIMEOUT_S, self.settings.output_cap_bytes)
-        try:
-            drive(self.server, empty, janitor, limits, self.machine)
-        except ForkServerError:
-            pass
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
     def _failed(self, run: PostRun, message: str, started: float) -> PostExecution:
-        return PostExecution(
-            post=run.post,
-            status="died",
-            snippets=tuple(
-                SnippetResult(s.index, "skipped" if not s.options.eval else "not-run")
-                for s in run.snippets
-            ),
-            inline=tuple(
-                InlineResult(i.index, None, "not evaluated: " + message) for i in run.inline
-            ),
-            environment=environment(self.machine, (), None, None),
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            wall_s=time.perf_counter() - started,
-            messages=(message,),
-            problems=(Problem(run.post, None, message),),
-        )
+        return unrun_execution(run, "died", Problem(run.post, None, message), started)
+
+
+def unrun_execution(
+    run: PostRun, status: PostStatus, problem: Problem, started: float
+) -> PostExecution:
+    """The result of a post whose session never ran: ``problem`` says why."""
+    message = problem.message
+    return PostExecution(
+        post=run.post,
+        status=status,
+        snippets=tuple(
+            SnippetResult(s.index, "skipped" if not s.options.eval else "not-run")
+            for s in run.snippets
+        ),
+        inline=tuple(InlineResult(i.index, None, "not evaluated: " + message) for i in run.inline),
+        environment=environment(machine_info(), (), None, None),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        wall_s=time.perf_counter() - started,
+        messages=(message,),
+        problems=(problem,),
+    )
+
+
+def unmet_resources(run: PostRun, nodes: Sequence[dict[str, float]], where: str) -> Problem | None:
+    """A problem on the post's ``resources`` line when no node of ``nodes`` can hold them."""
+    message = resources.unmet(run.resources, nodes, where)
+    if message is None:
+        return None
+    hint = "run it on a Ray cluster that has them (--ray-address), or change `resources`"
+    return Problem(run.post, run.resources_line, message, hint)

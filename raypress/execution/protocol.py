@@ -112,6 +112,16 @@ class Warm:
 
 
 @dataclass(frozen=True, slots=True)
+class Listen:
+    """Also take requests from clients on this listening Unix socket (the frame carries
+    it): session drivers on the same node (``session_host``). A client's first frame must
+    be ``secret``; nothing it sends is unpickled before that."""
+
+    token: int
+    secret: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """Reply to Spawn, Launch or Warm; ``pid`` 0 and ``error`` set when it failed."""
 

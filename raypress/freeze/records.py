@@ -157,6 +157,7 @@ def dumps(record: Record) -> str:
             "installed": dict(record.installed),
             "ray_version": environment.ray_version,
             "ray_cluster_cpus": environment.ray_cluster_cpus,
+            **({"node": environment.node} if environment.node else {}),
         },
         "run": {
             "status": execution.status,
@@ -285,6 +286,7 @@ def parse_record(data: Any, post: str, images: Path) -> Record:
             packages=environment.pairs("packages"),
             ray_version=environment.optional_str("ray_version"),
             ray_cluster_cpus=environment.optional_number("ray_cluster_cpus"),
+            node=environment.optional_str("node") if "node" in environment.data else None,
         ),
         started_at=run.str("started_at"),
         wall_s=run.number("wall_s"),

@@ -17,6 +17,7 @@ from raypress.execution.model import (
     FAILED,
     NOT_RUN,
     ExecutionSettings,
+    ExecutionUnavailable,
     PostExecution,
     PostRun,
     format_duration,
@@ -33,6 +34,9 @@ class ExecutionReport:
     problems: tuple[Problem, ...]
     messages: tuple[str, ...]
     seconds: float = 0.0
+    # failures outside the posts (a lost node, an unreachable cluster): exit status 2
+    infrastructure: tuple[Problem, ...] = ()
+    unavailable: bool = False  # the engine could not start: nothing ran
 
 
 def runnable(post: Post, body: ParsedBody | None) -> bool:
@@ -58,6 +62,8 @@ def plan_runs(posts: list[Post], bodies: dict[str, ParsedBody], config: Config) 
                 timeout=post.timeout,
                 uses_ray=body.uses_ray,
                 ray_mode="isolated" if post.ray_mode == "isolated" else "shared",
+                resources=post.resources,
+                resources_line=post.resources_line,
             )
         )
     return runs
@@ -72,6 +78,7 @@ def execution_settings(config: Config, log: Callable[[str], None] | None) -> Exe
         memory_limit_bytes=config.memory_limit_mb * (1 << 20) if config.memory_limit_mb else None,
         output_cap_bytes=config.output_cap_bytes,
         ray_address=config.ray_address or os.environ.get("RAY_ADDRESS") or None,
+        executor=config.executor,
         ray_num_cpus=config.ray_num_cpus or None,
         temp_root=None,
         log=log,
@@ -97,15 +104,24 @@ def run_posts(
     ``executor``: run them there (a long-lived engine) instead of a new one."""
     if not runs:
         return ExecutionReport({}, (), ())
-    if executor is not None:
-        results = executor.run(runs, progress)
-    else:
-        from raypress.execution import execute_posts  # starts processes: only when needed
+    try:
+        if executor is not None:
+            results = executor.run(runs, progress)
+        else:
+            from raypress.execution import execute_posts  # starts processes: only when needed
 
-        results = execute_posts(runs, execution_settings(config, log), progress)
+            results = execute_posts(runs, execution_settings(config, log), progress)
+    except ExecutionUnavailable as exc:
+        problem = Problem("raypress", None, str(exc), "nothing ran; exit status 2: worth running again")
+        return ExecutionReport({}, (), (), infrastructure=(problem,), unavailable=True)
     problems: list[Problem] = []
+    infrastructure: list[Problem] = []
     messages: list[str] = []
     for result in results:
+        if result.status == "infrastructure":
+            infrastructure += result.problems
+            messages += [f"{result.post}: {m}" for m in result.messages]
+            continue
         problems += result.problems
         if result.status != "ok" and not result.problems:
             problems.append(Problem(result.post, None, f"session {result.status}", None))
@@ -115,6 +131,7 @@ def run_posts(
         tuple(problems),
         tuple(messages),
         sum(r.wall_s for r in results),
+        tuple(infrastructure),
     )
 
 

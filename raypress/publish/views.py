@@ -65,6 +65,7 @@ class ExecutionView:
     ray: str | None
     cpu: str
     cpu_count: int
+    node: str | None  # the cluster node it ran on, when sessions ran as cluster work
     status: str
     snippets: list[SnippetTiming]
     total: str  # formatted sum of the snippets' wall times
@@ -155,6 +156,7 @@ def execution_view(
         ray=environment.ray_version,
         cpu=environment.cpu,
         cpu_count=environment.cpu_count,
+        node=environment.node,
         status=execution.status,
         snippets=timings,
         total=format_duration(sum(t.wall_s for t in timings)),

@@ -1,0 +1,195 @@
+"""Node side of sessions as cluster work (``--ray-address``, ``--executor ray``).
+
+Each post's session runs on a node of the Ray cluster that Ray's scheduler chooses, and
+keeps everything a local session has, because it *is* a local session there:
+
+* :class:`SessionHost` is a Ray actor pinned to one node (it holds no resources) for the
+  build's lifetime. It starts the same pre-warmed fork server the build machine would,
+  and lets it take clients on a Unix socket in a private folder of that node, behind a
+  random secret.
+* :func:`run_post` is the body of a Ray task, scheduled with the post's session
+  resources. Wherever it lands, it unpacks the post's folder (shipped once per folder
+  through the object store, unpacked once per node and content digest), connects to its
+  node's fork server and drives the session with the build machine's own
+  :func:`~raypress.execution.driver.drive`: fd-level capture split per snippet,
+  deadlines and SIGKILL of the session's process group, the sandbox, tracebacks mapped
+  to post lines, figures. It returns the ``PostExecution``: plain data, as the local
+  engine gives it.
+* A node without a host (one that joined after the build started) gets a private fork
+  server for that one task.
+
+Nothing here is imported by the fork server or by a local build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import os
+import secrets
+import shutil
+import socket
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from raypress.execution.driver import Limits, drive
+from raypress.execution.environment import machine_info
+from raypress.execution.forkclient import ForkServerClient
+from raypress.execution.model import PostExecution, PostRun
+from raypress.execution.pool import clean_up_jobs, post_slug, session_plan
+from raypress.execution.protocol import RayPlan
+from raypress.execution.ray_cluster import SESSION_RAY_ENV
+from raypress.execution.session_env import base_env
+
+FOLDER_LIMIT_BYTES = 256 << 20  # a post folder larger than this is refused, not shipped
+_CACHE = "raypress-folders"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a node's fork server takes clients."""
+
+    node_id: str
+    path: str
+    secret: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRun:
+    """One post for :func:`run_post`: what a local Executor would know about it."""
+
+    run: PostRun  # its post_dir is replaced by the unpacked copy on the node
+    folder_digest: str
+    limits: Limits
+    ray_env: tuple[tuple[str, str], ...]  # Ray's settings (auth) for the session's ray.init
+    ray_address: str | None  # what the session's ray.init connects to (None: this cluster)
+    memory_limit_bytes: int | None
+    warm: tuple[str, ...]  # for a private fork server, on a node without a host
+    network: str  # the fork server's network mode on the node
+
+
+class SessionHost:
+    """A node's pre-warmed fork server, lent to the :func:`run_post` tasks landing there.
+
+    Used as a Ray actor class (``ray.remote(SessionHost)``), pinned to its node.
+    """
+
+    def __init__(self, ray_env: dict[str, str], network: str, warm: tuple[str, ...]) -> None:
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.folder = Path(tempfile.mkdtemp(prefix="rph", dir="/tmp"))  # short: socket path
+        self.folder.chmod(0o700)
+        self.server = ForkServerClient(node_session_env(ray_env), network, warm)
+        self.secret = self.server.listen(str(self.folder / "s"))
+
+    def endpoint(self) -> Endpoint:
+        """How tasks on this node reach the fork server."""
+        return Endpoint(self.node_id, str(self.folder / "s"), self.secret)
+
+    def close(self) -> None:
+        """Stop the fork server (it kills what its sessions left) and remove the folder."""
+        try:
+            self.server.close()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def pack_folder(folder: Path, limit: int = FOLDER_LIMIT_BYTES) -> tuple[str, bytes]:
+    """``folder``'s files as a tar archive and its digest. Hidden entries are left out, as
+    the local session leaves them out; symlinks that lead outside the folder are left out
+    too (the node must never see a file of the build machine the post does not own)."""
+    buffer = io.BytesIO()
+    root = folder.resolve()
+    total = 0
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if any(part.startswith(".") for part in relative.parts):
+                continue
+            real = path.resolve()
+            if not real.is_relative_to(root) or not real.is_file():
+                continue
+            total += real.stat().st_size
+            if total > limit:
+                raise ValueError(f"{folder} holds more than {limit >> 20} MiB of files")
+            info = tarfile.TarInfo(relative.as_posix())
+            data = real.read_bytes()
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def unpack_folder(digest: str, data: bytes) -> Path:
+    """The post folder on this node: unpacked once per digest, read-only, shared by the
+    posts of that folder (and later builds)."""
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError("the post folder arrived damaged")
+    cache = Path(tempfile.gettempdir()) / _CACHE
+    cache.mkdir(mode=0o700, exist_ok=True)
+    target = cache / digest
+    if target.is_dir():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+            archive.extractall(staging, filter="data")
+        for path in staging.rglob("*"):
+            if path.is_file():
+                path.chmod(0o444)
+        with contextlib.suppress(OSError):  # another task of this node was first
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def run_post(request: RemoteRun, folder: bytes, endpoints: dict[str, Endpoint]) -> PostExecution:
+    """Run one post's session on this node (the body of the Ray task)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    post_dir = unpack_folder(request.folder_digest, folder)
+    run = dataclasses.replace(request.run, post_dir=post_dir)
+    endpoint = endpoints.get(context.get_node_id())
+    env = node_session_env(dict(request.ray_env))
+    server = (
+        ForkServerClient.connect(endpoint.path, endpoint.secret)
+        if endpoint is not None
+        else ForkServerClient(env, request.network, request.warm)
+    )
+    root = Path(tempfile.mkdtemp(prefix="raypress-"))
+    machine = machine_info()
+    try:
+        ray_plan = None
+        if run.uses_ray:
+            address = request.ray_address or context.gcs_address
+            env["RAY_ADDRESS"] = address
+            namespace = f"raypress-{post_slug(run.post)}-{secrets.token_hex(4)}"
+            ray_plan = RayPlan("shared", address, namespace, None, None, True)
+        folder_name = root / post_slug(run.post)
+        plan = session_plan(run, folder_name, env, ray_plan, request.memory_limit_bytes)
+        outcome = drive(server, run, plan, request.limits, machine)
+        if outcome.execution.status in ("timed-out", "died"):
+            clean_up_jobs(
+                server, run, plan, outcome.ray_jobs, root, request.limits.output_cap, machine
+            )
+    finally:
+        server.close()
+        shutil.rmtree(root, ignore_errors=True)
+    node = f"{socket.gethostname()} ({context.get_node_id()[:8]})"
+    environment = dataclasses.replace(outcome.execution.environment, node=node)
+    return dataclasses.replace(outcome.execution, environment=environment)
+
+
+def node_session_env(ray_env: dict[str, str]) -> dict[str, str]:
+    """A session's environment on this node: the allow-listed part of this node's own
+    (never the build machine's paths), raypress's folder on this node on PYTHONPATH, and
+    Ray's settings for connecting to the cluster."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    return {**base_env(os.environ, package_root), **SESSION_RAY_ENV, **ray_env}
