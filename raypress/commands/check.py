@@ -40,7 +40,13 @@ from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_i
 from raypress.freeze.normalise import normalise
 from raypress.freeze.plan import relocated, save_record, should_save
 from raypress.freeze.records import Record, RecordError, read_record, record_files
-from raypress.freeze.run_plan import describe, execution_settings, plan_runs, runnable
+from raypress.freeze.run_plan import (
+    describe,
+    execution_settings,
+    plan_runs,
+    runnable,
+    unavailable,
+)
 from raypress.publish.jupytext_script import post_script
 from raypress.publish.markdown import ParsedBody
 from raypress.publish.parse_cache import BuildCache, parse_bodies
@@ -174,8 +180,8 @@ def check(
     try:
         results = _execute(runs + runs if options.twice else runs, config, log)
     except ExecutionUnavailable as exc:
-        problem = Problem("raypress", None, str(exc), "nothing ran; exit status 2: worth running again")
-        return CheckReport(0, (), infrastructure=(problem,), seconds=time.perf_counter() - started)
+        problems = (unavailable(exc),)
+        return CheckReport(0, (), infrastructure=problems, seconds=time.perf_counter() - started)
     first = {r.post: r for r in results[: len(runs)]}
     second = {r.post: r for r in results[len(runs) :]}
     slowdown = options.slowdown or config.check_slowdown

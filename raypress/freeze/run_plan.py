@@ -112,8 +112,7 @@ def run_posts(
 
             results = execute_posts(runs, execution_settings(config, log), progress)
     except ExecutionUnavailable as exc:
-        problem = Problem("raypress", None, str(exc), "nothing ran; exit status 2: worth running again")
-        return ExecutionReport({}, (), (), infrastructure=(problem,), unavailable=True)
+        return ExecutionReport({}, (), (), infrastructure=(unavailable(exc),), unavailable=True)
     problems: list[Problem] = []
     infrastructure: list[Problem] = []
     messages: list[str] = []
@@ -133,6 +132,11 @@ def run_posts(
         sum(r.wall_s for r in results),
         tuple(infrastructure),
     )
+
+
+def unavailable(exc: ExecutionUnavailable) -> Problem:
+    """The one console line of an engine that could not start (nothing ran)."""
+    return Problem("raypress", None, str(exc), "nothing ran; exit status 2: worth running again")
 
 
 def describe(execution: PostExecution) -> str:
