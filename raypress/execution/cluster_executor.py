@@ -44,9 +44,11 @@ from raypress.execution.session_host import (
     SessionHost,
     pack_folder,
     run_post,
+    warm_worker,
 )
 
 _HOST_START_TIMEOUT_S = 120.0
+_WARM_WORKERS = 8  # worker processes started ahead per node, at most
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -75,6 +77,7 @@ class ClusterExecutor:
         import ray
 
         self.ray = ray
+        self.remote_run_post = ray.remote(run_post)  # exported once, not once per post
         started = time.perf_counter()
         # raypress itself travels to the nodes with the job (Ray caches it by content)
         package = {"py_modules": [str(Path(_PACKAGE_ROOT) / "raypress")]}
@@ -191,22 +194,31 @@ class ClusterExecutor:
         return tuple(sorted(wanted))
 
     def _start_hosts(self, warm: tuple[str, ...]) -> None:
-        """One session host per alive node, started side by side."""
+        """One session host per alive node, started side by side, and as many warm worker
+        processes per node as it has CPUs (up to :data:`_WARM_WORKERS`): the first posts
+        do not wait for Ray to start workers one node after another."""
         ray = self.ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         host_class = ray.remote(SessionHost)
-        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-        hosts = [
-            host_class.options(
-                num_cpus=0,
-                max_restarts=0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-            ).remote(self.ray_env, "host", warm)
-            for node in nodes
-        ]
+        warmer = ray.remote(warm_worker)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        hosts, warming = [], []
+        for node in nodes:
+            pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            hosts.append(
+                host_class.options(num_cpus=0, max_restarts=0, scheduling_strategy=pinned).remote(
+                    self.ray_env, "host", warm
+                )
+            )
+            workers = min(_WARM_WORKERS, int(node["Resources"].get("CPU", 0)))
+            warming += [
+                warmer.options(num_cpus=1, scheduling_strategy=pinned).remote()
+                for _ in range(workers)
+            ]
         refs = [host.endpoint.remote() for host in hosts]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=_HOST_START_TIMEOUT_S)
+        ray.wait(warming, num_returns=len(warming), timeout=_HOST_START_TIMEOUT_S)
         for host, ref in zip(hosts, refs, strict=True):
             if ref not in ready:
                 self.log(
@@ -237,7 +249,7 @@ class ClusterExecutor:
             network="host",
         )
         resources = dict(run.resources)
-        task = self.ray.remote(run_post).options(
+        task = self.remote_run_post.options(
             num_cpus=resources.pop("num_cpus", 1.0),
             num_gpus=resources.pop("num_gpus", 0.0),
             memory=resources.pop("memory", None),

@@ -187,6 +187,14 @@ def run_post(request: RemoteRun, folder: bytes, endpoints: dict[str, Endpoint]) 
     return dataclasses.replace(outcome.execution, environment=environment)
 
 
+def warm_worker() -> str:
+    """Nothing: run as a Ray task so that the node's worker processes exist (and have
+    imported this module) before the first post lands there. Returns the node's id."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def node_session_env(ray_env: dict[str, str]) -> dict[str, str]:
     """A session's environment on this node: the allow-listed part of this node's own
     (never the build machine's paths), raypress's folder on this node on PYTHONPATH, and
