@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from raypress import __version__
 from raypress.config import EXECUTORS, load_config
@@ -18,7 +19,7 @@ from raypress.freeze.build_stamp import current_stamp
 if TYPE_CHECKING:
     from raypress.commands.build import BuildReport
 
-COMMANDS = ("build", "serve", "check")
+COMMANDS = ("build", "serve", "check", "new", "theme")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,14 +27,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args.insert(0, "build")
-    parser = _parser()
+    parser = _parser(_prog())
     options = parser.parse_args(args)
     return options.run(options)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _prog() -> str:
+    """The command as it was typed: ``raypress``, ``build.py`` or ``python -m raypress``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "raypress"
+    return "python -m raypress" if name == "__main__.py" else name
+
+
+def _parser(prog: str = "raypress") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="build.py",
+        prog=prog,
         description="raypress: build a blog whose Python snippets really run.",
     )
     parser.add_argument("--version", action="version", version=f"raypress {__version__}")
@@ -52,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     build_parser.set_defaults(run=_run_build)
     _add_check_parser(commands)
     _add_serve_parser(commands)
+    _add_new_parser(commands)
+    _add_theme_parser(commands)
     return parser
 
 
@@ -180,7 +189,8 @@ def _run_build(options: argparse.Namespace) -> int:
     from raypress.commands.build import build  # Markdown, Pygments, Jinja2: only when building
 
     try:
-        report = build(config, now, log=None if options.quiet else _log, rerun=rerun)
+        with _live_status(options.quiet) as (log, events):
+            report = build(config, now, log=log, rerun=rerun, events=events)
     except KeyboardInterrupt:
         print(
             f"interrupted; the records of the posts that finished running are in "
@@ -249,17 +259,19 @@ def _run_check(options: argparse.Namespace) -> int:
     if options.slowdown is not None and options.slowdown <= 1:
         print("--slowdown must be more than 1", file=sys.stderr)
         return 2
-    report = check(
-        config,
-        CheckOptions(
-            update=options.update,
-            twice=options.twice,
-            slowdown=options.slowdown,
-            fail_on_slowdown=options.fail_on_slowdown,
-            posts=posts if isinstance(posts, frozenset) else frozenset(),
-        ),
-        log=None if options.quiet else _log,
-    )
+    with _live_status(options.quiet) as (log, events):
+        report = check(
+            config,
+            CheckOptions(
+                update=options.update,
+                twice=options.twice,
+                slowdown=options.slowdown,
+                fail_on_slowdown=options.fail_on_slowdown,
+                posts=posts if isinstance(posts, frozenset) else frozenset(),
+            ),
+            log=log,
+            events=events,
+        )
     for line, is_error in console_lines(report):
         if is_error or not options.quiet or line.startswith(report.summary):
             print(line, file=sys.stderr if is_error else sys.stdout, flush=True)
@@ -271,8 +283,17 @@ def _run_check(options: argparse.Namespace) -> int:
     return report.exit_status
 
 
-def _log(line: str) -> None:
-    print(line, flush=True)
+@contextlib.contextmanager
+def _live_status(quiet: bool) -> Iterator[tuple[Any, Any]]:
+    """The console while posts run: (log, events) for build and check; (None, None) when
+    ``quiet``. A live status on a terminal, plain lines and heartbeats elsewhere."""
+    if quiet:
+        yield None, None
+        return
+    from raypress.commands.live_status import LiveStatus
+
+    with LiveStatus(sys.stdout) as status:
+        yield status.log, status.event
 
 
 def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> None:
@@ -330,3 +351,103 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
         f"built {report.posts} posts, {report.pages} files into {output_dir}/ "
         f"in {report.seconds:.2f}s ({changes}){extra}"
     )
+
+
+def _add_new_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``new SITE``: a starter blog; ``new post TITLE``: a post file."""
+    parser = commands.add_parser(
+        "new",
+        help='create a starter blog in a folder, or a post: new post "Title"',
+        description="raypress new SITE: a starter blog (posts/, snippets/, site.toml, "
+        ".gitignore, a GitHub Actions workflow). raypress new post TITLE: "
+        "posts/YYYY-MM-DD-title.md with front matter.",
+    )
+    parser.add_argument("target", metavar="SITE|post", help="a folder, or the word post")
+    parser.add_argument("title", nargs="?", help="the post's title (with post)")
+    parser.add_argument("--root", type=Path, default=Path(), help="project folder (default: .)")
+    parser.add_argument("--config", type=Path, help="config file (with post)")
+    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+    parser.set_defaults(run=_run_new)
+
+
+def _run_new(options: argparse.Namespace) -> int:
+    from raypress.commands.new import WORKFLOW, new_post, new_site
+
+    try:
+        if options.target == "post":
+            if not options.title:
+                print(
+                    'new post needs a title: raypress new post "My title" (for a site in a '
+                    "folder named post: raypress new ./post)",
+                    file=sys.stderr,
+                )
+                return 2
+            config = load_config(options.root, options.config)
+            path = new_post(config, options.title, datetime.now(config.zone), options.force)
+            print(f"wrote {path.relative_to(config.root)}")
+            return 0
+        if options.title:
+            print(
+                f"unexpected {options.title!r}: raypress new SITE takes one folder", file=sys.stderr
+            )
+            return 2
+        folder = options.root / options.target
+        created = new_site(folder, datetime.now(), options.force)
+    except SourceError as exc:
+        print(exc.problem, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{exc.filename}: error: {exc.strerror}", file=sys.stderr)
+        return 1
+    shown = options.target.rstrip("/") or "."
+    print(f"created a raypress blog in {shown}/:")
+    for name in created.files:
+        print(f"  {name}")
+    print(
+        f"next:\n  cd {shown}\n  raypress build    # runs the example post, writes _site/\n"
+        f"  raypress serve    # preview at http://127.0.0.1:8000/\n"
+        f"On GitHub, {WORKFLOW} checks pull requests and publishes the site to Pages."
+    )
+    return 0
+
+
+def _add_theme_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``theme list``, ``theme eject [NAME ...]``: the built-in theme's files."""
+    parser = commands.add_parser("theme", help="list the built-in theme, or copy it out to edit")
+    actions = parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the theme's files, and which the site overrides")
+    eject = actions.add_parser(
+        "eject",
+        help="copy theme files into the site's templates/ (all, or those named)",
+        description="Copy files of the built-in theme into the site's templates folder, "
+        "where they override the theme's. NAME: post.html, post, partials/footer.html, "
+        "assets, ... (default: every file).",
+    )
+    eject.add_argument("names", nargs="*", metavar="NAME")
+    eject.add_argument("--force", action="store_true", help="replace files that exist")
+    for sub in (listing, eject):
+        sub.add_argument("--root", type=Path, default=Path(), help="project folder (default: .)")
+        sub.add_argument("--config", type=Path, help="config file")
+        sub.set_defaults(run=_run_theme)
+
+
+def _run_theme(options: argparse.Namespace) -> int:
+    from raypress.commands.theme import eject, select, theme_files
+
+    try:
+        config = load_config(options.root, options.config)
+        if options.action == "list":
+            for item in theme_files(config):
+                mark = f"  (overridden by {config.templates_dir}/)" if item.overridden else ""
+                print(f"{item.name}{mark}")
+            return 0
+        copied = eject(config, select(config, options.names), options.force)
+    except SourceError as exc:
+        print(exc.problem, file=sys.stderr)
+        return 1
+    for path in copied:
+        print(
+            f"copied {path.relative_to(config.root) if path.is_relative_to(config.root) else path}"
+        )
+    print(f"{len(copied)} file(s) of the theme copied; yours now override the theme's")
+    return 0

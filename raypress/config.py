@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from raypress.errors import SourceError
 
-PERMALINK_STYLES = {
-    "pretty": "/:year/:month/:day/:slug/",
-    "date": "/:categories/:year/:month/:day/:slug.html",
-    "ordinal": "/:categories/:year/:y_day/:slug.html",
-    "none": "/:categories/:slug.html",
+PERMALINK_STYLES = {  # Jekyll's
+    "pretty": "/:categories/:year/:month/:day/:title/",
+    "date": "/:categories/:year/:month/:day/:title:output_ext",
+    "ordinal": "/:categories/:year/:y_day/:title:output_ext",
+    "none": "/:categories/:title:output_ext",
 }
 
 
@@ -52,6 +52,8 @@ class Config:
     toc_min_headings: int = 3
     words_per_minute: int = 200
     markdown_html: bool = True  # raw HTML in posts (the author is trusted)
+    typography: bool = True  # kramdown's: --- em dash, -- en dash, ... ellipsis, smart quotes
+    relative_urls: bool = False  # every internal link relative: the site opens from disk
     pygments_style: str = "default"
     pygments_dark_style: str = "github-dark"
     max_post_bytes: int = 2_000_000

@@ -16,10 +16,28 @@ class PathEscapeError(ValueError):
     """A URL that would place a file outside the output folder."""
 
 
-def slugify(text: str) -> str:
-    """``"Tasks vs. Actors!"`` -> ``"tasks-vs-actors"`` (ASCII, lower case, dashes)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+_PRETTY_KEPT = frozenset("._~!$&'()+,;=@")
+
+
+def slugify(text: str, mode: str = "default", cased: bool = False) -> str:
+    """Jekyll's ``slugify``: letters, marks and decimal digits of any script are kept, and
+    every run of other characters becomes one hyphen (``"Größe Übermaß!"`` ->
+    ``"größe-übermaß"``, ``"Tasks vs. Actors!"`` -> ``"tasks-vs-actors"``). Mode
+    ``"pretty"`` also keeps ``._~!$&'()+,;=@``. Lower case unless ``cased``; NFC, so a
+    name typed on macOS (decomposed) gives the same slug."""
+    kept = _PRETTY_KEPT if mode == "pretty" else frozenset()
+    marked = "".join(
+        ch if ch in kept or _letter_mark_or_digit(ch) else "-"
+        for ch in unicodedata.normalize("NFC", text)
+    )
+    slug = re.sub(r"-{2,}", "-", marked).strip("-")
+    return slug if cased else slug.lower()
+
+
+def _letter_mark_or_digit(ch: str) -> bool:
+    """Jekyll's ``[\\p{M}\\p{L}\\p{Nd}]``."""
+    category = unicodedata.category(ch)
+    return category[0] in "LM" or category == "Nd"
 
 
 def safe_output_file(url: str) -> str:

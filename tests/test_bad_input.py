@@ -135,9 +135,13 @@ FRONT_MATTER_CASES = {
         "---\ntitle: Bad\ndate: 2024-01-02\npermalink: '/..\\..\\x\\'\n---\n\nBody.\n",
         expect("posts/bad.md:4", "permalink", "backslash", "/notes/my-post/"),
     ),
-    "unknown_layout": (
-        "---\ntitle: Bad\ndate: 2024-01-02\nlayout: fancy\n---\n\nBody.\n",
-        expect("posts/bad.md:4", "unknown layout 'fancy'", "available layouts: post"),
+    "permalink_percent_encoded_traversal": (  # Jekyll's test post permalink-traversal.md
+        "---\ntitle: Bad\ndate: 2024-01-02\npermalink: /%2e%2e/%2e%2e/%2e%2e/baddie.html\n---\n",
+        expect("posts/bad.md:4", "permalink", "decoded: '/../../../baddie.html'", "'..'"),
+    ),
+    "permalink_percent_escape_not_utf8": (
+        "---\ntitle: Bad\ndate: 2024-01-02\npermalink: /caf%e9/\n---\n\nBody.\n",
+        expect("posts/bad.md:4", "permalink", "not UTF-8"),
     ),
     "title_is_a_mapping": (
         "---\ntitle: {text: Bad}\ndate: 2024-01-02\n---\n\nBody.\n",
@@ -353,15 +357,15 @@ def test_every_bad_post_of_a_build_is_reported(built: Project) -> None:
     built.post("a-yaml.md", "---\ntitle: [\n---\n\nBody.\n")
     built.post("b-nodate.md", "---\ntitle: No date\n---\n\nBody.\n")
     built.post("c-latin1.md", "---\ntitle: x\ndate: 2024-01-02\n---\n\n\xe9\n".encode("latin-1"))
-    built.post("d-layout.md", "---\ntitle: x\ndate: 2024-01-02\nlayout: nope\n---\n")
+    built.post("2024-01-02.md", "---\ntitle: x\n---\n")  # a date, no slug
     built.post("e-snippet.md", SNIPPET_POST.replace("{OPTION}", "colour: red"))
     built.post("f-slug.md", "---\ntitle: x\ndate: 2024-01-02\nslug: a/b\n---\n")
     assert_refused(
         built,
+        expect("posts/2024-01-02.md:1", "has a date but no slug", "2024-01-02-some-title.md"),
         expect("posts/a-yaml.md:2", "malformed YAML"),
         expect("posts/b-nodate.md:1", "missing date"),
         expect("posts/c-latin1.md:6", "UTF-8"),
-        expect("posts/d-layout.md:4", "unknown layout"),
         expect(f"posts/e-snippet.md:{OPTION_LINE}", "unknown snippet option"),
         expect("posts/f-slug.md:4", "slug"),
     )

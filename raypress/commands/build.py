@@ -16,7 +16,7 @@ from pathlib import Path
 
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
-from raypress.execution.model import PostExecution, PostRun
+from raypress.execution.model import PostExecution, PostRun, ProgressEvent
 from raypress.freeze.build_stamp import (
     BuildStamp,
     current_stamp,
@@ -34,6 +34,7 @@ from raypress.publish.jupytext_script import post_script, script_name
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
+from raypress.publish.relative_links import make_links_relative
 from raypress.publish.render import (
     SITE_TEMPLATES,
     TIMINGS_URL,
@@ -96,6 +97,7 @@ def markdown_settings(config: Config) -> MarkdownSettings:
         excerpt_separator=config.excerpt_separator,
         toc_min_headings=config.toc_min_headings,
         baseurl=config.baseurl,
+        typography=config.typography,
     )
 
 
@@ -107,6 +109,7 @@ def build(
     executor: PostExecutor | None = None,
     theme: Theme | None = None,
     rendered: Callable[[list[OutputFile], list[StaticFile]], None] | None = None,
+    events: Callable[[ProgressEvent], None] | None = None,
 ) -> BuildReport:
     """Build the site described by ``config`` into its output folder.
 
@@ -118,6 +121,7 @@ def build(
     For a long-lived caller (``serve``): ``executor`` runs the posts instead of a new
     engine, ``theme`` keeps compiled templates between builds, and ``rendered`` receives
     the site's files once they are all rendered without problems, before they are written.
+    ``events`` hears what runs as it runs (a live status on the console).
     """
     started = time.perf_counter()
     stages: dict[str, float] = {}
@@ -165,7 +169,7 @@ def build(
     versions = InstalledVersions()
     frozen = plan_freeze(candidates, bodies, config, rerun, versions)
     problems += frozen.problems
-    warnings = list(frozen.notes)
+    warnings = [w for post in posts for w in post.warnings] + list(frozen.notes)
     to_run = [p for p in candidates if p.source in frozen.reasons]
     runs = [] if problems else plan_runs(to_run, bodies, config)
     saved: list[str] = []
@@ -178,7 +182,9 @@ def build(
             reason = frozen.reasons.get(result.post)
             log(describe(result) + (f" ({reason})" if reason else ""))
 
-    execution = run_posts(runs, config, progress=finished, log=log, executor=executor)
+    execution = run_posts(
+        runs, config, progress=finished, log=log, executor=executor, events=events
+    )
     for message in execution.messages:
         if log:
             log(message)
@@ -192,6 +198,8 @@ def build(
     static, static_problems = collect_static(config)
     problems += static_problems
     problems += colliding_outputs(files, static)
+    if config.relative_urls:
+        files = make_links_relative(files, (s.path for s in static), config.baseurl)
     mark = timed("render", mark)
 
     report = BuildReport(

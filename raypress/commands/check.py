@@ -32,6 +32,7 @@ from raypress.execution.model import (
     InlineResult,
     PostExecution,
     PostRun,
+    ProgressEvent,
     Snippet,
     SnippetResult,
     format_duration,
@@ -147,8 +148,10 @@ def check(
     config: Config,
     options: CheckOptions = CheckOptions(),
     log: Callable[[str], None] | None = None,
+    events: Callable[[ProgressEvent], None] | None = None,
 ) -> CheckReport:
-    """Run every selected post afresh and compare it with its record."""
+    """Run every selected post afresh and compare it with its record; ``events`` hears
+    what runs as it runs (a live status)."""
     started = time.perf_counter()
     config = dataclasses.replace(config, execute=True)
     cache = BuildCache(config.cache_path)
@@ -178,7 +181,7 @@ def check(
 
     runs = plan_runs(candidates, bodies, config)
     try:
-        results = _execute(runs + runs if options.twice else runs, config, log)
+        results = _execute(runs + runs if options.twice else runs, config, log, events)
     except ExecutionUnavailable as exc:
         problems = (unavailable(exc),)
         return CheckReport(0, (), infrastructure=problems, seconds=time.perf_counter() - started)
@@ -451,11 +454,16 @@ def _record(config: Config, post: Post) -> tuple[Record | None, str | None]:
 
 
 def _execute(
-    runs: list[PostRun], config: Config, log: Callable[[str], None] | None
+    runs: list[PostRun],
+    config: Config,
+    log: Callable[[str], None] | None,
+    events: Callable[[ProgressEvent], None] | None = None,
 ) -> list[PostExecution]:
     if not runs:
         return []
     from raypress.execution import execute_posts  # starts processes: only when needed
 
+    if events is not None:
+        events(ProgressEvent("posts-queued", count=len(runs)))
     progress = (lambda r: log(describe(r))) if log else None
-    return execute_posts(runs, execution_settings(config, log), progress)
+    return execute_posts(runs, execution_settings(config, log, events), progress)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -28,12 +29,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from raypress.commands.live_status import RunState, snippet_text
 from raypress.config import Config, load_config
 from raypress.errors import Problem, SourceError
-from raypress.execution.model import NOT_RUN
+from raypress.execution.model import NOT_RUN, ProgressEvent
 from raypress.paths import display_path
 from raypress.preview.http_server import DevServer, Served, Snapshot, is_loopback
-from raypress.preview.live_reload import Hub
+from raypress.preview.live_reload import Hub, Running
 from raypress.preview.warm_executor import RunSummary, WarmExecution
 
 if TYPE_CHECKING:
@@ -96,8 +98,11 @@ class DevSite:
         self.console = console
         self.hub = Hub()
         self.warm = WarmExecution(
-            lambda: execution_settings(self.config, self.console.detail), self.console.detail
+            lambda: execution_settings(self.config, self.console.detail, self.on_progress),
+            self.console.detail,
         )
+        self.run_state = RunState()  # what runs now, shown in the pages' status box
+        self.run_lock = threading.Lock()
         self.page_problems: dict[str, tuple[Problem, ...]] = {}
         self.snapshot: Snapshot | None = None  # the last build's output, once there is one
         self.early = False  # this build's pages were told to reload before it wrote
@@ -136,6 +141,9 @@ class DevSite:
                 if path.is_relative_to(self.config.posts_path) and path.suffix != ".md":
                     self.warm.forget(path)  # a data file or module that posts may read
             outcome = self._build()
+        with self.run_lock:
+            self.run_state = RunState()
+        self.hub.set_running(())
         seconds = time.perf_counter() - started
         shown = self.hub.state
         if (outcome.problems, outcome.page_problems) != (shown.problems, shown.page_problems) or (
@@ -149,6 +157,22 @@ class DevSite:
 
     def close(self) -> None:
         self.warm.close()
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        """The engine's steps (from its threads): the pages show what runs now."""
+        with self.run_lock:
+            self.run_state.apply(event)
+            now = time.monotonic()
+            state = self.run_state
+            running = [
+                Running(f"running {p.post} {snippet_text(p)}", now - p.snippet_started)
+                if p.snippet is not None
+                else Running(f"running {p.post}", now - p.started)
+                for p in sorted(state.running.values(), key=lambda p: p.started)
+            ]
+            if state.cluster_started is not None:
+                running.insert(0, Running("starting the Ray cluster", now - state.cluster_started))
+        self.hub.set_running(tuple(running))
 
     def _rendered(self, files: list[OutputFile], static: list[StaticFile]) -> None:
         """The build has rendered the new site (it writes the output folder next): serve
@@ -197,6 +221,8 @@ class DevSite:
             return Outcome((problem,), self.page_problems, False, "build crashed")
         for problem in report.problems + report.execution_problems:
             self.console.problem(problem)
+        for warning in report.warnings:  # an unknown layout, a record that could not be used
+            self.console.problem(f"warning: {warning}")
         if report.problems:
             count = len(report.problems)
             summary = f"build failed: {count} problem{'s' if count != 1 else ''}, serving the "

@@ -34,8 +34,14 @@ from raypress.execution.model import (
     ExecutionUnavailable,
     PostExecution,
     PostRun,
+    ProgressKind,
 )
-from raypress.execution.pool import post_limits, unmet_resources, unrun_execution
+from raypress.execution.pool import (
+    post_limits,
+    report_progress,
+    unmet_resources,
+    unrun_execution,
+)
 from raypress.execution.ray_address import AddressError, check_address
 from raypress.execution.session_env import base_env
 from raypress.execution.session_host import (
@@ -73,6 +79,7 @@ class ClusterExecutor:
         else:
             address = self._start_own_cluster()
             self.session_address = address
+        self._report("cluster-starting")
         os.environ.update(self.ray_env)  # read once, when this process first imports ray
         import ray
 
@@ -95,6 +102,7 @@ class ClusterExecutor:
             raise ExecutionUnavailable(message) from None
         self.address = address
         self._start_hosts(self._warm_modules(runs))
+        self._report("cluster-ready", count=len(self.endpoints))
         self.log(
             f"execution: sessions run on the Ray cluster at {address} "
             f"({len(self.endpoints)} node(s) ready in {time.perf_counter() - started:.1f} s)"
@@ -135,6 +143,7 @@ class ClusterExecutor:
                         pending[self._submit(run)] = (index, attempt + 1, time.perf_counter())
                         continue
                     results[index] = result
+                    self._report("post-done", run.post, status=result.status)
                     if progress is not None:
                         progress(result)
         except BaseException:  # Ctrl-C, or a bug: stop every session before leaving
@@ -166,6 +175,11 @@ class ClusterExecutor:
                 self.launcher.close()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _report(self, kind: ProgressKind, post: str = "", **fields: Any) -> None:
+        """The cluster's start and each post's end (a remote post's snippets are not
+        followed one by one)."""
+        report_progress(self.settings, kind, post, **fields)
 
     def _start_own_cluster(self) -> str:
         """``--executor ray`` without an address: a cluster of this machine, started as a

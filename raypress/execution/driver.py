@@ -85,6 +85,7 @@ class _Progress:
     kill_note: str = ""
     ended: float | None = None  # when it was killed or closed its channel
     first_event: float | None = None
+    notify: Callable[[SessionEvent], None] | None = None  # snippets starting and ending
 
 
 def drive(
@@ -94,8 +95,10 @@ def drive(
     limits: Limits,
     machine: MachineInfo,
     cluster_failure: Callable[[], str | None] = lambda: None,
+    notify: Callable[[SessionEvent], None] | None = None,
 ) -> Outcome:
-    """Run ``plan`` in a new session and return what it did."""
+    """Run ``plan`` in a new session and return what it did; ``notify`` hears each
+    SnippetStarted and SnippetDone as it arrives (for a live status)."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     out_r, out_w = os.pipe()
@@ -120,7 +123,7 @@ def drive(
         out_r: SegmentedStream(plan.marker, limits.output_cap),
         err_r: SegmentedStream(plan.marker, limits.output_cap),
     }
-    progress = _Progress()
+    progress = _Progress(notify=notify)
     try:
         _pump(server, pid, channel, streams, limits, start, progress, cluster_failure)
     finally:
@@ -218,6 +221,8 @@ def _on_event(progress: _Progress, frame: bytes) -> None:
         progress.running = None
     elif isinstance(event, Finished):
         progress.finished = event
+    if progress.notify is not None and isinstance(event, SnippetStarted | SnippetDone):
+        progress.notify(event)
 
 
 def _deadline_passed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [  # format_duration is re-exported for the other stages
     "InlineResult",
     "PostExecution",
     "PostRun",
+    "ProgressEvent",
     "RepeatStats",
     "Snippet",
     "SnippetOptions",
@@ -142,6 +144,33 @@ class ExecutionSettings:
     prewarm: tuple[str, ...] = ()  # imported by the fork server besides what posts import
     temp_root: Path | None = None  # where session folders go (None: the system's)
     log: Callable[[str], None] | None = field(default=None, compare=False)
+    # what runs now, for a live status (called from the engine's threads; must be quick)
+    progress: Callable[[ProgressEvent], None] | None = field(default=None, compare=False)
+
+
+ProgressKind = Literal[
+    "posts-queued",  # count: posts about to run (sent by the build, not the engine)
+    "cluster-starting",
+    "cluster-ready",
+    "cluster-failed",
+    "post-started",  # count: the snippets it runs
+    "snippet-started",  # snippet: 1-based number; line: the fence's line in the post
+    "snippet-done",  # status: the snippet's
+    "post-done",  # status: the post's
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """One step of execution as it happens (ExecutionSettings.progress)."""
+
+    kind: ProgressKind
+    post: str = ""
+    snippet: int | None = None
+    line: int | None = None
+    count: int = 0
+    status: str = ""
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from raypress.errors import Problem
 from raypress.execution import ray_cluster, resources
@@ -29,10 +30,19 @@ from raypress.execution.model import (
     PostExecution,
     PostRun,
     PostStatus,
+    ProgressEvent,
+    ProgressKind,
     Snippet,
     SnippetResult,
 )
-from raypress.execution.protocol import InlineCode, RayPlan, SessionPlan, SnippetCode
+from raypress.execution.protocol import (
+    InlineCode,
+    RayPlan,
+    SessionEvent,
+    SessionPlan,
+    SnippetCode,
+    SnippetDone,
+)
 from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -65,6 +75,14 @@ def snippet_code(snippet: Snippet) -> SnippetCode:
         repeat=options.repeat,
         label=options.label,
     )
+
+
+def report_progress(
+    settings: ExecutionSettings, kind: ProgressKind, post: str = "", **fields: Any
+) -> None:
+    """Tell ``settings.progress`` (a live status) what happens now."""
+    if settings.progress is not None:
+        settings.progress(ProgressEvent(kind, post, **fields))
 
 
 def post_limits(run: PostRun, settings: ExecutionSettings) -> Limits:
@@ -214,6 +232,30 @@ class Executor:
 
     def execute_outcome(self, run: PostRun) -> Outcome:
         """:meth:`execute`, with the session's Ray jobs and timeline."""
+        outcome = self._execute_outcome(run)
+        self._report("post-done", run.post, status=outcome.execution.status)
+        return outcome
+
+    def _report(self, kind: ProgressKind, post: str = "", **fields: Any) -> None:
+        report_progress(self.settings, kind, post, **fields)
+
+    def _notifier(self, run: PostRun) -> Callable[[SessionEvent], None] | None:
+        """What the driver calls as the post's snippets start and end."""
+        if self.settings.progress is None:
+            return None
+        lines = {s.index: s.line for s in run.snippets}
+
+        def notify(event: SessionEvent) -> None:
+            kind: ProgressKind = "snippet-started"
+            status = ""
+            if isinstance(event, SnippetDone):
+                kind, status = "snippet-done", event.status
+            index = event.index
+            self._report(kind, run.post, snippet=index + 1, line=lines.get(index), status=status)
+
+        return notify
+
+    def _execute_outcome(self, run: PostRun) -> Outcome:
         started = time.perf_counter()
         unmet = unmet_resources(run, [resources.this_machine()], "this machine")
         if unmet is not None:
@@ -224,6 +266,7 @@ class Executor:
             return Outcome(self._failed(run, f"could not start the session: {exc}", started), ())
         limits = post_limits(run, self.settings)
         cluster = self.cluster if plan.ray and plan.ray.mode == "shared" else None
+        self._report("post-started", run.post, count=sum(s.options.eval for s in run.snippets))
         try:
             outcome = drive(
                 self.server,
@@ -232,6 +275,7 @@ class Executor:
                 limits,
                 self.machine,
                 cluster.failure if cluster else lambda: None,
+                self._notifier(run),
             )
         except ForkServerError as exc:
             message = f"could not start the session: {exc}"
@@ -296,13 +340,16 @@ class Executor:
             isolated_network=self.isolated_network,
         )
         self.log(f"execution: starting a Ray cluster ({options.num_cpus} logical CPUs)")
+        self._report("cluster-starting", count=options.num_cpus)
         try:
             cluster = ray_cluster.BuildCluster(
                 self.server, {**self.base_env, **self.ray_auth}, options, self.short_root
             )
         except BaseException as exc:
+            self._report("cluster-failed", status=str(exc))
             self.cluster_future.set_exception(exc)
             return
+        self._report("cluster-ready")
         self.cluster = cluster
         self.log(
             f"execution: Ray cluster at {cluster.address}, started in {cluster.started_s:.1f} s"

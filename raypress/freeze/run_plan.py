@@ -20,6 +20,7 @@ from raypress.execution.model import (
     ExecutionUnavailable,
     PostExecution,
     PostRun,
+    ProgressEvent,
     format_duration,
 )
 from raypress.publish.markdown import ParsedBody
@@ -69,8 +70,13 @@ def plan_runs(posts: list[Post], bodies: dict[str, ParsedBody], config: Config) 
     return runs
 
 
-def execution_settings(config: Config, log: Callable[[str], None] | None) -> ExecutionSettings:
-    """ExecutionSettings from the configuration (and ``RAY_ADDRESS`` when not configured)."""
+def execution_settings(
+    config: Config,
+    log: Callable[[str], None] | None,
+    events: Callable[[ProgressEvent], None] | None = None,
+) -> ExecutionSettings:
+    """ExecutionSettings from the configuration (and ``RAY_ADDRESS`` when not configured);
+    ``events`` hears what runs as it runs (a live status)."""
     return ExecutionSettings(
         jobs=config.jobs or os.cpu_count() or 1,
         snippet_timeout=float(config.snippet_timeout),
@@ -82,6 +88,7 @@ def execution_settings(config: Config, log: Callable[[str], None] | None) -> Exe
         ray_num_cpus=config.ray_num_cpus or None,
         temp_root=None,
         log=log,
+        progress=events,
     )
 
 
@@ -99,18 +106,22 @@ def run_posts(
     progress: Callable[[PostExecution], None] | None = None,
     log: Callable[[str], None] | None = None,
     executor: PostExecutor | None = None,
+    events: Callable[[ProgressEvent], None] | None = None,
 ) -> ExecutionReport:
     """Execute ``runs`` (all posts in parallel sessions); collect results and problems.
-    ``executor``: run them there (a long-lived engine) instead of a new one."""
+    ``executor``: run them there (a long-lived engine) instead of a new one; ``events``
+    hears what runs as it runs."""
     if not runs:
         return ExecutionReport({}, (), ())
+    if events is not None:
+        events(ProgressEvent("posts-queued", count=len(runs)))
     try:
         if executor is not None:
             results = executor.run(runs, progress)
         else:
             from raypress.execution import execute_posts  # starts processes: only when needed
 
-            results = execute_posts(runs, execution_settings(config, log), progress)
+            results = execute_posts(runs, execution_settings(config, log, events), progress)
     except ExecutionUnavailable as exc:
         return ExecutionReport({}, (), (), infrastructure=(unavailable(exc),), unavailable=True)
     problems: list[Problem] = []

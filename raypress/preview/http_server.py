@@ -35,7 +35,14 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from raypress.preview.live_reload import EVENTS_PATH, KEEPALIVE_S, Hub, event, inject
+from raypress.preview.live_reload import (
+    EVENTS_PATH,
+    KEEPALIVE_S,
+    Hub,
+    event,
+    inject,
+    running_event,
+)
 
 CONTENT_TYPES = MappingProxyType(
     {
@@ -395,14 +402,17 @@ class Handler(BaseHTTPRequestHandler):
         if not body:
             return
         hub = self.server.hub
-        state = hub.state
-        self.wfile.write(event(state))
+        state, serial = hub.state, hub.running_serial
+        self.wfile.write(event(state) + (running_event(hub.running) if hub.running else b""))
         self.wfile.flush()
         while not hub.closed:
-            newer = hub.wait(state.version, KEEPALIVE_S)
+            newer, running = hub.wait_any(state.version, serial, KEEPALIVE_S)
+            if running is not None:
+                serial = running[0]
+                self.wfile.write(running_event(running[1]))
             if newer is not None:
                 state = newer
                 self.wfile.write(event(state))
-            elif not hub.closed:
+            if newer is None and running is None and not hub.closed:
                 self.wfile.write(b": keep-alive\n\n")
             self.wfile.flush()

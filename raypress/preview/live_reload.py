@@ -39,6 +39,15 @@ class LiveState:
     soft: bool = False  # only posts changed: pages may swap their body instead of reloading
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What runs now, for the pages' status box (``running posts/x.md snippet 3 of 8
+    (line 42)``), and how many seconds it has run."""
+
+    what: str
+    seconds: float
+
+
 class Hub:
     """The current :class:`LiveState`, and a way to wait until it changes."""
 
@@ -48,6 +57,34 @@ class Hub:
         self.state = LiveState(f"{self.boot}-0")
         self.closed = False
         self.changed = threading.Condition()
+        self.running: tuple[Running, ...] = ()  # posts and snippets running now
+        self.running_serial = 0
+
+    def set_running(self, running: tuple[Running, ...]) -> None:
+        """Tell the pages what runs now (empty: nothing)."""
+        with self.changed:
+            if running != self.running:
+                self.running = running
+                self.running_serial += 1
+                self.changed.notify_all()
+
+    def wait_any(
+        self, seen: str, seen_running: int, timeout: float
+    ) -> tuple[LiveState | None, tuple[int, tuple[Running, ...]] | None]:
+        """The state once its version is not ``seen``, and what runs once it is not
+        ``seen_running`` (each None when unchanged, on timeout, or when closed)."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: (
+                    self.closed or self.state.version != seen or self.running_serial != seen_running
+                ),
+                timeout,
+            )
+            if self.closed:
+                return None, None
+            state = self.state if self.state.version != seen else None
+            moved = self.running_serial != seen_running
+            return state, (self.running_serial, self.running) if moved else None
 
     def publish(
         self,
@@ -82,6 +119,12 @@ def event(state: LiveState) -> bytes:
     """One Server-Sent Event announcing ``state``'s version."""
     data = json.dumps({"version": state.version, "soft": state.soft})
     return f"event: build\ndata: {data}\n\n".encode()
+
+
+def running_event(running: tuple[Running, ...]) -> bytes:
+    """One Server-Sent Event saying what runs now (the pages' status box)."""
+    data = json.dumps([{"what": r.what, "seconds": round(r.seconds, 1)} for r in running])
+    return f"event: running\ndata: {data}\n\n".encode()
 
 
 def inject(html: bytes, state: LiveState, output_file: str | None) -> bytes:
@@ -185,8 +228,40 @@ CLIENT_JS = """
     stream.close();
     location.reload();
   }
+  // While posts run: "running posts/x.md snippet 3 of 8 (line 42)… 12 s", bottom right.
+  const statusId = "raypress-status";
+  let statusTimer = null;
+  function showRunning(running) {
+    clearInterval(statusTimer);
+    document.getElementById(statusId)?.remove();
+    if (!running.length) return;
+    const box = document.createElement("div");
+    box.id = statusId;
+    box.setAttribute("role", "status");
+    box.style.cssText = "position:fixed;right:1rem;bottom:1rem;z-index:2147483646;" +
+      "max-width:min(42rem,90vw);padding:.6rem .9rem;border-radius:8px;background:#0d1b2a;" +
+      "color:#e6f1ff;border-left:4px solid #3b82f6;box-shadow:0 4px 18px rgba(0,0,0,.35);" +
+      "font:13px/1.5 ui-monospace,SFMono-Regular,Menlo,monospace";
+    const received = performance.now();
+    const lines = running.map((item) => {
+      const line = document.createElement("div");
+      line.className = "raypress-running";
+      box.append(line);
+      return [line, item];
+    });
+    const draw = () => {
+      const extra = (performance.now() - received) / 1000;
+      for (const [line, item] of lines) {
+        line.textContent = `${item.what}\u2026 ${Math.floor(item.seconds + extra)} s`;
+      }
+    };
+    draw();
+    statusTimer = setInterval(draw, 1000);
+    document.body.append(box);
+  }
   showProblems(live.problems);
   const stream = new EventSource(live.events);
+  stream.addEventListener("running", (message) => showRunning(JSON.parse(message.data)));
   let queue = Promise.resolve();
   stream.addEventListener("build", (message) => {
     const data = JSON.parse(message.data);

@@ -40,6 +40,7 @@ class MarkdownSettings:
     excerpt_separator: str = "<!--more-->"
     toc_min_headings: int = 3
     baseurl: str = ""  # prefixed to the post's root-relative links and images
+    typography: bool = True  # kramdown's dashes, ellipsis, guillemets and smart quotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +82,70 @@ def inline_placeholder(marker: str, index: int) -> str:
 
 
 @lru_cache(maxsize=4)
-def create_markdown(enable_html: bool) -> MarkdownIt:
+def create_markdown(enable_html: bool, typography: bool = True) -> MarkdownIt:
     """The markdown-it-py parser: CommonMark + GFM (tables, strikethrough, task lists,
-    footnotes, autolinks, alerts) + heading anchors, with raypress's fence rule."""
-    md = MarkdownIt("commonmark", {"html": enable_html})
+    footnotes, autolinks, alerts) + heading anchors, with raypress's fence rule, and
+    (``typography``) kramdown's typographic symbols and smart quotes, as Jekyll gives."""
+    md = MarkdownIt("commonmark", {"html": enable_html, "typographer": typography})
     md.use(gfm_plugin)
     _look_before_protocol_scan(md)
+    if typography:
+        md.core.ruler.before("smartquotes", "raw_html_text", _raw_html_text)
+        md.core.ruler.before("smartquotes", "typographic_symbols", _typographic_symbols)
+        md.enable("smartquotes")
+        md.add_render_rule("raw_text", _render_raw_text)
     md.core.ruler.push("anchor", _heading_anchors)
     md.core.ruler.push("baseurl", _prefix_baseurl)
     md.add_render_rule("fence", _render_fence)
     md.add_render_rule("code_block", _render_code_block)
     md.add_render_rule("code_inline", _render_code_inline)
     return md
+
+
+# kramdown's TYPOGRAPHIC_SYMS, matched left to right as kramdown scans ("----" is "—-")
+_SYMBOLS = {
+    "---": "\u2014",
+    "--": "\u2013",
+    "...": "\u2026",
+    "<< ": "\u00ab\u00a0",
+    " >>": "\u00a0\u00bb",
+    "<<": "\u00ab",
+    ">>": "\u00bb",
+}
+_SYMBOLS_RE = re.compile("|".join(re.escape(k) for k in _SYMBOLS))
+# raw HTML whose content kramdown leaves as it is (its HTML_CONTENT_MODEL_RAW)
+_RAW_HTML = re.compile(r"<(/?)(code|kbd|samp|var|pre|script|style|math|textarea)\b", re.I)
+
+
+def _raw_html_text(state: StateCore) -> None:
+    """Text inside raw ``<code>``, ``<kbd>``, ... spans of a paragraph is code: kept from
+    typography by giving it a type of its own (rendered as escaped text)."""
+    for block in state.tokens:
+        depth = 0
+        for token in block.children or ():
+            if token.type == "html_inline":
+                for closing, _name in _RAW_HTML.findall(token.content):
+                    depth = max(0, depth + (-1 if closing else 1))
+            elif token.type == "text" and depth:
+                token.type = "raw_text"
+
+
+def _typographic_symbols(state: StateCore) -> None:
+    """``---`` em dash, ``--`` en dash, ``...`` ellipsis, ``<<``/``>>`` guillemets, as
+    kramdown; only in prose text (code spans, fences, raw HTML and autolinks are left)."""
+    for block in state.tokens:
+        if block.type != "inline" or not _SYMBOLS_RE.search(block.content):
+            continue
+        in_autolink = False
+        for token in block.children or ():
+            if token.type in ("link_open", "link_close") and token.info == "auto":
+                in_autolink = token.type == "link_open"
+            elif token.type == "text" and not in_autolink:
+                token.content = _SYMBOLS_RE.sub(lambda m: _SYMBOLS[m.group(0)], token.content)
+
+
+def _render_raw_text(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return html.escape(tokens[idx].content, quote=False)
 
 
 def _prefix_baseurl(state: StateCore) -> None:
@@ -160,7 +213,7 @@ def _look_before_protocol_scan(md: MarkdownIt) -> None:
 
 def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
     """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count."""
-    md = create_markdown(settings.html)
+    md = create_markdown(settings.html, settings.typography)
     marker = f"raypress:{post.digest[:12]}"
     separator = settings.excerpt_separator
     body = post.body.replace(separator, "") if separator else post.body
@@ -168,7 +221,12 @@ def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
     snippets, inline, problems = _extract(tokens, post)
     env: dict[str, Any] = {"marker": marker, "baseurl": settings.baseurl}
     body_html = md.renderer.render(tokens, md.options, env)
-    excerpt_html = _excerpt_html(md, post.body, separator, tokens, env)
+    if post.excerpt:  # front matter 'excerpt', Jekyll's
+        excerpt_html = _without_local_anchors(
+            md.render(post.excerpt, {"baseurl": settings.baseurl})
+        )
+    else:
+        excerpt_html = _excerpt_html(md, post.body, separator, tokens, env)
     toc = _toc(tokens)
     return ParsedBody(
         source=post.source,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 from raypress.config import Config
@@ -22,13 +23,13 @@ from raypress.errors import Problem, SourceError
 from raypress.paths import PathEscapeError, display_path, inside, safe_output_file, slugify
 from raypress.publish.front_matter import SplitPost, split_front_matter
 
-POST_SUFFIXES = (".md", ".markdown")
-_DATED_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
-_SLUG_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
+POST_SUFFIXES = (".md", ".markdown", ".mkdown", ".mkdn", ".mkd")  # Jekyll's markdown_ext
+_DATED_NAME = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-(.+)$")  # 2017-2-5-x.md too, as Jekyll
+_DATE_ONLY_NAME = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$")
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 RAY_MODES = ("shared", "isolated")
-_STRING_KEYS = ("title", "description", "author", "slug", "permalink", "layout")
+_STRING_KEYS = ("title", "description", "author", "slug", "permalink", "layout", "excerpt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ class Post:
     # front matter 'resources': what the post's session asks of a Ray cluster
     resources: tuple[tuple[str, float], ...] = ()
     resources_line: int | None = None
+    excerpt: str | None = None  # front matter 'excerpt' (Markdown), else from the body
+    warnings: tuple[str, ...] = ()  # "posts/x.md:3: unknown layout ..." (the post still builds)
 
     def is_future(self, now: datetime) -> bool:
         """True when the post is dated after ``now``."""
@@ -128,10 +131,18 @@ def _make_post(
         title, body, body_line = _title_from_body(body, body_line, path.stem, name_match)
 
     zone = config.zone
+    date_only = _DATE_ONLY_NAME.match(path.stem)
+    if date_only and not _text(data.get("slug")):
+        raise SourceError(
+            source,
+            1,
+            "the file name has a date but no slug",
+            f"name it {path.stem}-some-title{path.suffix}, or add 'slug:' to the front matter",
+        )
     if "date" in data:
         when = _parse_date(data.pop("date"), zone, source, line_of("date"))
-    elif name_match:
-        when = _parse_date("-".join(name_match.groups()[:3]), zone, source, 1)
+    elif name_match or date_only:
+        when = _name_date(path.stem.split("-", 3)[:3], zone, source)
     else:
         raise SourceError(
             source,
@@ -143,34 +154,45 @@ def _make_post(
     if updated is not None:
         updated = _parse_date(updated, zone, source, line_of("updated"))
 
-    slug = _text(data.pop("slug", None))
-    if slug:
-        if not _SLUG_OK.match(slug):
-            raise SourceError(
-                source,
-                line_of("slug"),
-                f"slug {slug!r} may only use letters, digits and . _ ~ -",
-                "a slug is one path segment; use 'permalink' for a full path",
-            )
-    else:
-        slug = slugify(name_match.group(4) if name_match else path.stem)
-        if not slug:
-            raise SourceError(source, 1, "cannot derive a slug from the file name", "add 'slug:'")
+    # Jekyll's data["slug"]: the front matter's, else the file name's (trailing dots cut);
+    # URLs use it slugified: :slug in Jekyll's default mode, :title in its pretty mode
+    given_slug = _text(data.pop("slug", None))
+    if given_slug and ("/" in given_slug or "\\" in given_slug or given_slug in (".", "..")):
+        raise SourceError(
+            source,
+            line_of("slug"),
+            f"slug {given_slug!r} is not one path segment",
+            "a slug is one path segment; use 'permalink' for a full path",
+        )
+    raw_slug = (given_slug or (name_match.group(4) if name_match else path.stem)).rstrip(".")
+    slug = slugify(raw_slug)
+    if not slug:
+        where = ("slug", line_of("slug")) if given_slug else ("the file name", 1)
+        raise SourceError(
+            source,
+            where[1],
+            f"cannot derive a slug from {where[0]} {raw_slug!r}: it has no letters or digits",
+            "add 'slug: some-title' to the front matter",
+        )
 
+    warnings: list[str] = []
     layout = _text(data.pop("layout", None)) or "post"
     if layout not in layouts:
         available = ", ".join(sorted(layouts)) or "none"
-        raise SourceError(
-            source,
-            line_of("layout"),
-            f"unknown layout {layout!r}",
-            f"available layouts: {available} (templates/<layout>.html)",
+        warnings.append(
+            f"{source}:{line_of('layout')}: unknown layout {layout!r}; using 'post' "
+            f"(available layouts: {available}; add templates/{layout}.html to use it)"
         )
-    tags = _terms(data.pop("tags", None), source, line_of("tags"), "tags")
-    categories = _terms(data.pop("categories", None), source, line_of("categories"), "categories")
+        layout = "post"
+    tags = _both_terms(data, "tags", "tag", source, line_of)
+    categories = _both_terms(data, "categories", "category", source, line_of)
     draft = data.pop("draft", False)
     if not isinstance(draft, bool):
         raise SourceError(source, line_of("draft"), "'draft' must be true or false")
+    published = data.pop("published", True)  # Jekyll's: 'published: false' is a draft here
+    if not isinstance(published, bool):
+        raise SourceError(source, line_of("published"), "'published' must be true or false")
+    draft = draft or not published
     execute = data.pop("execute", True)
     if not isinstance(execute, bool):
         raise SourceError(source, line_of("execute"), "'execute' must be true or false")
@@ -193,19 +215,33 @@ def _make_post(
 
     permalink = _text(data.pop("permalink", None))
     pattern = permalink or config.permalink_pattern
-    url = _expand_permalink(pattern, when, slug, categories)
+    if not pattern.startswith("/"):
+        pattern = "/" + pattern  # Jekyll reads "notes/x" as "/notes/x"
+    expanded = _expand_permalink(pattern, when, raw_slug, categories)
+    key = "permalink" if permalink else "slug"
     try:
-        output_file = safe_output_file(url)
-    except PathEscapeError as exc:
-        key = "permalink" if permalink else "slug"
+        path_part = url_path(expanded)  # "%2e%2e" is "..": checked decoded, as servers read it
+    except UnicodeDecodeError:
         raise SourceError(
             source,
             line_of(key),
-            f"{key} gives the URL {url!r}, which {exc}",
+            f"{key} gives the URL {expanded!r}, whose percent-escapes are not UTF-8",
+            "write the characters themselves, or escape their UTF-8 bytes",
+        ) from None
+    try:
+        output_file = safe_output_file(path_part)
+    except PathEscapeError as exc:
+        decoded = f" (decoded: {path_part!r})" if path_part != expanded else ""
+        raise SourceError(
+            source,
+            line_of(key),
+            f"{key} gives the URL {expanded!r}{decoded}, which {exc}",
             "use a relative path inside the site such as /notes/my-post/",
         ) from None
-    if not url.endswith("/") and not Path(url).suffix:
-        url += "/"
+    if not path_part.endswith("/") and not Path(path_part).suffix:
+        path_part += "/"
+    url = url_escape(path_part)
+    excerpt = _text(data.pop("excerpt", None))
     return Post(
         source=source,
         digest=digest,
@@ -230,6 +266,8 @@ def _make_post(
         body=body,
         body_line=body_line,
         extra=data,
+        excerpt=excerpt,
+        warnings=tuple(warnings),
     )
 
 
@@ -303,6 +341,13 @@ def walk_files(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Pa
 
 
 def _outside_link(path: Path, root: Path) -> Problem:
+    if not path.is_symlink():  # a configured folder such as static_dir = "../shared"
+        return Problem(
+            display_path(path, root),
+            None,
+            f"folder {path.resolve()} is outside the project; refused, nothing read from it",
+            "keep posts and static files inside the project (a theme folder may be anywhere)",
+        )
     target = path.readlink()
     return Problem(
         display_path(path, root),
@@ -339,6 +384,19 @@ def _title_from_body(
     name = name_match.group(4) if name_match else stem
     words = re.sub(r"[-_]+", " ", name).strip()
     return (words[:1].upper() + words[1:]) or stem, body, body_line
+
+
+def _name_date(parts: list[str], zone: ZoneInfo, source: str) -> datetime:
+    """The date of a ``YYYY-M-D-slug.md`` file name (Jekyll accepts unpadded numbers)."""
+    try:
+        return datetime(int(parts[0]), int(parts[1]), int(parts[2]), tzinfo=zone)
+    except ValueError as exc:
+        raise SourceError(
+            source,
+            1,
+            f"the file name's date {'-'.join(parts)} is not a date ({exc})",
+            "name the file YYYY-MM-DD-slug.md, or add 'date:' to the front matter",
+        ) from None
 
 
 def _parse_date(value: Any, zone: ZoneInfo, source: str, line: int) -> datetime:
@@ -389,27 +447,66 @@ def _terms(value: Any, source: str, line: int, key: str) -> tuple[str, ...]:
     return tuple(terms)
 
 
+def _both_terms(
+    data: dict[str, Any], plural: str, singular: str, source: str, line_of: Any
+) -> tuple[str, ...]:
+    """``tags`` and Jekyll's singular ``tag`` (one term, spaces and all), merged."""
+    terms = _terms(data.pop(plural, None), source, line_of(plural), plural)
+    one = data.pop(singular, None)
+    if one is None:
+        return terms
+    more = _terms(one if isinstance(one, list) else [one], source, line_of(singular), singular)
+    return tuple(dict.fromkeys(terms + more))
+
+
+def url_path(url: str) -> str:
+    """A permalink as the path a server would read: percent-escapes decoded (UTF-8)."""
+    return unquote(url, errors="strict") if "%" in url else url
+
+
+def url_escape(path: str) -> str:
+    """A decoded URL path as an IRI for ``href``: characters that would end or break a
+    path (space, ``#``, ``?``, ``%``, quotes, controls) percent-encoded; letters of any
+    script kept as they are, as browsers show them."""
+    return "".join(
+        ch if ch.isprintable() and (ord(ch) > 127 or ch in _URL_SAFE) else quote(ch, safe="")
+        for ch in path
+    )
+
+
+_URL_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/"
+)
+
+
 def _expand_permalink(pattern: str, when: datetime, slug: str, categories: tuple[str, ...]) -> str:
-    """Fill Jekyll's permalink placeholders (:year, :month, :day, :slug, ...)."""
+    """Fill Jekyll's permalink placeholders (:year, :month, :day, :title, :slug, ...).
+    ``slug`` is Jekyll's ``data["slug"]``: ``:title`` is it in Jekyll's pretty mode, case
+    kept, ``:slug`` in its default mode; ``:categories`` are lower-cased, as Jekyll's."""
     values = {
         "year": f"{when.year:04d}",
+        "short_year": f"{when.year % 100:02d}",
         "month": f"{when.month:02d}",
         "day": f"{when.day:02d}",
         "i_month": str(when.month),
         "i_day": str(when.day),
+        "short_month": when.strftime("%b"),
+        "long_month": when.strftime("%B"),
         "y_day": f"{when.timetuple().tm_yday:03d}",
         "hour": f"{when.hour:02d}",
         "minute": f"{when.minute:02d}",
         "second": f"{when.second:02d}",
-        "slug": slug,
-        "title": slug,
-        "categories": "/".join(slugify(c) for c in categories),
+        "slug": slugify(slug),
+        "title": slugify(slug, "pretty", cased=True),
+        "categories": "/".join(dict.fromkeys(c.lower() for c in categories)),
+        "slugified_categories": "/".join(dict.fromkeys(slugify(c) for c in categories)),
+        "output_ext": ".html",
     }
 
     def fill(match: re.Match[str]) -> str:
         return values.get(match.group(1), match.group(0))
 
     url = re.sub(r":([a-z_]+)", fill, pattern)
-    if ":categories" in pattern and not pattern.startswith("//"):
+    if "categories" in pattern and not pattern.startswith("//"):
         url = re.sub(r"/{2,}", "/", url)  # no categories leaves an empty segment behind
     return url

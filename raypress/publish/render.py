@@ -19,6 +19,7 @@ from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import display_path, safe_output_file, slugify
 from raypress.publish.highlight import stylesheet
+from raypress.publish.posts import url_path
 from raypress.publish.site_writer import OutputFile
 from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
 from raypress.theme import THEME_PATH
@@ -206,7 +207,7 @@ def render_pages(
             if exc.problem not in problems:
                 problems.append(exc.problem)
             return
-        files.append(OutputFile(safe_output_file(url), data, origin))
+        files.append(OutputFile(safe_output_file(url_path(url)), data, origin))
         if template in LISTING_TEMPLATES:
             listings.append(url)
 

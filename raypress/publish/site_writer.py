@@ -59,17 +59,20 @@ class WriteReport:
 
 def collect_static(config: Config) -> tuple[list[StaticFile], list[Problem]]:
     """The static files: ``static/`` to the site root, and ``assets/`` of the built-in
-    theme to /assets/, each overridden by the same name in the site's ``templates/assets/``."""
+    theme to /assets/, each overridden by the same name in the site's ``templates/assets/``.
+    The site's theme folder may lie outside the project (the configuration is trusted):
+    links in it must then stay inside it."""
     problems: list[Problem] = []
     found: dict[str, StaticFile] = {}
-    for folder, prefix in (
-        (THEME_PATH / THEME_ASSETS, THEME_ASSETS),
-        (config.templates_path / THEME_ASSETS, THEME_ASSETS),
-        (config.static_path, ""),
+    templates = config.templates_path.resolve()
+    theme_root = config.root if templates.is_relative_to(config.root) else templates
+    for folder, prefix, root in (
+        (THEME_PATH / THEME_ASSETS, THEME_ASSETS, THEME_PATH),
+        (config.templates_path / THEME_ASSETS, THEME_ASSETS, theme_root),
+        (config.static_path, "", config.root),
     ):
         if not folder.is_dir():
             continue
-        root = THEME_PATH if folder.is_relative_to(THEME_PATH) else config.root
         for path in walk_files(folder, root, problems):
             relative = path.relative_to(folder).as_posix()
             url = f"{prefix}/{relative}" if prefix else relative
