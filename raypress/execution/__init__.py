@@ -27,6 +27,18 @@ Design note
   The fork server also SIGKILLs a session's group when its leader exits, and, as child
   subreaper, adopts, reaps and finally kills what escaped a group (daemons, orphaned
   Ray workers).
+* **Sessions as cluster work** (``--ray-address``, ``--executor ray``): the same sessions,
+  on the nodes of a Ray cluster (``cluster_executor`` on the build side, ``session_host``
+  on the nodes). Chosen design: a session host per node (a Ray actor owning a pre-warmed
+  fork server, which also takes clients on a private Unix socket behind a secret) and one
+  Ray task per post, scheduled by Ray with the post's ``resources``. The task connects to
+  its node's fork server and runs ``driver.drive`` *there*, so fd-level capture, deadlines,
+  SIGKILL of the process group, the sandbox and traceback mapping are local to the node;
+  the network only carries the post's folder (once per folder, through the object store)
+  and the finished ``PostExecution``. The alternative, streaming a session's pipes to the
+  build machine, would put a network hop inside capture and deadlines. Addresses are
+  checked before anything runs (``ray_address``); a lost node's post runs again once;
+  what fails outside a post gets status ``infrastructure`` and never replaces a record.
 * **Package import.** This ``__init__`` is lazy: the fork server imports the package
   and must not pay for the build side (``model`` pulls in YAML via ``raypress.publish.snippets``);
   the session side uses its own plan types (``protocol.SnippetCode``, ``InlineCode``).
