@@ -128,7 +128,7 @@ def cold_build(root: Path, jobs: int) -> Timed:
     if done.returncode != 0:
         raise SystemExit(f"build of {root} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     inner = re.search(r" in (\d+\.\d+)s \(", done.stdout)
-    cluster = re.search(r"Ray cluster at \S+, started in (\d+\.\d+) s", done.stdout)
+    cluster = re.search(r"Ray cluster \(.*?\) at \S+, started in (\d+\.\d+) s", done.stdout)
     return Timed(
         wall,
         float(inner.group(1)) if inner else None,

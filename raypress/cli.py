@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,7 @@ from raypress import __version__
 from raypress.config import EXECUTORS, load_config
 from raypress.errors import SourceError
 from raypress.freeze.build_stamp import current_stamp
+from raypress.terminal import printable
 
 if TYPE_CHECKING:
     from raypress.commands.build import BuildReport
@@ -22,14 +24,48 @@ if TYPE_CHECKING:
 COMMANDS = ("build", "serve", "check", "new", "theme")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout`` and a cancelled CI job send): stop as Ctrl-C does."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code (0 ok, 1 problems in the input, 2 usage)."""
+    """Run the CLI; returns the process exit code (0 ok, 1 problems in the input, 2 usage,
+    130 interrupted, 143 terminated)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args.insert(0, "build")
     parser = _parser(_prog())
     options = parser.parse_args(args)
-    return options.run(options)
+    if options.command == "serve":  # serve handles its signals itself
+        return options.run(options)
+    previous = _stop_on_signals()
+    try:
+        return options.run(options)
+    except Terminated:
+        print("terminated; everything the command had started was stopped", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("interrupted; everything the command had started was stopped", file=sys.stderr)
+        return 130
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _stop_on_signals() -> dict[int, object]:
+    """SIGINT and SIGTERM raise in the main thread, so every ``finally`` and ``with`` on the
+    way out stops the processes and removes the folders the command made (parse workers,
+    sessions, the fork server, Ray). A second signal is ignored while that clean-up runs."""
+
+    def stop(number: int, _frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated if number == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+    for number in previous:
+        signal.signal(number, stop)
+    return previous
 
 
 def _prog() -> str:
@@ -191,13 +227,13 @@ def _run_build(options: argparse.Namespace) -> int:
     try:
         with _live_status(options.quiet) as (log, events):
             report = build(config, now, log=log, rerun=rerun, events=events)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        verb = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(
-            f"interrupted; the records of the posts that finished running are in "
-            f"{config.snippets_dir}/",
+            f"{verb}; the records of the posts that finished running are in {config.snippets_dir}/",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     print_report(report, config.output_dir, quiet=options.quiet)
     return report.exit_status
 
@@ -241,6 +277,11 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     parser.add_argument("--fail-on-slowdown", action="store_true", help="make slow snippets errors")
     parser.add_argument("--junit-xml", type=Path, metavar="PATH", help="write a JUnit report")
+    parser.add_argument(
+        "--require-isolation",
+        action="store_true",
+        help="fail unless snippets run in the full sandbox (for CI running strangers' code)",
+    )
     parser.set_defaults(run=_run_check)
 
 
@@ -268,13 +309,15 @@ def _run_check(options: argparse.Namespace) -> int:
                 slowdown=options.slowdown,
                 fail_on_slowdown=options.fail_on_slowdown,
                 posts=posts if isinstance(posts, frozenset) else frozenset(),
+                require_isolation=options.require_isolation,
             ),
             log=log,
             events=events,
         )
     for line, is_error in console_lines(report):
         if is_error or not options.quiet or line.startswith(report.summary):
-            print(line, file=sys.stderr if is_error else sys.stdout, flush=True)
+            text = "\n".join(printable(part) for part in line.split("\n"))  # diffs keep lines
+            print(text, file=sys.stderr if is_error else sys.stdout, flush=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(report):
             print(line)
@@ -296,15 +339,19 @@ def _live_status(quiet: bool) -> Iterator[tuple[Any, Any]]:
         yield status.log, status.event
 
 
+def _log(line: str) -> None:
+    print(printable(line, multiline=True), flush=True)
+
+
 def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> None:
     """Problems to stderr, one line each; a one-line summary to stdout."""
     for problem in report.problems + report.execution_problems + report.infrastructure_problems:
         print(problem, file=sys.stderr)
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(printable(f"warning: {warning}"), file=sys.stderr)
     if not quiet:
         for note in report.notes:
-            print(note)
+            print(printable(note))
     if report.execution_problems and not report.problems:
         count = len(report.execution_problems)
         print(

@@ -67,10 +67,23 @@ class Config:
     post_timeout: int = 0  # seconds for a whole post; 0: no limit beyond the snippets'
     memory_limit_mb: int = 4096  # per session (its own growth; Ray tasks are separate)
     output_cap_bytes: int = 100_000  # per snippet and stream; the rest is cut with a note
-    ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else start one per build)
+    post_output_cap_bytes: int = 5_000_000  # all a post shows: outputs, values, figures
+    ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else one per post)
     executor: str = "local"  # where sessions run: "local", or "ray" (on a cluster's nodes)
-    ray_num_cpus: int = 0  # logical CPUs of the build's own cluster; 0: max(8, cores)
+    ray_num_cpus: int = 0  # CPUs of a post whose ray.init names none; 0: Ray's (the cores)
+    ray_start_timeout: int = 120  # seconds a cluster's start may take, retries included
     check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
+    # Rich output
+    figure_format: str = "png"  # matplotlib figures: png (2x), webp (2x, lossless) or svg
+    trust_html_output: bool = False  # show snippets' HTML raw, scripts included (plotly...)
+    repository_url: str = ""  # e.g. https://github.com/me/blog: Colab and Binder links
+    repository_branch: str = "main"  # the branch those links open
+    # Reading and sharing
+    output_lines: int = 30  # outputs longer than this are folded ("show all"); 0: never
+    image: str = ""  # default social-card image (site path or URL); "": the theme's icon
+    twitter_site: str = ""  # the site's @account on X/Twitter, for twitter:site
+    search: bool = True  # a Pagefind full-text index and the search page
+    related_posts: int = 3  # posts sharing tags listed at the end of a post; 0: none
 
     @property
     def posts_path(self) -> Path:
@@ -122,8 +135,8 @@ def load_config(root: Path, config_file: Path | None = None, **overrides: Any) -
     if source is not None:
         values = _read_table(source, root)
     given = {k: v for k, v in overrides.items() if v is not None}
-    _check_timeouts(given, "command line")
-    _check_timeouts(values, _display(source, root) if source else "command line")
+    _check_ranges(given, "command line")
+    _check_ranges(values, _display(source, root) if source else "command line")
     _check_executor(values, _display(source, root) if source else "command line")
     values.update(given)
     config = Config(root=root, **values)
@@ -196,22 +209,41 @@ def _check_executor(values: dict[str, Any], name: str) -> None:
         )
 
 
-def _check_timeouts(values: dict[str, Any], name: str) -> None:
-    """Timeouts must be positive seconds (0 means no whole-post limit)."""
-    if values.get("snippet_timeout", 1) <= 0:
-        flag = " (--timeout)" if name == "command line" else ""
-        raise SourceError(
-            name,
-            None,
-            f"snippet_timeout{flag} must be positive seconds, not {values['snippet_timeout']}",
-        )
-    if values.get("post_timeout", 0) < 0:
-        raise SourceError(
-            name,
-            None,
-            f"post_timeout must be positive seconds (or 0 for no limit), not "
-            f"{values['post_timeout']}",
-        )
+# Allowed ranges of numeric options: (least, most, what it means). Out of range is an
+# error naming the option; nothing is silently clamped, and no value may turn a limit off.
+_WEEK = 7 * 24 * 3600
+RANGES: dict[str, tuple[int | float, int | float, str]] = {
+    "snippet_timeout": (1, _WEEK, "seconds"),
+    "post_timeout": (0, _WEEK, "seconds, 0 for no limit beyond the snippets'"),
+    "render_timeout": (1, 3600, "seconds"),
+    "memory_limit_mb": (64, 1 << 20, "megabytes (64 MB to 1 TB)"),
+    "output_cap_bytes": (1_000, 1 << 30, "bytes"),
+    "post_output_cap_bytes": (1_000, 1 << 32, "bytes"),
+    "jobs": (0, 1024, "workers, 0 for one per CPU"),
+    "ray_num_cpus": (0, 1 << 16, "logical CPUs, 0 for Ray's default (the cores)"),
+    "ray_start_timeout": (1, 3600, "seconds"),
+    "max_post_bytes": (1, 1 << 31, "bytes"),
+    "posts_per_page": (1, 100_000, "posts"),
+    "feed_entries": (1, 100_000, "posts"),
+    "toc_min_headings": (0, 1000, "headings"),
+    "words_per_minute": (1, 100_000, "words"),
+    "output_lines": (0, 1_000_000, "lines, 0 never to fold"),
+    "related_posts": (0, 1000, "posts, 0 for none"),
+}
+_FLAGS = {"snippet_timeout": "--timeout", "jobs": "--jobs"}
+
+
+def _check_ranges(values: dict[str, Any], name: str) -> None:
+    """Numeric options must lie in their range; one clear line for the first that does not."""
+    for key, (least, most, unit) in RANGES.items():
+        value = values.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, int | float) or value != value or not least <= value <= most:
+            flag = f" ({_FLAGS[key]})" if name == "command line" and key in _FLAGS else ""
+            raise SourceError(
+                name, None, f"{key}{flag} must be {least} to {most:,} {unit}, not {value!r}"
+            )
 
 
 def _check_values(config: Config, name: str) -> None:
@@ -221,9 +253,27 @@ def _check_values(config: Config, name: str) -> None:
         raise SourceError(
             name, None, f"baseurl {config.baseurl!r} must look like '/blog'", "or be empty"
         )
-    if config.posts_per_page < 1:
-        raise SourceError(name, None, "posts_per_page must be at least 1")
-    if config.check_slowdown <= 1:
+    if config.figure_format not in ("png", "svg", "webp"):
+        raise SourceError(
+            name, None, f"figure_format must be png, svg or webp, not {config.figure_format!r}"
+        )
+    if config.repository_url and not re.match(
+        r"^https://github\.com/[\w.-]+/[\w.-]+$", config.repository_url
+    ):
+        raise SourceError(
+            name,
+            None,
+            f"repository_url {config.repository_url!r} must look like https://github.com/OWNER/REPO",
+            "Colab and Binder open notebooks from GitHub",
+        )
+    if config.post_output_cap_bytes < config.output_cap_bytes:
+        raise SourceError(
+            name,
+            None,
+            f"post_output_cap_bytes ({config.post_output_cap_bytes:,}) must be at least "
+            f"output_cap_bytes ({config.output_cap_bytes:,})",
+        )
+    if not 1 < config.check_slowdown <= 1e6:
         raise SourceError(name, None, "check_slowdown must be more than 1 (a factor)")
     others = {config.posts_dir, config.templates_dir, config.static_dir, config.output_dir}
     snippets = config.snippets_dir.strip("/")

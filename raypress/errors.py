@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raypress.terminal import printable
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -15,9 +17,11 @@ class Problem:
     hint: str | None = None
 
     def __str__(self) -> str:
+        """One console line; control characters escaped (messages and paths come from
+        posts and snippets)."""
         where = f"{self.path}:{self.line}" if self.line else self.path
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}: error: {self.message}{hint}"
+        return printable(f"{where}: error: {self.message}{hint}")
 
 
 class SourceError(Exception):

@@ -13,6 +13,7 @@ from raypress.config import load_config
 from raypress.execution import ExecutionSettings, InlineExpression, PostRun
 from raypress.execution.model import Snippet, SnippetOptions
 from raypress.execution.pool import Executor
+from raypress.execution.ray_shape import ClusterShape
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_POST = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"
@@ -66,13 +67,15 @@ def seed_run(inline: tuple[InlineExpression, ...] | None = None) -> PostRun:
 @pytest.fixture(scope="session")
 def executor() -> Iterator[Executor]:
     """One execution engine (fork server, no Ray) shared by the session tests."""
-    with Executor(ExecutionSettings(jobs=2, snippet_timeout=60)) as engine:
+    with Executor(ExecutionSettings(jobs=2, snippet_timeout=60, project_root=ROOT)) as engine:
         yield engine
 
 
 @pytest.fixture(scope="session")
 def ray_executor() -> Iterator[Executor]:
-    """One execution engine with its Ray cluster, started once per test session."""
-    with Executor(ExecutionSettings(jobs=2, snippet_timeout=120)) as engine:
-        engine.start_ray()
+    """One execution engine for the Ray tests: each post gets a fresh cluster, and one
+    for a plain ``ray.init()`` is kept started ahead (as ``serve`` does)."""
+    settings = ExecutionSettings(jobs=2, snippet_timeout=120, project_root=ROOT, ray_keep_warm=True)
+    with Executor(settings) as engine:
+        engine.ray_pool().prepare(ClusterShape())
         yield engine

@@ -215,7 +215,8 @@ def test_github_annotations_and_junit_xml_are_well_formed(
     site.cli(capsys, "build")
     (site.root / "posts" / "mode.txt").write_text("z\n")
     site.edit_record(
-        "2025-01-04-odd.md", lambda d: d["snippets"][0].update(stdout=["nul \u0000 %0A\n"])
+        "2025-01-04-odd.md",
+        lambda d: d["snippets"][0]["outputs"][0].update(text=["nul \u0000 %0A\n"]),
     )
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     report = tmp_path / "reports" / "junit.xml"

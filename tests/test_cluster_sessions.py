@@ -39,6 +39,21 @@ def cluster() -> Iterator[SimulatedCluster]:
         nodes.stop()
 
 
+def _stream(snippet: dict, name: str) -> str:
+    """What a recorded snippet printed on ``name`` (record format 2: its outputs)."""
+    return "".join(
+        "".join(o["text"])
+        for o in snippet["outputs"]
+        if o["type"] == "stream" and o["name"] == name
+    )
+
+
+def _value(snippet: dict) -> str:
+    """The text of a recorded snippet's final value (KeyError if it had none)."""
+    (value,) = [o for o in snippet["outputs"] if o["type"] == "result"]
+    return "".join(value["data"]["text/plain"])
+
+
 def _site(root: Path, posts: dict[str, str]) -> Path:
     (root / "posts").mkdir(parents=True)
     (root / "site.toml").write_text('title = "cluster test"\n', encoding="utf-8")
@@ -98,11 +113,11 @@ def test_sessions_land_on_every_node_and_capture_there(
     for n in range(1, 7):
         record = _record(root, f"2025-01-0{n}-post-{n}")
         first, second = record["snippets"]
-        assert "".join(first["stdout"]) == (
+        assert _stream(first, "stdout") == (
             f"stdout of post {n}\nfd 1 of post {n}\nchild of post {n}\n"
         )
-        assert "".join(first["stderr"]) == f"stderr of post {n}\n"
-        assert first["value"] == [str(n * 7)]
+        assert _stream(first, "stderr") == f"stderr of post {n}\n"
+        assert _value(first) == str(n * 7)
         assert second["status"] == "expected-error"
         assert second["error"]["line"] == 16  # the post's own line, mapped on the node
         nodes.add(record["environment"]["node"])
@@ -174,7 +189,7 @@ def test_a_post_on_a_lost_node_runs_again_on_another(
     retried = []
     for n in range(1, 7):
         record = _record(root, f"2025-02-0{n}-sleepy-{n}")
-        assert record["snippets"][0]["stdout"] == [f"slept {n}\n"]
+        assert _stream(record["snippets"][0], "stdout") == f"slept {n}\n"
         retried.append(record["environment"].get("node"))
     assert "127.0.0.4" not in " ".join(str(r) for r in retried)
 
@@ -236,8 +251,8 @@ def test_a_ray_client_address_runs_sessions_in_the_cluster(
     result = _run(root, "--ray-address", cluster.client_address, env=cluster.env)
     assert result.returncode == 0, result.stderr
     record = _record(root, "2025-04-01-client")
-    assert record["snippets"][0]["value"] == ["1"]
-    assert "pong from the actor" in "".join(record["snippets"][0]["stdout"])
+    assert _value(record["snippets"][0]) == "1"
+    assert "pong from the actor" in _stream(record["snippets"][0], "stdout")
     assert record["run"]["status"] == "ok"
     probe = subprocess.run(
         [sys.executable, "-c", _DETACHED_ACTORS, cluster.address],

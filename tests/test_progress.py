@@ -251,7 +251,7 @@ def test_serve_shows_the_running_snippet_on_the_page(tmp_path: Path) -> None:
                 page.wait_for_selector("figure.snippet .snippet-output")
                 post = root / "posts" / "slow.md"
                 post.write_text(SLOW_POST.format(seconds=12), "utf-8")
-                status = page.wait_for_selector("#raypress-status", timeout=60_000)
+                page.wait_for_selector("#raypress-status", timeout=60_000)
                 expected = f"running posts/slow.md snippet 2 of 2 (line {SLOW_LINE})\u2026"
                 page.wait_for_function(
                     "(text) => document.getElementById('raypress-status')?.textContent"
@@ -259,9 +259,11 @@ def test_serve_shows_the_running_snippet_on_the_page(tmp_path: Path) -> None:
                     arg=expected,
                     timeout=60_000,
                 )
-                first = status.inner_text()
+                # each "running" event redraws the box: read the current one, not a handle
+                current = "document.getElementById('raypress-status')?.innerText"
+                first = page.evaluate(current)
                 page.wait_for_timeout(2500)
-                assert status.inner_text() != first, "the elapsed time counts up"
+                assert page.evaluate(current) != first, "the elapsed time counts up"
                 page.screenshot(path=str(artifacts() / "serve-running-status.png"))
                 page.wait_for_selector("#raypress-status", state="detached", timeout=120_000)
             finally:

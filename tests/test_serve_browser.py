@@ -77,10 +77,15 @@ def test_seed_post_reloads_itself_and_shows_errors(tmp_path: Path, browser_page:
                 "text => document.body.innerText.includes(text)", arg=text, timeout=WAIT_MS
             )
 
-        # prose: the page updates by itself (the test never reloads or navigates)
+        # prose: the page updates by itself (the test never reloads or navigates), its body
+        # swapped in place: not reloaded, although it has JSON-LD and the copy button's script
+        page.wait_for_selector("div.highlight button.copy-code")
+        page.evaluate("window.raypressNotReloaded = true")
         prose = original.replace("Et voila!", "Et voila, edited while serving!")
         post.write_text(prose, "utf-8")
         shows("Et voila, edited while serving!")
+        assert page.evaluate("window.raypressNotReloaded === true")
+        page.wait_for_selector("div.highlight button.copy-code")  # set up again after the swap
 
         # a snippet: its post runs again (on the warm cluster) and the new output shows
         code = "```python\nprint('sum of squares:', sum(ray_results))\nray_results[:3]\n```"
@@ -103,7 +108,10 @@ def test_seed_post_reloads_itself_and_shows_errors(tmp_path: Path, browser_page:
         # fixed: the overlay is gone with the next save
         post.write_text(prose, "utf-8")
         page.wait_for_selector(OVERLAY, state="detached", timeout=WAIT_MS)
-        shows("np.int64(9801)]")
+        page.wait_for_function(  # the last of 100 lines: in the folded part of the output
+            "document.querySelector('pre.output-rest')?.textContent.includes('np.int64(9801)]')",
+            timeout=WAIT_MS,
+        )
 
         # a bad save (broken front matter): the overlay, the previous page stays
         post.write_text(prose.replace("title: ", "title: [", 1), "utf-8")

@@ -384,7 +384,7 @@ def test_snapshot_is_served_from_memory(
         ],
         [("assets/style.css", style)],
     )
-    client = serve(Served(site, "", snapshot))
+    client = serve(Served(site, "", snapshot, static_roots=(tmp_path,)))
     assert b"memory home" in client.get("/")[2]
     assert client.get("/2025/01/02/hello")[0] == 302
     assert b"memory post" in client.get("/2025/01/02/hello/")[2]
@@ -404,3 +404,42 @@ def test_resolve_is_pure() -> None:
     assert resolve("relative", served).kind == "bad"
     assert resolve("/blog/%ff", served).kind == "bad"
     assert content_type("x.HTML") == "text/html; charset=utf-8"
+
+
+def test_a_file_swapped_for_a_symlink_while_serving_is_refused(
+    site: Path, tmp_path: Path, serve: Callable[[Served], Client]
+) -> None:
+    """The request is resolved against the output folder when it comes: a file replaced
+    by a symlink to something outside after the server started (or after the build
+    vetted it) is never followed."""
+    project = tmp_path / "project"
+    (project / "static").mkdir(parents=True)
+    static = project / "static" / "notes.txt"
+    static.write_text("public notes")
+    snapshot = Snapshot.of([("index.html", b"<html><body>home</body></html>")],
+                           [("notes.txt", static)])  # fmt: skip
+    from_memory = serve(Served(site, "", snapshot, static_roots=(project,)))
+    from_folder = serve(Served(site))
+    assert from_memory.get("/notes.txt")[:3:2] == (200, b"public notes")
+    assert from_folder.get("/assets/style.css")[0] == 200
+    static.unlink()
+    static.symlink_to(site.parent / "secret.txt")
+    (site / "assets" / "style.css").unlink()
+    (site / "assets" / "style.css").symlink_to("/etc/passwd")
+    for client, path in ((from_memory, "/notes.txt"), (from_folder, "/assets/style.css")):
+        status, _, body = client.get(path)
+        assert status == 403, path
+        assert SECRET.encode() not in body and b"root:" not in body
+
+
+def test_the_opened_file_is_what_is_checked(tmp_path: Path) -> None:
+    from raypress.preview.http_server import opened_within
+
+    inside, outside = tmp_path / "site", tmp_path / "elsewhere"
+    inside.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_text(SECRET)
+    (inside / "page").symlink_to(outside / "secret")  # swapped in after any path check
+    with (inside / "page").open("rb") as handle:
+        assert not opened_within(handle.fileno(), (str(inside),))
+        assert opened_within(handle.fileno(), (str(outside),))

@@ -21,6 +21,7 @@ from raypress.execution.model import (
     Snippet,
     SnippetOptions,
     SnippetResult,
+    stream_outputs,
 )
 from raypress.preview.file_watcher import SourceWatcher
 from raypress.preview.live_reload import Hub, LiveState, inject
@@ -49,7 +50,7 @@ def failed_execution(line: int) -> PostExecution:
         POST,
         "failed",
         (
-            SnippetResult(0, "ok", stdout="4\n", stderr=f"{POST}:{line - 8}: UserWarning: w\n"),
+            SnippetResult(0, "ok", stream_outputs("4\n", f"{POST}:{line - 8}: UserWarning: w\n")),
             SnippetResult(1, "error", error=error),
         ),
         (),
@@ -66,6 +67,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.ran: list[list[str]] = []
         self.closed = False
+        self.failure: str | None = None
 
     def run(self, runs: Sequence[PostRun], progress: object = None) -> list[PostExecution]:
         self.ran.append([r.post for r in runs])

@@ -26,15 +26,17 @@ from raypress.freeze.build_stamp import (
     stamp_digest,
 )
 from raypress.freeze.inputs import InstalledVersions
-from raypress.freeze.plan import Rerun, plan_freeze, save_run, tidy_snippets
+from raypress.freeze.plan import Rerun, plan_freeze, recorded_posts, save_run, tidy_snippets
 from raypress.freeze.run_plan import PostExecutor, describe, plan_runs, run_posts, runnable
 from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
 from raypress.publish.jupytext_script import post_script, script_name
+from raypress.publish.local_files import LocalRef, local_files, local_reference
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
+from raypress.publish.notebook_output import notebook_name, post_notebook
+from raypress.publish.page_scripts import script_files, script_tags
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
-from raypress.publish.relative_links import make_links_relative
 from raypress.publish.render import (
     SITE_TEMPLATES,
     TIMINGS_URL,
@@ -43,15 +45,27 @@ from raypress.publish.render import (
     render_pages,
     timings_id,
 )
+from raypress.publish.search_index import search_index
 from raypress.publish.site_writer import (
     OutputFile,
+    PreviousSite,
+    SiteFile,
     StaticFile,
     WriteReport,
     check_output_folder,
     collect_static,
     write_site,
 )
-from raypress.publish.views import PostView, execution_view, link_neighbours, post_view
+from raypress.publish.views import (
+    PostView,
+    execution_view,
+    launch_urls,
+    link_neighbours,
+    link_related,
+    post_view,
+)
+
+MERMAID_ASSETS = "assets/mermaid/"  # the diagram script: published only if a post has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,7 @@ class BuildReport:
     drafts_skipped: int = 0
     future_skipped: int = 0
     parsed: int = 0  # bodies parsed this time (the rest came from the cache)
+    rendered: tuple[str, ...] = ()  # pages rendered this time (the rest were kept as they were)
     up_to_date: bool = False  # nothing changed since the last build: nothing was done
     executed: int = 0  # posts whose snippets ran
     reused: int = 0  # posts whose results came from their record in snippets/
@@ -108,7 +123,7 @@ def build(
     rerun: Rerun = False,
     executor: PostExecutor | None = None,
     theme: Theme | None = None,
-    rendered: Callable[[list[OutputFile], list[StaticFile]], None] | None = None,
+    rendered: Callable[[list[SiteFile], list[StaticFile]], None] | None = None,
     events: Callable[[ProgressEvent], None] | None = None,
 ) -> BuildReport:
     """Build the site described by ``config`` into its output folder.
@@ -153,16 +168,26 @@ def build(
     cache = BuildCache(config.cache_path)
     all_posts, read_problems = read_posts(config, layouts, cache)
     problems += read_problems
+    if not all_posts and not read_problems:
+        problems += orphaned_records(config)
     posts = select_posts(all_posts, config, now)
     problems += duplicate_urls(posts)
     mark = timed("read", mark)
 
+    templates: list[Problem] = []  # compiled while worker processes parse, if there are any
+
+    def compile_templates() -> None:
+        templates.extend(theme.check_templates(_templates_used(posts) + theme.all_templates()))
+
     bodies, parse_problems, parsed = parse_bodies(
-        posts, markdown_settings(config), cache, config.jobs, config.render_timeout
-    )
+        posts, markdown_settings(config), cache, config.jobs, config.render_timeout,
+        meanwhile=compile_templates,
+    )  # fmt: skip
     problems += parse_problems
     problems += [p for body in bodies.values() for p in body.problems]
-    problems += theme.check_templates(_templates_used(posts) + theme.all_templates())
+    problems += templates
+    beside_posts, local_problems = local_files(posts, _local_refs(posts, bodies), config)
+    problems += local_problems
     mark = timed("parse", mark)
 
     candidates = [] if problems else [p for p in posts if runnable(p, bodies.get(p.source))]
@@ -191,15 +216,18 @@ def build(
     executions = {**frozen.reused, **_shown(execution.executions, frozen.previous)}
     mark = timed("execute", mark)
 
+    previous = PreviousSite(config)  # pages whose inputs did not change are kept from it
     views, extra_files = post_views(posts, bodies, executions, config, now, frozen.unrecorded)
-    files, render_problems = render_pages(theme, views, {p.url: p.layout for p in posts})
-    files += extra_files
-    problems += render_problems
     static, static_problems = collect_static(config)
     problems += static_problems
+    static = _needed_static(static, views) + beside_posts
+    static_paths = frozenset(s.path for s in static)
+    layouts = {p.url: p.layout for p in posts}
+    files, render_problems = render_pages(theme, views, layouts, previous, static_paths)
+    files += extra_files
+    problems += render_problems
+    files = [f for f in files if f.path != "robots.txt" or f.path not in static_paths]
     problems += colliding_outputs(files, static)
-    if config.relative_urls:
-        files = make_links_relative(files, (s.path for s in static), config.baseurl)
     mark = timed("render", mark)
 
     report = BuildReport(
@@ -208,6 +236,7 @@ def build(
         drafts_skipped=sum(1 for p in all_posts if p.draft and not config.drafts),
         future_skipped=sum(1 for p in all_posts if p.is_future(now) and not config.future),
         parsed=parsed,
+        rendered=tuple(f.path for f in files if isinstance(f, OutputFile) and f.inputs),
         executed=len(runs),
         reused=len(frozen.reused),
         unrecorded=tuple(sorted(frozen.unrecorded)),
@@ -220,7 +249,17 @@ def build(
         return _finish(report, started, stages)
     if rendered is not None:
         rendered(files, static)
-    written = write_site(config, files, static)
+    if config.search:  # after the pages are handed to serve: a preview does not wait for it
+        index, index_problems = search_index(files, {p.output_file for p in posts}, config)
+        if index_problems:
+            return _finish(
+                BuildReport(**{**_fields(report), "problems": tuple(index_problems)}),
+                started,
+                stages,
+            )
+        files += index
+        mark = timed("search", mark)
+    written = write_site(config, files, static, previous)
     sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
     notes = tidy_snippets(config, posts, bodies, frozen, saved, sources)
     if not execution.problems and not execution.infrastructure:  # they must fail it again
@@ -264,6 +303,23 @@ def read_posts(
         except OSError as exc:
             problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
     return posts, problems
+
+
+def orphaned_records(config: Config) -> list[Problem]:
+    """A problem when no post was found but snippets/ holds records: almost surely a
+    wrong posts folder, and a build that went on would delete every record and page."""
+    count = recorded_posts(config)
+    if not count:
+        return []
+    return [
+        Problem(
+            config.posts_dir,
+            None,
+            f"no posts found in {config.posts_dir}/, but {config.snippets_dir}/ holds the "
+            f"records of {count} post(s); nothing was built or removed",
+            "check posts_dir, or delete the records yourself if the posts are gone for good",
+        )
+    ]
 
 
 def select_posts(posts: list[Post], config: Config, now: datetime) -> list[Post]:
@@ -315,23 +371,38 @@ def post_views(
     ``unrecorded`` posts (--no-exec, no record) are marked as not executed."""
     views: list[PostView] = []
     files: list[OutputFile] = []
+    scripts: set[str] = set()  # libraries some page loads (their files are published once)
     for post in posts:
         body = bodies.get(post.source)
         if body is None:
             continue
         execution = executions.get(post.source)
-        embedded = embed_results(body, execution)
+        embedded = embed_results(body, execution, config.trust_html_output, config.output_lines)
+        content = embedded.html
+        if embedded.scripts:
+            content += "\n" + script_tags(embedded.scripts, lambda path: config.baseurl + path)
+            scripts.update(embedded.scripts)
         folder = posixpath.dirname(post.output_file)
         script_path = posixpath.join(folder, script_name(post))
+        notebook_path = posixpath.join(folder, notebook_name(post))
         if body.snippets:
             script = post_script(post, body, config)
             files.append(OutputFile(script_path, script.encode(), post.source))
+            page_url = config.url + config.baseurl + post.url
+            notebook = post_notebook(post, body, execution, page_url)
+            files.append(OutputFile(notebook_path, notebook.encode(), post.source))
         run = None
         if execution is not None:
             run = execution_view(
-                post, body, execution, "/" + script_path, f"{TIMINGS_URL}#{timings_id(post.url)}"
+                post,
+                body,
+                execution,
+                "/" + script_path,
+                f"{TIMINGS_URL}#{timings_id(post.url)}",
+                "/" + notebook_path,
+                launch_urls(config, post),
             )
-        view = post_view(post, body, embedded.html, config, now, run)
+        view = post_view(post, body, content, config, now, run)
         view.unexecuted = (unrecorded or {}).get(post.source)
         views.append(view)
         files += [
@@ -339,7 +410,8 @@ def post_views(
             for f in embedded.figures
         ]
     link_neighbours(views)
-    return views, files
+    link_related(views, config.related_posts)
+    return views, files + script_files(scripts)
 
 
 def _shown(
@@ -353,7 +425,32 @@ def _shown(
     }
 
 
-def colliding_outputs(files: list[OutputFile], static: list[StaticFile]) -> list[Problem]:
+def _local_refs(
+    posts: list[Post], bodies: dict[str, ParsedBody]
+) -> dict[str, tuple[LocalRef, ...]]:
+    """Per post, the files beside it that its page refers to: relative images and links of
+    its body, and a relative ``image:`` of its front matter (its social card)."""
+    refs: dict[str, tuple[LocalRef, ...]] = {}
+    for post in posts:
+        body = bodies.get(post.source)
+        found = list(body.local_files) if body else []
+        image = post.extra.get("image")
+        image = image.get("path") if isinstance(image, dict) else image
+        path = local_reference(image) if isinstance(image, str) else None
+        if path is not None:
+            found.append(LocalRef(path, post.extra_lines.get("image", 1), required=True))
+        refs[post.source] = tuple(found)
+    return refs
+
+
+def _needed_static(static: list[StaticFile], views: list[PostView]) -> list[StaticFile]:
+    """The theme's diagram script is published only when a page draws a diagram."""
+    if any(v.has_diagrams for v in views):
+        return static
+    return [s for s in static if not s.path.startswith(MERMAID_ASSETS)]
+
+
+def colliding_outputs(files: list[SiteFile], static: list[StaticFile]) -> list[Problem]:
     """A problem for every output path produced twice (a post over a tag page, ...)."""
     owners: dict[str, str] = {}
     problems: list[Problem] = []

@@ -16,18 +16,23 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from raypress.commands.build import markdown_settings, read_posts, select_posts
+from raypress.commands.build import (
+    markdown_settings,
+    orphaned_records,
+    read_posts,
+    select_posts,
+)
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import (
     NOT_RUN,
-    ExecutionUnavailable,
     InlineExpression,
     InlineResult,
     PostExecution,
@@ -35,18 +40,20 @@ from raypress.execution.model import (
     ProgressEvent,
     Snippet,
     SnippetResult,
+    StreamOutput,
     format_duration,
 )
+from raypress.execution.ray_logs import SYSTEM_NOTE
 from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
-from raypress.freeze.normalise import normalise
+from raypress.freeze.normalise import normalise, same
 from raypress.freeze.plan import relocated, save_record, should_save
 from raypress.freeze.records import Record, RecordError, read_record, record_files
 from raypress.freeze.run_plan import (
     describe,
+    execute_runs,
     execution_settings,
     plan_runs,
     runnable,
-    unavailable,
 )
 from raypress.publish.jupytext_script import post_script
 from raypress.publish.markdown import ParsedBody
@@ -54,6 +61,9 @@ from raypress.publish.parse_cache import BuildCache, parse_bodies
 from raypress.publish.posts import Post
 from raypress.publish.render import available_layouts
 
+_RANDOM_ID = re.compile(  # element ids libraries draw afresh each run (altair, plotly)
+    r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b"
+)
 SLOW_FLOOR_S = 0.05  # a snippet must also be this much slower than its record to be flagged
 _FAILED = {
     "error": "raised an exception",
@@ -72,6 +82,7 @@ class CheckOptions:
     slowdown: float | None = None  # None: the configuration's check_slowdown
     fail_on_slowdown: bool = False
     posts: frozenset[str] = frozenset()  # only these posts (``posts/x.md``); empty: all
+    require_isolation: bool = False  # fail unless the machine gives the full sandbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +167,10 @@ def check(
     config = dataclasses.replace(config, execute=True)
     cache = BuildCache(config.cache_path)
     all_posts, problems = read_posts(config, available_layouts(config), cache)
+    if not all_posts and not problems:
+        problems += orphaned_records(config)
+    if options.require_isolation:
+        problems += isolation_problems()
     posts = select_posts(all_posts, config, datetime.now(config.zone))
     if options.posts:
         known = {p.source for p in all_posts}
@@ -180,11 +195,15 @@ def check(
         return CheckReport(0, (), tuple(problems), seconds=time.perf_counter() - started)
 
     runs = plan_runs(candidates, bodies, config)
-    try:
-        results = _execute(runs + runs if options.twice else runs, config, log, events)
-    except ExecutionUnavailable as exc:
-        problems = (unavailable(exc),)
-        return CheckReport(0, (), infrastructure=problems, seconds=time.perf_counter() - started)
+    all_runs = runs + runs if options.twice else runs
+    results, machinery, unreachable = _execute(
+        all_runs, config, log, options.require_isolation, events
+    )
+    if unreachable:  # the cluster could not be used: nothing ran (exit status 2)
+        seconds = time.perf_counter() - started
+        return CheckReport(0, (), infrastructure=tuple(unreachable), seconds=seconds)
+    if machinery and len(results) < len(all_runs):  # the sandbox could not start
+        return CheckReport(0, (), tuple(machinery), seconds=time.perf_counter() - started)
     first = {r.post: r for r in results[: len(runs)]}
     second = {r.post: r for r in results[len(runs) :]}
     slowdown = options.slowdown or config.check_slowdown
@@ -225,11 +244,22 @@ def check(
     return CheckReport(
         posts=len(candidates),
         items=tuple(items),
+        problems=tuple(machinery),  # the fork server died: its posts' items say so too
         infrastructure=tuple(infrastructure),
         updated=tuple(updated),
         seconds=time.perf_counter() - started,
         snippet_seconds=sum(s.wall_s for r in results for s in r.snippets),
     )
+
+
+def isolation_problems() -> list[Problem]:
+    """``--require-isolation``: a problem when this machine cannot give the full sandbox."""
+    from raypress.execution.isolation import probe
+
+    isolation = probe("required")
+    if isolation.full:
+        return []
+    return [Problem("execution", None, f"--require-isolation: {isolation.describe()}")]
 
 
 def compare_post(
@@ -296,23 +326,36 @@ def snippet_name(snippet: Snippet) -> str:
 
 
 def output_text(result: SnippetResult, mode: str = "strict") -> str:
-    """What a snippet showed, as text in sections, each normalised for ``mode``."""
+    """What a snippet showed, in order, as text in sections, each normalised for ``mode``:
+    ``[stdout]``, ``[stderr]``, ``[value]`` (and ``[html]``) for the final expression,
+    ``[display N]`` for other rich outputs (images by their hash, ``<image>`` when loose)."""
     sections: list[tuple[str, str]] = []
-    if result.stdout:
-        sections.append(("stdout", result.stdout))
-    if result.stderr:
-        sections.append(("stderr", result.stderr))
-    if result.value is not None:
-        sections.append(("value", result.value))
-    if result.value_html is not None:
-        sections.append(("html", result.value_html))
-    for number, image in enumerate(result.images, start=1):
-        digest = "<image>" if mode == "loose" else source_hash_bytes(image.data)
-        sections.append((f"image {number}", f"{image.mime} {digest}\n"))
+    number = 0
+    for output in result.outputs:
+        if isinstance(output, StreamOutput):
+            sections.append((output.name, output.text))
+            continue
+        if output.result:
+            header = "value"
+        else:
+            number += 1
+            header = f"display {number}"
+        for mime, data in sorted(output.data, key=lambda item: item[0]):  # records: any order
+            if isinstance(data, bytes) or mime == "image/svg+xml":
+                raw = data if isinstance(data, bytes) else data.encode()
+                digest = "<image>" if mode == "loose" else source_hash_bytes(raw)
+                sections.append((header, f"{mime} {digest}\n"))
+            elif mime == "text/plain":
+                sections.append((header, data))
+            elif mime == "text/html" and output.result:
+                sections.append(("html", _RANDOM_ID.sub("<uuid>", data)))
+            else:
+                sections.append((f"{header} {mime}", _RANDOM_ID.sub("<uuid>", data)))
     if result.error is not None:
         sections.append(("error", result.error.traceback))
-    if result.notes:
-        sections.append(("notes", "\n".join(result.notes)))
+    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE)]  # Ray's own lines
+    if notes:
+        sections.append(("notes", "\n".join(notes)))
     parts = []
     for header, text in sections:
         body = normalise(text, mode)
@@ -358,11 +401,19 @@ def _output_issues(
     if mode == "none":
         return []
     before, after = output_text(old, mode), output_text(new, mode)
-    if before == after:
+    if same(before, after, mode):
         return []
     diff = unified(before, after, f"{post}:{snippet.line}", ("record", "this run"))
-    hint = "" if mode == "loose" else "; if it varies between runs, try `#| compare: loose`"
+    hint = f"; if it varies between runs, try `#| compare: {suggestion(old, new, mode)}`"
     return [Issue("error", f"output differs from its record{hint}", diff, against_record=True)]
+
+
+def suggestion(old: SnippetResult, new: SnippetResult, mode: str) -> str:
+    """The compare option that would make two outputs match, judged from their difference:
+    ``loose`` when only numbers, spacing or line order differ, else ``none``."""
+    if mode == "strict" and same(output_text(old, "loose"), output_text(new, "loose"), "loose"):
+        return "loose"
+    return "none"
 
 
 def _timing_issues(
@@ -401,7 +452,7 @@ def _inline_item(
         return Item(post, expression.line, name, 0.0, None, (issue,))
     before = normalise(old.text or old.error or "") + "\n"
     after = normalise(new.text) + "\n"
-    if before == after:
+    if same(before, after):
         return Item(post, expression.line, name)
     diff = unified(before, after, f"{post}:{expression.line}", ("record", "this run"))
     issue = Issue("error", "its value differs from its record", diff, against_record=True)
@@ -424,12 +475,12 @@ def _with_instability(
             texts = ("", "")
             if a is not None and b is not None:
                 texts = (output_text(a, mode), output_text(b, mode))
-            if texts[0] != texts[1]:
-                suggestion = "loose" if mode == "strict" else "none"
+            if not same(*texts, mode):
+                option = suggestion(a, b, mode) if a is not None and b is not None else "none"
                 diff = unified(*texts, f"{item.post}:{item.line}", ("first run", "second run"))
                 issue = Issue(
                     "error",
-                    f"output differs between two runs; mark it `#| compare: {suggestion}`",
+                    f"output differs between two runs; mark it `#| compare: {option}`",
                     diff,
                 )
                 item = dataclasses.replace(item, issues=(*item.issues, issue))
@@ -457,13 +508,10 @@ def _execute(
     runs: list[PostRun],
     config: Config,
     log: Callable[[str], None] | None,
+    isolated: bool,
     events: Callable[[ProgressEvent], None] | None = None,
-) -> list[PostExecution]:
-    if not runs:
-        return []
-    from raypress.execution import execute_posts  # starts processes: only when needed
-
-    if events is not None:
+) -> tuple[list[PostExecution], list[Problem], list[Problem]]:
+    if events is not None and runs:
         events(ProgressEvent("posts-queued", count=len(runs)))
     progress = (lambda r: log(describe(r))) if log else None
-    return execute_posts(runs, execution_settings(config, log, events), progress)
+    return execute_runs(runs, execution_settings(config, log, events, isolated), progress)

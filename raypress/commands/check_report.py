@@ -27,7 +27,7 @@ def console_lines(report: CheckReport) -> Iterator[tuple[str, bool]]:
                 yield issue.diff.rstrip("\n"), True
     for path in report.updated:
         yield f"updated {path}", False
-    if report.problems:
+    if report.problems and not report.items:
         yield "check failed: the posts have problems; nothing was run", True
         return
     if report.infrastructure and not report.items:

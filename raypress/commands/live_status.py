@@ -19,6 +19,7 @@ forms, chosen by whether the output is a terminal:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from raypress.execution.model import ProgressEvent
+from raypress.terminal import printable
 
 HEARTBEAT_S = 10.0
 
@@ -132,6 +134,7 @@ class LiveStatus:
 
     def log(self, line: str) -> None:
         """A line of the build's log, above the status."""
+        line = printable(line, multiline=True)  # a snippet's text must not drive the terminal
         with self.live_lock:
             if self.live is not None:
                 self.live.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -140,6 +143,8 @@ class LiveStatus:
 
     def event(self, event: ProgressEvent) -> None:
         """What the engine does now (from any thread)."""
+        if event.post:  # a file name is shown as text, never as terminal control
+            event = dataclasses.replace(event, post=printable(event.post))
         with self.lock:
             self.state.apply(event)
         if self.terminal:

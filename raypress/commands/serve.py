@@ -17,6 +17,7 @@ build's problems in an overlay; the console gets one line per rebuild.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import threading
@@ -37,10 +38,13 @@ from raypress.paths import display_path
 from raypress.preview.http_server import DevServer, Served, Snapshot, is_loopback
 from raypress.preview.live_reload import Hub, Running
 from raypress.preview.warm_executor import RunSummary, WarmExecution
+from raypress.publish.posts import POST_SUFFIXES
+from raypress.terminal import printable
+from raypress.theme import THEME_PATH
 
 if TYPE_CHECKING:
     from raypress.publish.render import Theme
-    from raypress.publish.site_writer import OutputFile, StaticFile
+    from raypress.publish.site_writer import SiteFile, StaticFile
 
 CONFIG_FILES = ("site.toml", "pyproject.toml")
 
@@ -77,14 +81,15 @@ class Console:
 
     def line(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
-            print(f"{time.strftime('%H:%M:%S')} {text}", file=self.out, flush=True)
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} {printable(text, multiline=True)}", file=self.out, flush=True)
 
     def detail(self, text: str) -> None:
         if not self.quiet:
-            print(f"         {text}", file=self.out, flush=True)
+            print(f"         {printable(text, multiline=True)}", file=self.out, flush=True)
 
     def problem(self, problem: Problem | str) -> None:
-        print(problem, file=self.err, flush=True)
+        print(printable(str(problem), multiline=True), file=self.err, flush=True)
 
 
 class DevSite:
@@ -97,8 +102,11 @@ class DevSite:
         self.config = config
         self.console = console
         self.hub = Hub()
-        self.warm = WarmExecution(
-            lambda: execution_settings(self.config, self.console.detail, self.on_progress),
+        self.warm = WarmExecution(  # Ray posts re-run on save: keep a fresh cluster ready
+            lambda: dataclasses.replace(
+                execution_settings(self.config, self.console.detail, self.on_progress),
+                ray_keep_warm=True,
+            ),
             self.console.detail,
         )
         self.run_state = RunState()  # what runs now, shown in the pages' status box
@@ -112,7 +120,8 @@ class DevSite:
     @property
     def served(self) -> Served:
         """What the HTTP server serves now."""
-        return Served(self.config.output_path, self.config.baseurl, self.snapshot)
+        roots = (self.config.root, THEME_PATH)
+        return Served(self.config.output_path, self.config.baseurl, self.snapshot, roots)
 
     def watched(self) -> tuple[list[Path], list[Path]]:
         """Folders watched recursively, and configuration files."""
@@ -130,7 +139,7 @@ class DevSite:
         started = time.perf_counter()
         posts = self.config.posts_path
         self.soft = bool(changed) and all(
-            p.suffix == ".md" and p.is_relative_to(posts) for p in changed
+            p.suffix in POST_SUFFIXES and p.is_relative_to(posts) for p in changed
         )
         problems = self._reload_config(changed)
         if problems:
@@ -138,7 +147,7 @@ class DevSite:
             outcome = Outcome(problems, self.page_problems, False, "configuration problem")
         else:
             for path in changed:
-                if path.is_relative_to(self.config.posts_path) and path.suffix != ".md":
+                if path.is_relative_to(self.config.posts_path) and path.suffix not in POST_SUFFIXES:
                     self.warm.forget(path)  # a data file or module that posts may read
             outcome = self._build()
         with self.run_lock:
@@ -174,12 +183,17 @@ class DevSite:
                 running.insert(0, Running("starting the Ray cluster", now - state.cluster_started))
         self.hub.set_running(tuple(running))
 
-    def _rendered(self, files: list[OutputFile], static: list[StaticFile]) -> None:
+    def _rendered(self, files: list[SiteFile], static: list[StaticFile]) -> None:
         """The build has rendered the new site (it writes the output folder next): serve
         it from memory now and, when nothing ran (a prose or template edit), reload the
-        pages at once, with the problems they had."""
+        pages at once, with the problems they had. Kept pages are served from the output
+        folder, which the write leaves as they are."""
+        from raypress.publish.site_writer import KeptFile
+
+        kept = [(f.path, f.source) for f in files if isinstance(f, KeptFile)]
         self.snapshot = Snapshot.of(
-            ((f.path, f.data) for f in files), ((s.path, s.source) for s in static)
+            ((f.path, f.data) for f in files if not isinstance(f, KeptFile)),
+            [*((s.path, s.source) for s in static), *kept],
         )
         if not self.warm.last.ran:
             self.hub.publish((), self.page_problems, self.soft)

@@ -2,17 +2,26 @@
 
 Design note
 -----------
+* **Sandbox.** ``isolation`` finds what the machine gives; ``cgroups`` makes the build's
+  memory cgroups (one per session, one for Ray, one for the server); ``build_sandbox``
+  starts the fork server in one bubblewrap sandbox per build (unprivileged user, no
+  capabilities, read-only system, Python and project, private ``/tmp``, ``/dev/shm`` and
+  ``/ray``, loopback-only network, killed with the build), through ``sandbox_launch``
+  when a folder must be staged first. The Ray head it launches, so every Ray worker,
+  shares that sandbox. Where the machine cannot, isolation is reduced and said so: the
+  fork server runs as before, in a loopback-only network namespace where allowed
+  (``netns``). The security model is in the README.
 * **Fork server.** ``execute_posts`` starts one fork server per build (``forkserver``):
   a single-threaded Python that has already imported what the posts import among NumPy,
-  matplotlib, pandas (Ray on request) and forks one *session* per post. Each session (``sandbox``)
-  gets its own session and process group, default signal handlers, stdin from
-  /dev/null, an allow-listed environment (``session_env``), RLIMIT_DATA as memory
-  ceiling (RLIMIT_AS would break ``ray.init``), a fresh working directory linking the
-  post's files, and a read-only view of the post's folder where mount namespaces work.
-  Interpreter start-up and heavy imports are paid once per build, not per post.
-* **Network.** The fork server enters a loopback-only network namespace where the
-  machine allows it (``netns``); the Ray head is launched by the fork server, so the
-  head and all sessions share it. Otherwise Ray uses a fresh token (``ray_cluster``).
+  matplotlib, pandas (Ray on request) and forks one *session* per post. In the sandbox a
+  session first makes its own user, PID, mount and IPC namespaces (``session_ns``: PID 1
+  of its namespace, fresh ``/proc``, private ``/tmp`` and home, locked read-only mounts,
+  its memory cgroup, every capability dropped); then (``sandbox``) its own session and
+  process group, default signal handlers, stdin from /dev/null, an allow-listed
+  environment (``session_env``), RLIMIT_DATA, a working directory linking the post's
+  files. Interpreter start-up and heavy imports are paid once per build, not per post.
+  The server is not dumpable and answers in JSON: the build never unpickles what the
+  sandbox sends.
 * **Capture.** A session's fds 1 and 2 are pipes read by the build process
   (``driver``/``capture``); after each snippet the session writes a random marker, so
   output of threads, subprocesses and C code lands in the right snippet, is capped
@@ -24,30 +33,40 @@ Design note
   is evaluated for its value; figures are saved (``rich_output``).
 * **Limits.** Per-snippet and per-post deadlines are enforced by the build process:
   SIGKILL of the session's process group via the fork server; output so far is kept.
-  The fork server also SIGKILLs a session's group when its leader exits, and, as child
-  subreaper, adopts, reaps and finally kills what escaped a group (daemons, orphaned
-  Ray workers).
+  When a session ends, its PID namespace takes whatever it started along; the fork
+  server also SIGKILLs a session's group when its leader exits, and, as child
+  subreaper, adopts, reaps and finally kills what escaped a group (orphaned Ray
+  workers). Output is capped per snippet and per post (``capture.Budget``). If the fork
+  server dies, the posts it cut short say so and the build reports it once.
 * **Sessions as cluster work** (``--ray-address``, ``--executor ray``): the same sessions,
   on the nodes of a Ray cluster (``cluster_executor`` on the build side, ``session_host``
-  on the nodes). Chosen design: a session host per node (a Ray actor owning a pre-warmed
-  fork server, which also takes clients on a private Unix socket behind a secret) and one
-  Ray task per post, scheduled by Ray with the post's ``resources``. The task connects to
-  its node's fork server and runs ``driver.drive`` *there*, so fd-level capture, deadlines,
-  SIGKILL of the process group, the sandbox and traceback mapping are local to the node;
-  the network only carries the post's folder (once per folder, through the object store)
-  and the finished ``PostExecution``. The alternative, streaming a session's pipes to the
-  build machine, would put a network hop inside capture and deadlines. Addresses are
-  checked before anything runs (``ray_address``); a lost node's post runs again once;
-  what fails outside a post gets status ``infrastructure`` and never replaces a record.
+  on the nodes). Chosen design: a session host per node (a threaded Ray actor owning a
+  pre-warmed fork server) and one Ray task per post, scheduled by Ray with the post's
+  ``resources`` and holding them while the post runs. The task hands the post to its
+  node's host, which runs ``driver.drive`` *there*, so fd-level capture, deadlines,
+  SIGKILL of the process group and traceback mapping are local to the node; the network
+  only carries the post's folder (once per folder, through the object store) and the
+  finished ``PostExecution``. The alternative, streaming a session's pipes to the build
+  machine, would put a network hop inside capture and deadlines. The build's bubblewrap
+  sandbox is local to the build machine: sessions on nodes run with reduced isolation,
+  and their pages say so. Addresses are checked before anything runs (``ray_address``);
+  a lost node's post runs again once; what fails outside a post gets status
+  ``infrastructure`` and never replaces a record.
 * **Package import.** This ``__init__`` is lazy: the fork server imports the package
   and must not pay for the build side (``model`` pulls in YAML via ``raypress.publish.snippets``);
   the session side uses its own plan types (``protocol.SnippetCode``, ``InlineCode``).
-* **Ray.** One cluster per build, started lazily in the background when a post imports
-  ray (``ray_cluster``), SIGKILLed by process group at the end. In sessions
-  ``ray.init`` connects to it (``ray_shim``), each session a job in its own namespace;
-  task output is read from the job's worker log files (``ray_logs``); leftover detached
-  actors are killed at the end of each post (by the session, or by a janitor session
-  after a kill).
+* **Ray.** Each post gets a fresh cluster of the shape its ``ray.init`` asks for
+  (``ray_shape``, ``ray_pool``): started by the fork server (``ray_cluster``, retried on a
+  busy machine) when its first snippet that needs Ray is about to run, handed over when
+  the session's ``ray.init`` asks for it on its channel (``RayRequest``/``RayReply``,
+  answered by the driver), SIGKILLed by process group when the post ends. In sessions
+  ``ray.init`` is patched (``ray_shim``): requested and given resources go to the page,
+  requests nothing can meet fail fast (a wait for a task no node can hold too:
+  ``ray_watch``), each session is its own job; task output is read from the job's worker
+  log files on every node, another node's through a reader actor placed there
+  (``ray_output``, ``ray_logs``), and Ray's own lines become notes. With ``--ray-address``
+  the posts share the user's cluster and leftover detached actors are killed at the end
+  of each post (by the session, or by a janitor session after a kill).
 """
 
 from __future__ import annotations

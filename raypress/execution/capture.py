@@ -3,8 +3,14 @@
 A session's fds 1 and 2 are pipes read here. After each phase (a snippet, an inline
 expression, extra repeat runs) the session writes a marker carrying a random nonce and
 the phase's sequence number to both, so bytes written by threads, subprocesses and C
-code land in the phase that was running. Each phase keeps at most ``cap`` bytes and
-counts the rest: a 1 GB print costs a 1 GB read, never 1 GB of memory.
+code land in the phase that was running. Each phase keeps at most ``cap`` bytes, and all
+the phases of a post together at most what is left of the post's :class:`Budget`; the
+rest is counted: a 1 GB print costs a 1 GB read, never 1 GB of memory.
+
+A line rewritten with carriage returns (a tqdm progress bar, thousands of updates) is
+resolved while it is read, as a terminal shows it, so only its last state takes room:
+the final "100%|██████| 2000/2000" is what the page shows, not an early state cut at
+the cap.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ _ANSI = re.compile(
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: titles, hyperlinks
     r"|\x1b[@-Z\\-_]"  # other two-byte escapes
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 def new_marker_prefix() -> str:
@@ -33,20 +39,42 @@ def marker(prefix: str, seq: int) -> bytes:
 
 
 @dataclass(slots=True)
+class Budget:
+    """Bytes a whole post may still show (its output cap), shared by its streams, values
+    and images."""
+
+    left: int
+
+    def take(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` bytes; returns how many were granted."""
+        granted = max(0, min(wanted, self.left))
+        self.left -= granted
+        return granted
+
+    def give_back(self, size: int) -> None:
+        """Return bytes taken earlier (a progress line rewritten shorter)."""
+        self.left += size
+
+
+@dataclass(slots=True)
 class Segment:
     """The output of one phase on one stream: its first ``cap`` bytes and its total size."""
 
     kept: bytearray = field(default_factory=bytearray)
     total: int = 0
+    line_start: int = 0  # where the last line of ``kept`` begins (carriage returns)
+    dropped: bool = False  # bytes were left out at the cap
+    starved: bool = False  # bytes were dropped because the post's output cap was reached
 
 
 class SegmentedStream:
     """Feeds on one pipe's bytes; completed segments are keyed by their marker's sequence."""
 
-    def __init__(self, prefix: str, cap: int) -> None:
+    def __init__(self, prefix: str, cap: int, budget: Budget | None = None) -> None:
         self.prefix = prefix.encode("ascii")
         self.marker_len = len(self.prefix) + _SEQ_DIGITS + 2
         self.cap = cap
+        self.budget = budget
         self.pending = b""
         self.done: dict[int, Segment] = {}
         self.current = Segment()
@@ -99,10 +127,55 @@ class SegmentedStream:
         if end <= start:
             return
         segment = self.current
-        room = self.cap - len(segment.kept)
-        if room > 0:
-            segment.kept += buf[start : min(end, start + room)]
         segment.total += end - start
+        before = len(segment.kept)
+        if buf.find(b"\r", start, end) >= 0:
+            self._commit_rewrites(segment, buf[start:end])
+        else:
+            room = self.cap - len(segment.kept)
+            if room > 0:
+                segment.kept += buf[start : min(end, start + room)]
+            segment.dropped = segment.dropped or end - start > room
+            last = buf.rfind(b"\n", start, end)
+            if last >= 0:
+                segment.line_start = min(len(segment.kept), self.cap)
+        self._charge(segment, before)
+
+    def _charge(self, segment: Segment, before: int) -> None:
+        """The post's budget pays for what ``segment`` grew by (what it cannot pay for is
+        cut off); a rewritten line that shrank gives its room back."""
+        if self.budget is None:
+            return
+        grown = len(segment.kept) - before
+        if grown < 0:
+            self.budget.give_back(-grown)
+            return
+        granted = self.budget.take(grown)
+        if granted < grown:
+            del segment.kept[before + granted :]
+            segment.line_start = min(segment.line_start, len(segment.kept))
+            segment.starved = True
+
+    def _commit_rewrites(self, segment: Segment, chunk: bytes) -> None:
+        """Append ``chunk``, which has carriage returns: each line is kept as the terminal
+        would show it (its last ``\\r`` and what follows it kept until the line ends)."""
+        lines = chunk.split(b"\n")
+        for number, piece in enumerate(lines):
+            kept = segment.kept
+            line = bytes(kept[segment.line_start :]) + piece
+            if b"\r" in line:
+                line = compress_rewrites(line)
+            del kept[segment.line_start :]
+            room = self.cap - len(kept)
+            if room > 0:
+                kept += line[:room]
+            segment.dropped = segment.dropped or len(line) > room
+            if number < len(lines) - 1:  # the line ended
+                if len(kept) < self.cap:
+                    kept += b"\n"
+                else:
+                    segment.dropped = True
+                segment.line_start = len(kept)
 
     def _partial_prefix(self, buf: bytes, start: int) -> int:
         """Length of the longest tail of ``buf`` that could start a marker."""
@@ -126,10 +199,20 @@ def clean_text(data: bytes) -> str:
 
 
 def _last_rewrite(line: str) -> str:
-    for part in reversed(line.split("\r")):
-        if part:
-            return part
-    return ""
+    """A line as a terminal shows it: each part after a ``\\r`` overwrites from column 0."""
+    screen = ""
+    for part in line.split("\r"):
+        screen = part + screen[len(part) :]
+    return screen
+
+
+def compress_rewrites(line: bytes) -> bytes:
+    """A line with carriage returns resolved up to its last one, which is kept with what
+    follows it (more may be written over it): ``a\\rb\\rcd`` -> ``b\\rcd``."""
+    head, _, tail = line.rpartition(b"\r")
+    text = head.decode("utf-8", errors="surrogateescape")
+    resolved = _last_rewrite(text).encode("utf-8", errors="surrogateescape")
+    return resolved + b"\r" + tail
 
 
 def size_text(size: int) -> str:

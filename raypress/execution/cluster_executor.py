@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from raypress.execution.forkclient import ForkServerClient
 from raypress.execution.forkserver import WARMABLE
 from raypress.execution.imports import top_level_imports
 from raypress.execution.model import (
+    ClusterUnavailable,
     ExecutionSettings,
     ExecutionUnavailable,
     PostExecution,
@@ -43,9 +45,9 @@ from raypress.execution.pool import (
     unrun_execution,
 )
 from raypress.execution.ray_address import AddressError, check_address
+from raypress.execution.ray_shape import ClusterShape
 from raypress.execution.session_env import base_env
 from raypress.execution.session_host import (
-    Endpoint,
     RemoteRun,
     SessionHost,
     pack_folder,
@@ -55,6 +57,7 @@ from raypress.execution.session_host import (
 
 _HOST_START_TIMEOUT_S = 120.0
 _WARM_WORKERS = 8  # worker processes started ahead per node, at most
+_HOST_THREADS = 256  # posts one session host may run at once (Ray schedules the tasks)
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -64,16 +67,21 @@ class ClusterExecutor:
     def __init__(self, settings: ExecutionSettings, runs: Sequence[PostRun] = ()) -> None:
         self.settings = settings
         self.log = settings.log or (lambda _message: None)
+        self.failure: str | None = None  # the engine's own machinery never dies mid-run here
+        if settings.sandbox == "required":
+            raise ExecutionUnavailable(
+                "full isolation was required, but sessions on a Ray cluster's nodes run "
+                "without the build's sandbox (see README: Security model)"
+            )
         self.own_cluster: ray_cluster.BuildCluster | None = None
         self.launcher: ForkServerClient | None = None
-        self.hosts: list[Any] = []
-        self.endpoints: dict[str, Endpoint] = {}
+        self.hosts: dict[str, Any] = {}  # node id -> its SessionHost actor
         self.folders: dict[Path, tuple[str, Any]] = {}  # post folder -> (digest, ObjectRef)
         if settings.ray_address:
             try:
                 address = check_address(settings.ray_address).text
             except AddressError as exc:
-                raise ExecutionUnavailable(str(exc)) from None
+                raise ClusterUnavailable(str(exc)) from None
             self.ray_env = ray_cluster.external_auth_env(os.environ)
             self.session_address: str | None = None  # the cluster's own GCS address
         else:
@@ -99,13 +107,13 @@ class ClusterExecutor:
         except Exception as exc:
             self.close()
             message = f"cannot connect to the Ray cluster at {address}: {exc}"
-            raise ExecutionUnavailable(message) from None
+            raise ClusterUnavailable(message) from None
         self.address = address
         self._start_hosts(self._warm_modules(runs))
-        self._report("cluster-ready", count=len(self.endpoints))
+        self._report("cluster-ready", count=len(self.hosts))
         self.log(
             f"execution: sessions run on the Ray cluster at {address} "
-            f"({len(self.endpoints)} node(s) ready in {time.perf_counter() - started:.1f} s)"
+            f"({len(self.hosts)} node(s) ready in {time.perf_counter() - started:.1f} s)"
         )
 
     def __enter__(self) -> ClusterExecutor:
@@ -162,7 +170,7 @@ class ClusterExecutor:
         ray = self.ray if hasattr(self, "ray") else None
         try:
             if ray is not None and ray.is_initialized():
-                for host in self.hosts:
+                for host in self.hosts.values():
                     with contextlib.suppress(Exception):
                         ray.get(host.close.remote(), timeout=15)
                     with contextlib.suppress(Exception):
@@ -171,6 +179,7 @@ class ClusterExecutor:
         finally:
             if self.own_cluster is not None:
                 self.own_cluster.stop()
+                shutil.rmtree(self.own_temp, ignore_errors=True)
             if self.launcher is not None:
                 self.launcher.close()
 
@@ -185,19 +194,23 @@ class ClusterExecutor:
         """``--executor ray`` without an address: a cluster of this machine, started as a
         local build starts it, but on the machine's network (the build process connects to
         it as a driver) and therefore always with a fresh token."""
-        self.ray_env = ray_cluster.auth_env(False, secrets.token_hex(32))
+        self.ray_env = ray_cluster.auth_env(secrets.token_hex(32))
         env = {**base_env(os.environ, _PACKAGE_ROOT), **self.ray_env}
         self.launcher = ForkServerClient(env, "host", ())
         options = ray_cluster.ClusterOptions(
-            num_cpus=self.settings.ray_num_cpus or ray_cluster.default_num_cpus(),
-            object_store_bytes=self.settings.ray_object_store_bytes
-            or ray_cluster.default_object_store_bytes(),
+            shape=ClusterShape(num_cpus=self.settings.ray_num_cpus),
             isolated_network=False,
+            start_timeout=self.settings.ray_start_timeout,
         )
-        self.log(f"execution: starting a Ray cluster ({options.num_cpus} logical CPUs)")
-        self.own_cluster = ray_cluster.BuildCluster(
-            self.launcher, env, options, ray_cluster.short_temp_dir()
-        )
+        self.own_temp = ray_cluster.short_temp_dir()
+        try:
+            self.own_cluster = ray_cluster.start_cluster(
+                self.launcher, env, options, self.own_temp, self.log
+            )
+        except ray_cluster.ClusterError as exc:
+            self.launcher.close()
+            shutil.rmtree(self.own_temp, ignore_errors=True)
+            raise ClusterUnavailable(str(exc)) from None
         return self.own_cluster.address
 
     def _warm_modules(self, runs: Sequence[PostRun]) -> tuple[str, ...]:
@@ -221,16 +234,19 @@ class ClusterExecutor:
         for node in nodes:
             pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
             hosts.append(
-                host_class.options(num_cpus=0, max_restarts=0, scheduling_strategy=pinned).remote(
-                    self.ray_env, "host", warm
-                )
+                host_class.options(
+                    num_cpus=0,
+                    max_restarts=0,
+                    max_concurrency=_HOST_THREADS,
+                    scheduling_strategy=pinned,
+                ).remote(self.ray_env, "host", warm)
             )
             workers = min(_WARM_WORKERS, int(node["Resources"].get("CPU", 0)))
             warming += [
                 warmer.options(num_cpus=1, scheduling_strategy=pinned).remote()
                 for _ in range(workers)
             ]
-        refs = [host.endpoint.remote() for host in hosts]
+        refs = [host.node.remote() for host in hosts]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=_HOST_START_TIMEOUT_S)
         ray.wait(warming, num_returns=len(warming), timeout=_HOST_START_TIMEOUT_S)
         for host, ref in zip(hosts, refs, strict=True):
@@ -243,12 +259,11 @@ class ClusterExecutor:
                     ray.kill(host)
                 continue
             try:
-                endpoint = ray.get(ref)
+                node_id = ray.get(ref)
             except Exception as exc:
                 self.log(f"execution: a session host failed to start: {exc}")
                 continue
-            self.hosts.append(host)
-            self.endpoints[endpoint.node_id] = endpoint
+            self.hosts[node_id] = host
 
     def _submit(self, run: PostRun) -> Any:
         digest, folder = self._folder(run.post_dir)
@@ -271,7 +286,7 @@ class ClusterExecutor:
             max_retries=0,
             name=f"raypress session {run.post}",
         )
-        return task.remote(request, folder, self.endpoints)
+        return task.remote(request, [folder], self.hosts)
 
     def _folder(self, post_dir: Path) -> tuple[str, Any]:
         """The post folder's archive in the object store (put once per folder and build)."""
@@ -291,6 +306,7 @@ class ClusterExecutor:
         except (
             exceptions.NodeDiedError,
             exceptions.WorkerCrashedError,
+            exceptions.ActorDiedError,
             exceptions.ObjectLostError,
             exceptions.OwnerDiedError,
         ) as exc:

@@ -3,8 +3,13 @@
 One thread per running post. It multiplexes the session's channel and its two output
 pipes, applies the per-snippet and whole-post deadlines (a timeout SIGKILLs the whole
 process group through the fork server, then the pipes are drained so the output printed
-so far is kept), notices a dead session or a dead Ray cluster, and assembles the
-PostExecution.
+so far is kept), bounds what the session may send (the post's output cap: a larger
+message on the channel kills the session), notices a dead session or a dead Ray
+cluster, and assembles the PostExecution. A post ends when its session ends: whatever
+the snippets left running dies with the session's PID namespace, or, past a short grace
+period, is no longer waited for. A session's requests for a Ray cluster (``RayRequest``)
+are answered on its channel by a helper thread, through the post's :class:`RayBroker`;
+the running snippet's deadline is paused while the cluster starts.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import fcntl
 import os
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from raypress.errors import Problem
-from raypress.execution.capture import SegmentedStream, clean_text
+from raypress.execution.capture import Budget, SegmentedStream, clean_text, size_text
 from raypress.execution.environment import MachineInfo, environment
 from raypress.execution.forkclient import ForkServerClient
 from raypress.execution.model import (
@@ -31,18 +38,25 @@ from raypress.execution.model import (
     SnippetResult,
 )
 from raypress.execution.protocol import (
+    Displayed,
     Finished,
     FrameReader,
     InlineDone,
     Note,
     RayJob,
+    RayRelease,
+    RayReply,
+    RayRequest,
     SessionEvent,
     SessionPlan,
     SnippetDone,
     SnippetStarted,
     decode_event,
+    encode_ray_reply,
+    send_frame,
 )
 from raypress.execution.results import (
+    Piece,
     describe_death,
     inline_results,
     interrupted_result,
@@ -54,15 +68,40 @@ _PIPE_SIZE = 1 << 20
 _READ_SIZE = 1 << 20
 _DRAIN_GRACE_S = 2.0  # after a kill, how long to wait for the pipes to close
 _F_SETPIPE_SZ = 1031
+_CLUSTER_GRACE_S = 1.0  # how long a dead session's cluster may take to be reported dead
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Deadlines of one post (seconds; None: no limit)."""
+    """Deadlines of one post (seconds; None: no limit) and its output caps (bytes)."""
 
     snippet_timeouts: dict[int, float]
     post_timeout: float | None
-    output_cap: int
+    output_cap: int  # per snippet and stream
+    post_output_cap: int = 5_000_000  # everything the post shows
+
+    @property
+    def frame_limit(self) -> int:
+        """The largest message a session may send (base64 images included)."""
+        return self.post_output_cap * 2 + (1 << 20)
+
+
+class RayBroker(Protocol):
+    """The Ray clusters of one post's session (``ray_pool.PostClusters``)."""
+
+    def starting(self, index: int) -> None:
+        """Snippet ``index`` is about to run (a cluster may be started for it)."""
+
+    def request(self, event: RayRequest) -> RayReply:
+        """A cluster for ``ray.init`` (blocks while it starts)."""
+        ...
+
+    def release(self) -> None:
+        """The session called ``ray.shutdown()``."""
+
+    def failure(self) -> str | None:
+        """Why the session's cluster died, if it did."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +125,8 @@ class _Progress:
     ended: float | None = None  # when it was killed or closed its channel
     first_event: float | None = None
     notify: Callable[[SessionEvent], None] | None = None  # snippets starting and ending
+    paused_since: float | None = None  # a RayRequest is being answered since then
+    paused: float = 0.0  # seconds of the running snippet spent waiting for a cluster
 
 
 def drive(
@@ -96,9 +137,13 @@ def drive(
     machine: MachineInfo,
     cluster_failure: Callable[[], str | None] = lambda: None,
     notify: Callable[[SessionEvent], None] | None = None,
+    explain_death: Callable[[int | None], str | None] = lambda _status: None,
+    ray: RayBroker | None = None,
 ) -> Outcome:
     """Run ``plan`` in a new session and return what it did; ``notify`` hears each
-    SnippetStarted and SnippetDone as it arrives (for a live status)."""
+    SnippetStarted and SnippetDone as it arrives (for a live status); ``explain_death``
+    gives a better reason than the exit status for a session that died (e.g. its memory
+    cgroup's)."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     out_r, out_w = os.pipe()
@@ -119,22 +164,36 @@ def drive(
         child_channel.close()
         os.close(out_w)
         os.close(err_w)
+    budget = Budget(limits.post_output_cap)
     streams = {
-        out_r: SegmentedStream(plan.marker, limits.output_cap),
-        err_r: SegmentedStream(plan.marker, limits.output_cap),
+        out_r: SegmentedStream(plan.marker, limits.output_cap, budget),
+        err_r: SegmentedStream(plan.marker, limits.output_cap, budget),
     }
     progress = _Progress(notify=notify)
+    if ray is not None:
+        cluster_failure = ray.failure
     try:
-        _pump(server, pid, channel, streams, limits, start, progress, cluster_failure)
+        _pump(server, pid, channel, streams, limits, start, progress, cluster_failure, ray)
     finally:
         channel.close()
         for fd in streams:
             os.close(fd)
     drained = time.perf_counter() - start
+    _blame_the_cluster(progress, cluster_failure)
     status = server.wait_exit(pid, timeout=5.0)
     reaped = time.perf_counter() - start
+    if progress.finished is None and progress.kill_reason is None and plan.ray is not None:
+        _await_cluster_news(cluster_failure)
     execution = _assemble(
-        run, limits, machine, progress, streams[out_r], streams[err_r], status, started_at, start
+        run,
+        limits,
+        machine,
+        progress,
+        (streams[out_r], streams[err_r], budget),
+        status,
+        started_at,
+        start,
+        lambda status: explain_death(status) or cluster_failure(),
     )
     jobs = tuple(e.job_id for e in progress.events if isinstance(e, RayJob))
     timeline = (
@@ -157,8 +216,9 @@ def _pump(
     start: float,
     progress: _Progress,
     cluster_failure: Callable[[], str | None],
+    ray: RayBroker | None = None,
 ) -> None:
-    reader = FrameReader(channel)
+    reader = FrameReader(channel, limits.frame_limit)
     selector = selectors.DefaultSelector()
     selector.register(channel, selectors.EVENT_READ)
     for fd in streams:
@@ -185,7 +245,19 @@ def _pump(
                 if key.fileobj is channel:
                     reader.fill()
                     for frame in reader.frames():
-                        _on_event(progress, frame)
+                        event = _on_event(progress, frame)
+                        if ray is not None and event is not None:
+                            _serve_ray(ray, event, channel, progress)
+                    if reader.oversized and not killed:
+                        progress.kill_reason = "died"
+                        progress.kill_note = (
+                            f"the session was stopped: it sent {size_text(reader.oversized)} "
+                            f"of results at once, over the post's output cap"
+                        )
+                        server.kill(pid)
+                        killed = True
+                        progress.ended = progress.ended or time.perf_counter()
+                        give_up_at = time.perf_counter() + _DRAIN_GRACE_S
                     if reader.closed:
                         selector.unregister(channel)
                         progress.ended = progress.ended or time.perf_counter()
@@ -206,23 +278,55 @@ def _pump(
             stream.finish()
 
 
-def _on_event(progress: _Progress, frame: bytes) -> None:
+def _await_cluster_news(cluster_failure: Callable[[], str | None], wait: float = 1.0) -> None:
+    """A Ray driver dies within milliseconds of its cluster; the news of the cluster's
+    death may come a moment later: give it that moment, to name the right cause."""
+    deadline = time.perf_counter() + wait
+    while cluster_failure() is None and time.perf_counter() < deadline:
+        time.sleep(0.05)
+
+
+def _on_event(progress: _Progress, frame: bytes) -> SessionEvent | None:
     try:
         event = decode_event(frame)
     except (ValueError, TypeError):
-        return
+        return None
     progress.events.append(event)
     if progress.first_event is None:
         progress.first_event = time.perf_counter()
     if isinstance(event, SnippetStarted):
         progress.running = event
         progress.running_since = time.perf_counter()
+        progress.paused = 0.0
     elif isinstance(event, SnippetDone):
         progress.running = None
     elif isinstance(event, Finished):
         progress.finished = event
     if progress.notify is not None and isinstance(event, SnippetStarted | SnippetDone):
         progress.notify(event)
+    return event
+
+
+def _serve_ray(
+    ray: RayBroker, event: SessionEvent, channel: socket.socket, progress: _Progress
+) -> None:
+    """Answer a session's Ray request in a helper thread (a cluster start takes seconds)."""
+    if isinstance(event, SnippetStarted):
+        ray.starting(event.index)
+    elif isinstance(event, RayRelease):
+        ray.release()
+    elif isinstance(event, RayRequest):
+        progress.paused_since = time.perf_counter()
+
+        def answer() -> None:
+            reply = ray.request(event)
+            with contextlib.suppress(OSError):  # the session is gone: nobody to tell
+                send_frame(channel, encode_ray_reply(reply))
+            if progress.paused_since is not None:
+                progress.paused += time.perf_counter() - progress.paused_since
+                progress.paused_since = None
+
+        threading.Thread(target=answer, name="ray-request", daemon=True).start()
 
 
 def _deadline_passed(
@@ -231,11 +335,25 @@ def _deadline_passed(
     if limits.post_timeout is not None and now - start > limits.post_timeout:
         return "timed-out", f"timed out: the post's limit of {_seconds(limits.post_timeout)} s"
     running = progress.running
-    if running is not None:
+    if running is not None and progress.paused_since is None:
         timeout = limits.snippet_timeouts.get(running.index)
-        if timeout is not None and now - progress.running_since > timeout:
+        if timeout is not None and now - progress.running_since - progress.paused > timeout:
             return "timed-out", f"timed out after {_seconds(timeout)} s"
     return None
+
+
+def _blame_the_cluster(progress: _Progress, cluster_failure: Callable[[], str | None]) -> None:
+    """A Ray driver exits at once when its cluster dies, often before the build has heard
+    of the death: a session that ended early while connected says why, if that is why."""
+    if progress.finished is not None or progress.kill_reason is not None:
+        return
+    if not any(isinstance(e, RayJob) for e in progress.events):
+        return
+    deadline = time.monotonic() + _CLUSTER_GRACE_S
+    while (message := cluster_failure()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if message is not None:
+        progress.kill_reason, progress.kill_note = "died", message
 
 
 def _cluster(cluster_failure: Callable[[], str | None]) -> tuple[str, str] | None:
@@ -249,8 +367,8 @@ def _wait_time(limits: Limits, start: float, progress: _Progress, now: float) ->
         waits.append(start + limits.post_timeout - now)
     if progress.running is not None:
         timeout = limits.snippet_timeouts.get(progress.running.index)
-        if timeout is not None:
-            waits.append(progress.running_since + timeout - now)
+        if timeout is not None and progress.paused_since is None:
+            waits.append(progress.running_since + progress.paused + timeout - now)
     return max(0.0, min(waits))
 
 
@@ -258,26 +376,42 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
+def _pieces(
+    out: SegmentedStream, err: SegmentedStream, displays: list[Displayed], last_seq: int
+) -> list[Piece]:
+    """A snippet's output in order: the text before each rich output, then the rest."""
+    pieces: list[Piece] = [(out.take(d.seq), err.take(d.seq), d) for d in displays]
+    pieces.append((out.take(last_seq), err.take(last_seq), None))
+    return pieces
+
+
 def _assemble(
     run: PostRun,
     limits: Limits,
     machine: MachineInfo,
     progress: _Progress,
-    out: SegmentedStream,
-    err: SegmentedStream,
+    captured: tuple[SegmentedStream, SegmentedStream, Budget],
     exit_status: int | None,
     started_at: str,
     start: float,
+    explain_death: Callable[[int | None], str | None],
 ) -> PostExecution:
+    out, err, budget = captured
     cap = limits.output_cap
     done = {e.index: e for e in progress.events if isinstance(e, SnippetDone)}
     started = {e.index: e for e in progress.events if isinstance(e, SnippetStarted)}
     inline_done = {e.index: e for e in progress.events if isinstance(e, InlineDone)}
+    shown: dict[int, list[Displayed]] = {}  # rich outputs per snippet, in order
+    for e in progress.events:
+        if isinstance(e, Displayed) and isinstance(e.seq, int):
+            before = shown.setdefault(e.index, [])
+            if not before or e.seq > before[-1].seq:  # each ends a later phase
+                before.append(e)
     messages = [e.text for e in progress.events if isinstance(e, Note)]
     jobs = [e for e in progress.events if isinstance(e, RayJob)]
     stopped_note = progress.kill_note
     if progress.finished is None and progress.kill_reason is None:
-        stopped_note = describe_death(exit_status)
+        stopped_note = explain_death(exit_status) or describe_death(exit_status)
     results: list[SnippetResult] = []
     problems: list[Problem] = []
     for snippet in run.snippets:
@@ -286,14 +420,16 @@ def _assemble(
             result = SnippetResult(index, "skipped")
         elif index in done:
             event = done[index]
-            result = snippet_result(event, out.take(event.seq), err.take(event.seq), cap)
+            displays = [d for d in shown.get(index, []) if d.seq < event.seq]
+            pieces = _pieces(out, err, displays, event.seq)
+            result = snippet_result(event, pieces, cap, budget)
         elif index in started and progress.finished is None:
             status = "timed-out" if progress.kill_reason == "timed-out" else "died"
-            seq = started[index].seq
+            displays = shown.get(index, [])
+            seq = displays[-1].seq + 1 if displays else started[index].seq  # the open phase
             wall = (progress.ended or time.perf_counter()) - progress.running_since
-            result = interrupted_result(
-                index, status, out.take(seq), err.take(seq), cap, stopped_note, wall
-            )
+            pieces = _pieces(out, err, displays, seq)
+            result = interrupted_result(index, status, pieces, cap, stopped_note, wall, budget)
         else:
             result = SnippetResult(index, "not-run")
         problem = snippet_problem(run.post, snippet, result)
@@ -324,6 +460,8 @@ def _assemble(
         tuple((str(name), str(version)) for name, version in packages),
         jobs[-1].ray_version if jobs else None,
         jobs[-1].cluster_cpus if jobs else None,
+        jobs[-1].requested if jobs else None,
+        jobs[-1].given if jobs else None,
     )
     return PostExecution(
         post=run.post,

@@ -21,6 +21,7 @@ class MachineInfo:
     platform: str
     cpu: str
     cpu_count: int
+    isolation: str = ""  # "" when full; else "reduced — …"
 
 
 def machine_info() -> MachineInfo:
@@ -68,8 +69,12 @@ def environment(
     packages: tuple[tuple[str, str], ...],
     ray_version: str | None,
     ray_cluster_cpus: float | None,
+    isolation: str = "",
+    ray_requested: str | None = None,
+    ray_given: str | None = None,
 ) -> Environment:
-    """Assemble an Environment (build side)."""
+    """Assemble an Environment (build side); ``isolation``: "" when full, else what the
+    machine could not give ("reduced — …")."""
     from raypress.execution.model import Environment  # the fork server never needs it
 
     return Environment(
@@ -80,4 +85,7 @@ def environment(
         packages=packages,
         ray_version=ray_version,
         ray_cluster_cpus=ray_cluster_cpus,
+        isolation=isolation or machine.isolation,
+        ray_requested=ray_requested,
+        ray_given=ray_given,
     )

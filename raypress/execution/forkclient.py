@@ -1,33 +1,55 @@
-"""Build-process side of the fork server: start it, ask it for sessions, learn of exits."""
+"""Build-process side of the fork server: start it, ask it for sessions, learn of exits.
+
+The server's stderr is read here (its last lines explain a failed start or a death) and
+never copied raw to the console. When the server dies, :attr:`ForkServerClient.death`
+says how, in one line.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import pickle
-import secrets
+import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raypress.execution.protocol import (
     Exited,
     FrameReader,
     Kill,
     Launch,
-    Listen,
     Ready,
     SessionPlan,
     Spawn,
     Started,
     Warm,
-    send_frame,
+    decode_reply,
     send_pickle,
 )
+from raypress.terminal import printable
+
+if TYPE_CHECKING:
+    from raypress.execution.build_sandbox import Launcher
+
+
+def _how(code: int) -> str:
+    """An exit code in words (bubblewrap exits with 128 + N when its command got signal N)."""
+    number = -code if code < 0 else code - 128 if 128 < code < 160 else 0
+    if number:
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"was killed by {name}"
+    return f"exited with status {code}"
 
 
 class ForkServerError(RuntimeError):
@@ -37,59 +59,57 @@ class ForkServerError(RuntimeError):
 class ForkServerClient:
     """A running fork server. Thread-safe; use as a context manager."""
 
-    def __init__(self, env: Mapping[str, str], network: str, warm: Sequence[str]) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        network: str,
+        warm: Sequence[str],
+        launcher: Launcher | None = None,
+    ) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "raypress.execution.forkserver",
-                str(child.fileno()),
-                network,
-                *warm,
-            ],
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            pass_fds=[child.fileno()],
-            start_new_session=True,
-        )
-        child.close()
-        self._attach(parent, process)
-
-    @classmethod
-    def connect(cls, path: str, secret: bytes, timeout: float = 10.0) -> ForkServerClient:
-        """A client of a fork server started elsewhere on this machine, that listens on
-        the Unix socket ``path`` (see :meth:`listen`)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        inner = [
+            sys.executable,
+            "-m",
+            "raypress.execution.forkserver",
+            str(child.fileno()),
+            "sandbox" if launcher else network,
+            *warm,
+        ]
+        fds = [child.fileno()]
+        spec, spec_w, user, group = None, None, None, None
+        if launcher is not None:
+            command = launcher.command(inner)
+            argv, spec, user, group = command.argv, command.spec, command.user, command.group
+            fds += command.pass_fds
+            if spec is not None:  # sandbox_launch reads its specification from a pipe
+                spec_r, spec_w = os.pipe()
+                argv.append(str(spec_r))
+                fds.append(spec_r)
+        else:
+            argv = inner
         try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            send_frame(sock, secret)
-            sock.settimeout(None)
-        except OSError as exc:
-            sock.close()
-            raise ForkServerError(f"cannot reach the fork server at {path}: {exc}") from None
-        client = cls.__new__(cls)
-        client._attach(sock, None)
-        return client
-
-    def listen(self, path: str) -> bytes:
-        """Let other processes of this machine use the server through a Unix socket at
-        ``path`` (owner-only); returns the secret they must present (:meth:`connect`)."""
-        secret = secrets.token_bytes(32)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listener.bind(path)
-            Path(path).chmod(0o600)
-            listener.listen(64)
-            self._request(lambda token: Listen(token, secret), (listener.fileno(),)).result()
+            self.process = subprocess.Popen(
+                argv,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=fds,
+                start_new_session=True,
+                user=user,
+                group=group,
+                extra_groups=[] if user is not None else None,
+            )
         finally:
-            listener.close()  # the server holds its own copy now
-        return secret
-
-    def _attach(self, sock: socket.socket, process: subprocess.Popen[bytes] | None) -> None:
-        self.process = process
-        self.sock = sock
+            child.close()
+            for fd in fds[1:]:
+                os.close(fd)
+        if spec_w is not None:
+            with contextlib.suppress(BrokenPipeError), os.fdopen(spec_w, "wb") as handle:
+                handle.write(spec or b"")
+        self.errors: deque[str] = deque(maxlen=20)
+        self.stopping = False
+        threading.Thread(target=self._read_errors, name="forkserver-stderr", daemon=True).start()
+        self.sock = parent
         self.send_lock = threading.Lock()
         self.state = threading.Condition()
         self.replies: dict[int, Future[Started]] = {}
@@ -123,10 +143,13 @@ class ForkServerClient:
         cwd: str,
         output: int,
         on_exit: Callable[[int], None] | None = None,
+        cgroup_procs: str | None = None,
     ) -> int:
-        """Start a command in its own process group; ``on_exit(status)`` when it ends."""
+        """Start a command in its own process group (and memory cgroup); ``on_exit(status)``
+        when it ends."""
         started = self._request(
-            lambda token: Launch(token, tuple(argv), tuple(env.items()), cwd), (output,)
+            lambda token: Launch(token, tuple(argv), tuple(env.items()), cwd, cgroup_procs),
+            (output,),
         ).result()
         if started.pid and on_exit is not None:
             with self.state:  # an exit reported before this point waits in self.exits
@@ -153,15 +176,24 @@ class ForkServerClient:
             self.state.wait_for(lambda: pid in self.exits or self.closed, timeout)
             return self.exits.pop(pid, None)
 
+    def death(self) -> str | None:
+        """How the server ended, if it died while the build still needed it."""
+        if self.stopping or not self.closed:
+            return None
+        code = self.process.poll()
+        if code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self.process.wait(timeout=2)
+        how = "stopped answering" if code is None else _how(code)
+        return f"the execution fork server {how}"
+
+    def error_tail(self) -> str:
+        """The last lines the server (or the sandbox's launcher) wrote on stderr."""
+        return "\n".join(self.errors)
+
     def close(self) -> None:
-        """Stop the server: it SIGKILLs the process groups of its remaining children. A
-        client that :meth:`connect`-ed only goes away (the server kills its sessions)."""
-        if self.process is None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-            self.thread.join(timeout=5)
-            self.sock.close()
-            return
+        """Stop the server: it SIGKILLs the process groups of its remaining children."""
+        self.stopping = True
         if self.process.returncode is not None:
             return
         with contextlib.suppress(OSError):
@@ -197,22 +229,35 @@ class ForkServerClient:
         while True:
             frames = reader.frames()
             if frames:
-                ready = pickle.loads(frames[0])
+                try:
+                    ready = decode_reply(frames[0])
+                except ValueError:
+                    ready = None
+                if not isinstance(ready, Ready):
+                    self.process.kill()
+                    raise ForkServerError("the fork server sent a malformed first message")
                 self._pending = frames[1:]
                 return ready
             reader.fill()
             if reader.closed:
-                if self.process is None:
-                    raise ForkServerError("the fork server refused the connection")
                 code = self.process.wait()
-                raise ForkServerError(f"the fork server failed to start (exit status {code})")
+                time.sleep(0.05)  # let the stderr reader catch the last line
+                tail = "; ".join(line for line in self.errors if line.strip())
+                raise ForkServerError(
+                    f"the fork server failed to start ({_how(code)})"
+                    + (f": {tail}" if tail else "")
+                )
 
     def _read_loop(self) -> None:
         reader = self._reader
         frames = self._pending
         while True:
-            for frame in frames:
-                self._dispatch(pickle.loads(frame))
+            try:
+                for frame in frames:
+                    self._dispatch(decode_reply(frame))
+            except ValueError:  # a malformed reply: the server is not to be trusted any more
+                self.process.kill()
+                break
             if reader.closed:
                 break
             reader.fill()
@@ -223,6 +268,13 @@ class ForkServerClient:
                 future.set_exception(ForkServerError("the fork server has stopped"))
             self.replies.clear()
             self.state.notify_all()
+
+    def _read_errors(self) -> None:
+        stream = self.process.stderr
+        assert stream is not None
+        with contextlib.suppress(OSError, ValueError):
+            for raw in stream:
+                self.errors.append(printable(raw.decode("utf-8", "replace").rstrip("\n")))
 
     def _dispatch(self, message: object) -> None:
         callback = None

@@ -1,11 +1,15 @@
 """The fork server: a pre-warmed, single-threaded process that forks one session per post.
 
 Started once per build by the build process (``python -m raypress.execution.forkserver
-FD``), optionally inside a loopback-only network namespace, it imports the heavy
-modules once (NumPy at start, Ray and others on request) so sessions start in
-milliseconds with them loaded. It also launches the Ray head (so the head shares its
-namespace), reaps its children, SIGKILLs each child's whole process group when asked or
-when the child ends (so nothing a post started outlives it) and reports exits.
+FD NETWORK``): inside the build's bubblewrap sandbox (NETWORK ``sandbox``; see
+``sandbox_launch``), else optionally in a loopback-only network namespace of its own. It
+imports the heavy modules once (NumPy at start, Ray and others on request) so sessions
+start in milliseconds with them loaded; in the sandbox each session then makes its own
+namespaces (``session_ns``). It also launches the Ray head (so the head shares its
+sandbox), reaps its children, SIGKILLs each child's whole process group when asked or
+when the child ends (so nothing a post started outlives it) and reports exits. It is not
+dumpable: the posts' Ray workers, which run beside it in the sandbox under the same
+user, can neither trace it nor read its memory. What it sends back is JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import hmac
 import importlib
 import os
 import pickle
@@ -26,25 +29,26 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from raypress.execution import netns, sandbox, session
+from raypress.execution import netns, sandbox, session, session_ns
 from raypress.execution.protocol import (
+    SERVER_CGROUP,
     Exited,
     FrameReader,
     Kill,
     Launch,
-    Listen,
     Ready,
     SessionPlan,
     Spawn,
     Started,
     Warm,
-    send_pickle,
+    send_reply,
 )
 
 if TYPE_CHECKING:
     import subprocess
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_DUMPABLE = 4
 
 # Modules a session may find already imported (with the submodules most posts touch);
 # others are imported by the sessions themselves. All are fork-safe: no threads at import.
@@ -57,27 +61,13 @@ WARMABLE: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Client:
-    """A connection that sends requests: the control channel, or one accepted on the
-    listening socket (it must send the secret as its first frame before anything else)."""
-
-    def __init__(self, sock: socket.socket, authenticated: bool) -> None:
-        self.sock = sock
-        self.reader = FrameReader(sock)
-        self.authenticated = authenticated
-
-
 class ForkServer:
-    """The server's loop over its control socket, its clients and SIGCHLD."""
+    """The server's loop over its control socket and SIGCHLD."""
 
-    def __init__(self, control: socket.socket, isolated_network: bool = False) -> None:
-        self.isolated_network = isolated_network
-        self.control = _Client(control, authenticated=True)
-        self.clients: dict[int, _Client] = {control.fileno(): self.control}
-        self.listener: socket.socket | None = None
-        self.secret = b""
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.reader = FrameReader(control)
         self.children: dict[int, subprocess.Popen[bytes] | None] = {}  # None: a session
-        self.owners: dict[int, _Client] = {}  # child pid -> the client that asked for it
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -87,21 +77,16 @@ class ForkServer:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         try:
-            while not self.control.reader.closed:
-                waiting: list[int] = [self.wake_r, *self.clients]
-                if self.listener is not None:
-                    waiting.append(self.listener.fileno())
-                readable, _, _ = select.select(waiting, [], [])
+            while not self.reader.closed:
+                readable, _, _ = select.select([self.control, self.wake_r], [], [])
                 if self.wake_r in readable:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self.wake_r, 4096)
                     self.reap()
-                if self.listener is not None and self.listener.fileno() in readable:
-                    self.accept()
-                for fd in readable:
-                    client = self.clients.get(fd)
-                    if client is not None:
-                        self.read(client)
+                if self.control in readable:
+                    self.reader.fill()
+                    for frame in self.reader.frames():
+                        self.handle(pickle.loads(frame))
         finally:
             for pid in list(self.children):
                 with contextlib.suppress(OSError):
@@ -109,64 +94,28 @@ class ForkServer:
             self.reap(block=True)
             _kill_and_reap_the_rest()
 
-    def accept(self) -> None:
-        """A new client on the listening socket (a session driver on this node)."""
-        assert self.listener is not None
-        try:
-            sock, _ = self.listener.accept()
-        except OSError:
-            return
-        self.clients[sock.fileno()] = _Client(sock, authenticated=False)
-
-    def read(self, client: _Client) -> None:
-        """Handle what ``client`` sent; forget it (and kill its sessions) once it is gone."""
-        client.reader.fill()
-        for frame in client.reader.frames():
-            if not client.authenticated:
-                if not hmac.compare_digest(frame, self.secret):
-                    client.reader.closed = True  # a stranger: never unpickle its frames
-                    break
-                client.authenticated = True
-                send_pickle(client.sock, Ready(os.getpid(), self.isolated_network, None))
-                continue
-            self.handle(client, pickle.loads(frame))
-        if client.reader.closed and client is not self.control:
-            self.drop(client)
-
-    def drop(self, client: _Client) -> None:
-        """A client went away: its sessions end with it."""
-        del self.clients[client.sock.fileno()]
-        for pid, owner in list(self.owners.items()):
-            if owner is client:
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
-        client.sock.close()
-
-    def handle(self, client: _Client, request: object) -> None:
-        """Carry out one request of ``client``."""
+    def handle(self, request: object) -> None:
+        """Carry out one request."""
         if isinstance(request, Spawn):
-            self.spawn(client, request.token, request.plan, client.reader.take_fds(3))
+            self.spawn(request.token, request.plan, self.reader.take_fds(3))
         elif isinstance(request, Launch):
-            self.launch(client, request, client.reader.take_fds(1)[0])
+            self.launch(request, self.reader.take_fds(1)[0])
         elif isinstance(request, Kill):
-            if request.pid in self.children and self.owners.get(request.pid) is client:
+            if request.pid in self.children:
                 with contextlib.suppress(OSError):
                     os.killpg(request.pid, signal.SIGKILL)
         elif isinstance(request, Warm):
             error = warm(request.modules)
-            send_pickle(client.sock, Started(request.token, os.getpid(), error))
-        elif isinstance(request, Listen) and client is self.control:
-            listener = socket.socket(fileno=client.reader.take_fds(1)[0])
-            listener.setblocking(False)
-            self.listener, self.secret = listener, request.secret
-            send_pickle(client.sock, Started(request.token, os.getpid()))
+            send_reply(self.control, Started(request.token, os.getpid(), error))
 
-    def spawn(self, client: _Client, token: int, plan: SessionPlan, fds: list[int]) -> None:
+    def spawn(self, token: int, plan: SessionPlan, fds: list[int]) -> None:
         """Fork a session; in the child, never return to this loop."""
         pid = os.fork()
         if pid == 0:
             status = 70
             try:
+                if plan.sandbox is not None:
+                    session_ns.enter(plan.sandbox)
                 channel_fd = sandbox.enter(plan, *fds)
                 channel = socket.socket(fileno=channel_fd)
                 if plan.janitor_jobs:
@@ -183,12 +132,17 @@ class ForkServer:
         for fd in fds:
             os.close(fd)
         self.children[pid] = None
-        self.owners[pid] = client
-        _send(client, Started(token, pid))
+        send_reply(self.control, Started(token, pid))
 
-    def launch(self, client: _Client, request: Launch, output_fd: int) -> None:
+    def launch(self, request: Launch, output_fd: int) -> None:
         """Start a command in its own session and process group, output to ``output_fd``."""
         import subprocess  # only the Ray head is launched
+
+        cgroup = request.cgroup_procs
+
+        def join_cgroup() -> None:  # this server is single-threaded: safe before exec
+            if cgroup:
+                Path(cgroup).write_text(str(os.getpid()))
 
         try:
             process = subprocess.Popen(
@@ -199,15 +153,15 @@ class ForkServer:
                 stdout=output_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=join_cgroup if cgroup else None,
             )
-        except OSError as exc:
-            _send(client, Started(request.token, 0, str(exc)))
+        except (OSError, subprocess.SubprocessError) as exc:
+            send_reply(self.control, Started(request.token, 0, str(exc)))
             return
         finally:
             os.close(output_fd)
         self.children[process.pid] = process
-        self.owners[process.pid] = client
-        _send(client, Started(request.token, process.pid))
+        send_reply(self.control, Started(request.token, process.pid))
 
     def reap(self, block: bool = False) -> None:
         """Report ended children, after SIGKILLing what is left of their process groups.
@@ -242,17 +196,10 @@ class ForkServer:
 
     def _report(self, pid: int, status: int) -> None:
         process = self.children.pop(pid)
-        owner = self.owners.pop(pid, self.control)
         if process is not None:
             process.returncode = os.waitstatus_to_exitcode(status)
-        if owner.sock.fileno() in self.clients:
-            _send(owner, Exited(pid, status))
-
-
-def _send(client: _Client, message: object) -> None:
-    """A reply to ``client``; one that went away meanwhile gets nothing."""
-    with contextlib.suppress(OSError):
-        send_pickle(client.sock, message)
+        with contextlib.suppress(OSError):
+            send_reply(self.control, Exited(pid, status))
 
 
 def warm(modules: tuple[str, ...]) -> str | None:
@@ -296,26 +243,50 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def nested_namespaces_problem() -> str | None:
+    """Why a session could not make its own namespaces here (None: it can); tried in a
+    short-lived child before the heavy imports, when forking is cheapest."""
+    pid = os.fork()
+    if pid == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        flags = 0x10000000 | 0x00020000 | 0x20000000 | 0x08000000  # user, mount, PID, IPC
+        os._exit(0 if libc.unshare(flags) == 0 else min(ctypes.get_errno(), 255) or 1)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return None
+    return f"sessions cannot make namespaces of their own (unshare: {os.strerror(code)})"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m raypress.execution.forkserver CONTROL_FD NETWORK [MODULE ...]``."""
+    """``python -m raypress.execution.forkserver CONTROL_FD NETWORK [MODULE ...]``.
+
+    NETWORK: ``sandbox`` (already in the build's sandbox), ``auto``, ``isolated`` (a
+    loopback-only network namespace, where possible or required) or ``host``.
+    """
     args = sys.argv[1:] if argv is None else argv
     control = socket.socket(fileno=int(args[0]))
     network, modules = args[1], tuple(args[2:])
-    isolated, problem = False, None
-    if network in ("auto", "isolated"):
+    isolated, problem, nested = False, None, None
+    if network == "sandbox":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        isolated = True
+        cgroup = Path(SERVER_CGROUP)
+        if cgroup.exists():  # the build's memory cgroup is mounted in the sandbox
+            cgroup.write_text(str(os.getpid()))
+        nested = nested_namespaces_problem()
+    elif network in ("auto", "isolated"):
         try:
             netns.enter_loopback_namespace()
             isolated = True
-            os.environ["RAY_AUTH_MODE"] = "disabled"  # before any import of ray
-            os.environ.pop("RAY_AUTH_TOKEN", None)
         except OSError as exc:
             problem = f"no loopback-only network namespace: {exc}"
     _become_subreaper()
     warm(modules)
-    send_pickle(control, Ready(os.getpid(), isolated, problem))
+    send_reply(control, Ready(os.getpid(), isolated, problem, nested))
     if network == "isolated" and not isolated:
         return 1
-    ForkServer(control, isolated).serve()
+    ForkServer(control).serve()
     return 0
 
 

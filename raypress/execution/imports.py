@@ -37,3 +37,16 @@ def names_in_tree(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
     return names
+
+
+@functools.lru_cache(maxsize=4096)
+def needs_ray(source: str) -> bool:
+    """True when ``source`` imports ``ray`` or uses a name ``ray`` (a later snippet of a
+    post that imported it); False for code that does not even parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return "ray" in names_in_tree(tree) or any(
+        isinstance(node, ast.Name) and node.id == "ray" for node in ast.walk(tree)
+    )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from raypress.errors import Problem
 from raypress.execution.durations import format_duration
@@ -29,6 +30,7 @@ FAILED: frozenset[str] = frozenset({"error", "missing-expected-error", "timed-ou
 PostStatus = Literal["ok", "failed", "died", "timed-out", "infrastructure"]
 RayMode = Literal["shared", "isolated"]
 NetworkMode = Literal["auto", "isolated", "host"]
+SandboxMode = Literal["auto", "required", "off"]
 
 GIB = 1 << 30
 COMPARE_MODES = ("strict", "loose", "none")
@@ -37,10 +39,15 @@ IMAGE_EXTENSIONS = {  # an image's file extension from its type (records, figure
     "image/svg+xml": "svg",
     "image/jpeg": "jpg",
     "image/gif": "gif",
+    "image/webp": "webp",
 }
+BINARY_MIMES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})  # base64 in JSON
+FIGURE_FORMATS = ("png", "svg", "webp")  # what matplotlib figures are saved as (fig-format)
 
 __all__ = [  # format_duration is re-exported for the other stages
     "GIB",
+    "ClusterUnavailable",
+    "DisplayOutput",
     "Environment",
     "ErrorInfo",
     "ExecutionSettings",
@@ -55,7 +62,9 @@ __all__ = [  # format_duration is re-exported for the other stages
     "Snippet",
     "SnippetOptions",
     "SnippetResult",
+    "StreamOutput",
     "format_duration",
+    "stream_outputs",
 ]
 
 
@@ -72,6 +81,15 @@ class SnippetOptions:
     repeat: int = 1  # time the snippet this many times (median and spread)
     deps: tuple[str, ...] = ()  # files the snippet reads, relative to the post
     compare: str = "strict"  # how `check` compares its output: strict, loose or none
+    # Figures (Quarto's names: fig-cap, fig-alt, fig-format, fig-dpi)
+    fig_cap: str | tuple[str, ...] | None = None  # caption(s): <figure> with <figcaption>
+    fig_alt: str | tuple[str, ...] | None = None  # alt text of the figures (else their titles)
+    fig_format: str | None = None  # png, svg or webp; None: the site's figure_format
+    fig_dpi: int | None = None  # matplotlib dots per inch of the 1x image; None: the figure's
+    # how the page shows it (publishing only; never part of a record's inputs)
+    code_fold: bool | str | None = None  # True: folded away, "show": folded but open; None: post's
+    code_summary: str | None = None  # the folded code's summary text ("Code")
+    output_lines: int | None = None  # fold outputs longer than this; 0: never; None: site's
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +122,14 @@ class InlineExpression:
 
 
 class ExecutionUnavailable(RuntimeError):
-    """The execution engine cannot start for a reason outside the posts (the cluster at
-    the given address is unreachable, Ray Client is missing): nothing runs, no record is
-    touched, and the build or check exits 2 (worth retrying)."""
+    """The execution engine cannot start (or not with the isolation required): nothing
+    runs and no record is touched."""
+
+
+class ClusterUnavailable(ExecutionUnavailable):
+    """The Ray cluster the sessions were to run on cannot be used (the address is
+    unreachable or not a Ray cluster, Ray Client is missing): a failure outside the
+    posts, so the build or check exits 2 (worth running again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +147,7 @@ class PostRun:
     # (name, amount): num_cpus, num_gpus, memory (bytes) or a custom resource
     resources: tuple[tuple[str, float], ...] = ()
     resources_line: int | None = None  # its front-matter line, for problems
+    figure_format: str = "png"  # matplotlib figures unless a snippet says (fig-format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,16 +157,20 @@ class ExecutionSettings:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     snippet_timeout: float = 300.0  # seconds per snippet unless the snippet or post says
     post_timeout: float | None = None  # seconds for a whole post
-    memory_limit_bytes: int | None = 4 * GIB  # RLIMIT_DATA of each session (None: none)
+    memory_limit_bytes: int | None = 4 * GIB  # each session's ceiling (None: none)
     output_cap_bytes: int = 100_000  # per stream and snippet
+    post_output_cap_bytes: int = 5_000_000  # everything a post shows: outputs, values, images
     ray_address: str | None = None  # an existing cluster: sessions run on its nodes
     executor: str = "local"  # "ray": sessions run on a cluster even without ray_address
     ship_raypress: bool = True  # send raypress to the cluster's nodes with the job
-    ray_num_cpus: int | None = None  # logical CPUs of the build's cluster (None: max(8, cores))
-    ray_object_store_bytes: int | None = None  # None: min(2 GiB, a tenth of the memory)
+    ray_num_cpus: int | None = None  # CPUs for a ray.init() that names none (None: Ray's)
+    ray_start_timeout: float = 120.0  # seconds a cluster start may take, retries included
+    ray_keep_warm: bool = False  # keep a fresh cluster started for the next post (serve)
     network: NetworkMode = "auto"  # "auto": a loopback-only namespace where available
     prewarm: tuple[str, ...] = ()  # imported by the fork server besides what posts import
     temp_root: Path | None = None  # where session folders go (None: the system's)
+    sandbox: SandboxMode = "auto"  # "required": fail unless isolation is full
+    project_root: Path | None = None  # the folder sessions may read (besides the posts')
     log: Callable[[str], None] | None = field(default=None, compare=False)
     # what runs now, for a live status (called from the engine's threads; must be quick)
     progress: Callable[[ProgressEvent], None] | None = field(default=None, compare=False)
@@ -204,22 +232,136 @@ class RepeatStats:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamOutput:
+    """Text a snippet printed on stdout or stderr (Jupyter's ``stream`` output)."""
+
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayOutput:
+    """A rich output: one object as a MIME bundle, as Jupyter's ``display_data`` (or, with
+    ``result``, the ``execute_result`` of the snippet's final expression).
+
+    ``data`` holds (MIME type, value) pairs: bytes for binary images (``BINARY_MIMES``),
+    JSON text for ``application/json`` and ``*+json`` types, text for the rest. Nothing in
+    it is sanitised: what is safe to put on a page is decided when it is embedded.
+    ``metadata`` is Jupyter's metadata object as JSON text (e.g. an image's CSS
+    ``width``/``height``, ``alt``), "" for none.
+    """
+
+    data: tuple[tuple[str, str | bytes], ...]
+    metadata: str = ""
+    result: bool = False
+
+    def get(self, mime: str) -> str | bytes | None:
+        """The value for ``mime``, None when the bundle lacks it."""
+        for key, value in self.data:
+            if key == mime:
+                return value
+        return None
+
+    @property
+    def mimes(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.data)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """``metadata`` decoded (an empty dict when there is none or it is not an object)."""
+        if not self.metadata:
+            return {}
+        try:
+            value = json.loads(self.metadata)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def image(self) -> Image | None:
+        """The bundle's image (the first of PNG, WebP, JPEG, GIF, SVG), None without one."""
+        meta = self.meta
+        for mime in ("image/png", "image/webp", "image/jpeg", "image/gif", "image/svg+xml"):
+            value = self.get(mime)
+            if value is not None:
+                data = value if isinstance(value, bytes) else value.encode()
+                alt = meta.get("alt") if isinstance(meta.get("alt"), str) else ""
+                return Image(mime=mime, data=data, alt=alt)
+        return None
+
+
+Output = StreamOutput | DisplayOutput
+
+
+@dataclass(frozen=True, slots=True)
 class SnippetResult:
-    """What one snippet did."""
+    """What one snippet did.
+
+    ``outputs`` is what it showed, in order, as a notebook shows a cell's outputs: text
+    printed on stdout and stderr between rich outputs (``display()`` calls, figures, the
+    final expression's value). ``stdout``, ``value``, ``images``... are views of it.
+    """
 
     index: int
     status: SnippetStatus
-    stdout: str = ""
-    stderr: str = ""
-    value: str | None = None  # repr of a final bare expression
-    value_html: str | None = None  # its sanitised _repr_html_
-    images: tuple[Image, ...] = ()
+    outputs: tuple[Output, ...] = ()
     error: ErrorInfo | None = None
     wall_s: float = 0.0  # the median when repeated
     cpu_s: float = 0.0  # the session's CPU time, children included
     repeat: RepeatStats | None = None
     truncated: bool = False
     notes: tuple[str, ...] = ()  # shown with the output, e.g. "timed out after 5 s"
+
+    @property
+    def stdout(self) -> str:
+        """Everything printed on stdout."""
+        return "".join(
+            o.text for o in self.outputs if isinstance(o, StreamOutput) and o.name == "stdout"
+        )
+
+    @property
+    def stderr(self) -> str:
+        """Everything printed on stderr."""
+        return "".join(
+            o.text for o in self.outputs if isinstance(o, StreamOutput) and o.name == "stderr"
+        )
+
+    @property
+    def displays(self) -> tuple[DisplayOutput, ...]:
+        """The rich outputs, in order (the final expression's value included)."""
+        return tuple(o for o in self.outputs if isinstance(o, DisplayOutput))
+
+    @property
+    def value(self) -> str | None:
+        """The text repr of a final bare expression (None: there was none)."""
+        for output in self.displays:
+            if output.result:
+                text = output.get("text/plain")
+                return text if isinstance(text, str) else ""
+        return None
+
+    @property
+    def value_html(self) -> str | None:
+        """The final expression's ``_repr_html_``, raw (None: it has none)."""
+        for output in self.displays:
+            if output.result:
+                html = output.get("text/html")
+                return html if isinstance(html, str) else None
+        return None
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """The images among the rich outputs (figures), in order."""
+        found = (output.image() for output in self.displays)
+        return tuple(image for image in found if image is not None)
+
+
+def stream_outputs(stdout: str, stderr: str) -> tuple[StreamOutput, ...]:
+    """The outputs of a snippet that printed only ``stdout`` then ``stderr``."""
+    return tuple(
+        StreamOutput(name, text)  # type: ignore[arg-type]
+        for name, text in (("stdout", stdout), ("stderr", stderr))
+        if text
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +385,9 @@ class Environment:
     ray_version: str | None = None
     ray_cluster_cpus: float | None = None
     node: str | None = None  # the cluster node the session ran on (sessions as cluster work)
+    isolation: str = ""  # "" when full; else "reduced — what the machine could not give"
+    ray_requested: str | None = None  # ray.init's resource arguments: "num_cpus=4"
+    ray_given: str | None = None  # what the post ran on: "a fresh cluster of 4 CPUs, 0 GPUs"
 
 
 @dataclass(frozen=True, slots=True)

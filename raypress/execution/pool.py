@@ -1,8 +1,8 @@
-"""Runs posts in parallel sessions: the fork server, the lazy Ray cluster, the threads."""
+"""Runs posts in parallel sessions: the fork server, the posts' Ray clusters, the threads."""
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
 import re
 import secrets
@@ -18,14 +18,25 @@ from typing import Any
 
 from raypress.errors import Problem
 from raypress.execution import ray_cluster, resources
+from raypress.execution.build_sandbox import (
+    RAY_DIR,
+    SANDBOX_ENV,
+    TMP,
+    Launcher,
+    Layout,
+)
 from raypress.execution.capture import new_marker_prefix
+from raypress.execution.cgroups import BuildCgroup
 from raypress.execution.driver import Limits, Outcome, drive
 from raypress.execution.environment import MachineInfo, environment, machine_info
 from raypress.execution.forkclient import ForkServerClient, ForkServerError
 from raypress.execution.forkserver import WARMABLE
-from raypress.execution.imports import top_level_imports
+from raypress.execution.imports import needs_ray, top_level_imports
+from raypress.execution.isolation import Isolation, probe
 from raypress.execution.model import (
+    GIB,
     ExecutionSettings,
+    ExecutionUnavailable,
     InlineResult,
     PostExecution,
     PostRun,
@@ -36,6 +47,7 @@ from raypress.execution.model import (
     SnippetResult,
 )
 from raypress.execution.protocol import (
+    CGROUP_DIR,
     InlineCode,
     RayPlan,
     SessionEvent,
@@ -43,6 +55,8 @@ from raypress.execution.protocol import (
     SnippetCode,
     SnippetDone,
 )
+from raypress.execution.ray_pool import ClusterPool, PoolSettings, PostClusters, machine_memory
+from raypress.execution.ray_shape import predict_shape
 from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -63,8 +77,8 @@ def snippet_timeout(run: PostRun, index: int, settings: ExecutionSettings) -> fl
     return float(timeout) * max(1, snippet.options.repeat)
 
 
-def snippet_code(snippet: Snippet) -> SnippetCode:
-    """What the session needs of a snippet."""
+def snippet_code(snippet: Snippet, figure_format: str = "png") -> SnippetCode:
+    """What the session needs of a snippet (``figure_format``: the post's default)."""
     options = snippet.options
     return SnippetCode(
         index=snippet.index,
@@ -74,7 +88,21 @@ def snippet_code(snippet: Snippet) -> SnippetCode:
         expect_error=options.error,
         repeat=options.repeat,
         label=options.label,
+        fig_format=options.fig_format or figure_format,
+        fig_dpi=options.fig_dpi,
     )
+
+
+def check_visible(launcher: Launcher, folder: Path) -> None:
+    """Raise OSError (with what to do) when the sandbox cannot read a post's folder."""
+    if not launcher.layout.shows(folder):
+        raise OSError(f"{folder} is outside the folders the sandbox shows (project_root)")
+    mode = folder.stat().st_mode
+    if launcher.isolation.uid != os.geteuid() and mode & 0o005 != 0o005:
+        raise OSError(
+            f"the sandbox's user cannot read {folder} (mode {mode & 0o777:o}): "
+            "make it readable by others (chmod o+rx), as a git checkout normally is"
+        )
 
 
 def report_progress(
@@ -86,13 +114,14 @@ def report_progress(
 
 
 def post_limits(run: PostRun, settings: ExecutionSettings) -> Limits:
-    """The deadlines and output cap of ``run``'s session."""
+    """The deadlines and output caps of ``run``'s session."""
     return Limits(
         snippet_timeouts={
             s.index: snippet_timeout(run, i, settings) for i, s in enumerate(run.snippets)
         },
         post_timeout=settings.post_timeout,
         output_cap=settings.output_cap_bytes,
+        post_output_cap=settings.post_output_cap_bytes,
     )
 
 
@@ -108,7 +137,8 @@ def session_plan(
     ray: RayPlan | None,
     memory_limit_bytes: int | None,
 ) -> SessionPlan:
-    """The plan of ``run``'s session, its working and temporary folders made in ``folder``."""
+    """The plan of ``run``'s session outside the build's sandbox (reduced isolation, or a
+    cluster node), its working and temporary folders made in ``folder``."""
     cwd, tmp = folder / "work", folder / "tmp"
     cwd.mkdir(parents=True)
     tmp.mkdir()
@@ -116,7 +146,7 @@ def session_plan(
         post=run.post,
         post_dir=str(run.post_dir),
         cwd=str(cwd),
-        snippets=tuple(snippet_code(s) for s in run.snippets),
+        snippets=tuple(snippet_code(s, run.figure_format) for s in run.snippets),
         inline=tuple(InlineCode(i.index, i.line, i.source, i.after_snippet) for i in run.inline),
         env=(*env.items(), ("TMPDIR", str(tmp))),
         marker=new_marker_prefix(),
@@ -130,72 +160,192 @@ def clean_up_jobs(
     run: PostRun,
     plan: SessionPlan,
     jobs: tuple[str, ...],
-    root: Path,
-    output_cap: int,
+    scratch: Path | None,
     machine: MachineInfo,
+    output_cap: int,
 ) -> None:
-    """After a killed session: a janitor session kills the detached actors its jobs left."""
-    if not jobs or plan.ray is None or plan.ray.mode != "shared":
-        return
-    folder = root / f"janitor-{secrets.token_hex(4)}"
-    (folder / "work").mkdir(parents=True)
-    janitor = SessionPlan(
-        post=run.post,
-        post_dir=plan.post_dir,
-        cwd=str(folder / "work"),
+    """After a killed session: a janitor session removes what its jobs left on an
+    external cluster (detached actors, placement groups). ``scratch``: where to make the
+    janitor's working folder (None: the session's own, in the build's sandbox)."""
+    if not jobs or plan.ray is None or plan.ray.mode != "external":
+        return  # the build's own clusters are stopped with everything on them
+    folder = None
+    cwd = plan.cwd
+    if scratch is not None:
+        folder = scratch / f"janitor-{secrets.token_hex(4)}"
+        (folder / "work").mkdir(parents=True)
+        cwd = str(folder / "work")
+    janitor = dataclasses.replace(
+        plan,
+        cwd=cwd,
         snippets=(),
         inline=(),
-        env=plan.env,
         marker=new_marker_prefix(),
-        memory_limit_bytes=None,
-        ray=plan.ray,
         janitor_jobs=jobs,
+        sandbox=plan.sandbox and dataclasses.replace(plan.sandbox, cgroup_procs=None),
     )
     empty = PostRun(run.post, run.post_dir, ())
-    limits = Limits({}, _JANITOR_TIMEOUT_S, output_cap)
+    limits = Limits({}, _JANITOR_TIMEOUT_S, output_cap, output_cap)
     try:
         drive(server, empty, janitor, limits, machine)
     except ForkServerError:
         pass
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def unrun_execution(
+    run: PostRun,
+    status: PostStatus,
+    problem: Problem,
+    started: float,
+    machine: MachineInfo | None = None,
+) -> PostExecution:
+    """The result of a post whose session never ran: ``problem`` says why."""
+    message = problem.message
+    return PostExecution(
+        post=run.post,
+        status=status,
+        snippets=tuple(
+            SnippetResult(s.index, "skipped" if not s.options.eval else "not-run")
+            for s in run.snippets
+        ),
+        inline=tuple(InlineResult(i.index, None, "not evaluated: " + message) for i in run.inline),
+        environment=environment(machine or machine_info(), (), None, None),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        wall_s=time.perf_counter() - started,
+        messages=(message,),
+        problems=(problem,),
+    )
+
+
+def unmet_resources(run: PostRun, nodes: Sequence[dict[str, float]], where: str) -> Problem | None:
+    """A problem on the post's ``resources`` line when no node of ``nodes`` can hold them."""
+    message = resources.unmet(run.resources, nodes, where)
+    if message is None:
+        return None
+    hint = "run it on a Ray cluster that has them (--ray-address), or change `resources`"
+    return Problem(run.post, run.resources_line, message, hint)
 
 
 class Executor:
-    """One build's execution machinery; use as a context manager around :meth:`run`."""
+    """One build's execution machinery; use as a context manager around :meth:`run`.
+
+    It probes the machine's isolation (``isolation``), creates the build's memory cgroup
+    (``cgroups``) and starts the fork server in the build's sandbox (``build_sandbox``),
+    falling back to reduced isolation, said once in the log, where the machine cannot
+    give it (unless ``settings.sandbox`` is "required"). :attr:`failure` says, in one
+    line, if the fork server died while the build needed it.
+    """
 
     def __init__(self, settings: ExecutionSettings, runs: Sequence[PostRun] = ()) -> None:
         self.settings = settings
         self.log = settings.log or (lambda _message: None)
-        self.machine: MachineInfo = machine_info()
+        self.failure: str | None = None
         self.root = Path(tempfile.mkdtemp(prefix="raypress-", dir=settings.temp_root))
-        self.short_root = ray_cluster.short_temp_dir()  # Ray's socket paths must stay short
+        self.short_root: str | None = None  # reduced isolation: Ray folders on this machine
+        self.stage: Path | None = None  # empty folders staged sources are bound on
+        self.cgroup: BuildCgroup | None = None
         self.base_env = base_env(os.environ, _PACKAGE_ROOT)
-        self.cluster: ray_cluster.BuildCluster | None = None
-        self.cluster_future: Future[ray_cluster.BuildCluster] | None = None
+        self.clusters: ClusterPool | None = None  # created when a post first asks for one
         # Ray reads its authentication settings once per process, so the fork server needs
-        # them before it imports ray: a fresh token, dropped if the namespace works out.
+        # them before it imports ray: always a fresh token for the build's own clusters.
         if settings.ray_address:
             self.ray_auth = ray_cluster.external_auth_env(os.environ)
         else:
-            self.ray_auth = ray_cluster.auth_env(False, secrets.token_hex(32))
-        self.server = ForkServerClient(
-            {**self.base_env, **ray_cluster.SESSION_RAY_ENV, **self.ray_auth},
-            "host" if settings.ray_address else settings.network,
-            self._warm_modules(runs),
-        )
-        self.isolated_network = self.server.ready.isolated_network
-        if settings.network == "isolated" and not self.isolated_network:
-            self.server.close()
-            raise RuntimeError(f"network isolation was required: {self.server.ready.problem}")
-        if self.isolated_network:
-            self.ray_auth = ray_cluster.auth_env(True, None)
-        if self.server.ready.problem:
-            self.log(f"execution: {self.server.ready.problem}; Ray uses token authentication")
+            self.ray_auth = ray_cluster.auth_env(secrets.token_hex(32))
         self.counter = 0
         self.lock = threading.Lock()
         self.ray_warm: Future[object] | None = None
+        try:
+            self.isolation = self._start_server(runs)
+        except BaseException:
+            self._remove_folders()
+            raise
+        self.sandboxed = self.launcher is not None
+        self.nested = self.sandboxed and not self.server.ready.nested
+        self.isolated_network = self.server.ready.isolated_network
+        self.machine: MachineInfo = dataclasses.replace(
+            machine_info(),
+            isolation=""
+            if self.isolation.full
+            else self.isolation.describe()[len("isolation: ") :],
+        )
+        if not self.isolation.full:
+            self.log(f"execution: {self.isolation.describe()}")
         self._prepare_ray(runs)
+
+    def _start_server(self, runs: Sequence[PostRun]) -> Isolation:
+        """Start the fork server with the best isolation the machine gives; returns it."""
+        settings = self.settings
+        isolation = probe(settings.sandbox)
+        if settings.ray_address and isolation.bwrap:
+            isolation = isolation.with_missing(
+                "snippets share the machine's network to reach the Ray cluster at ray_address",
+                keep_sandbox=False,
+            )
+        if isolation.cgroup is not None:
+            try:
+                self.cgroup = BuildCgroup(isolation.cgroup, isolation.uid, isolation.gid)
+            except OSError as exc:
+                isolation = dataclasses.replace(isolation, cgroup=None).with_missing(
+                    f"cannot create a memory cgroup ({exc.strerror or exc})"
+                )
+        warm = self._warm_modules(runs)
+        self.launcher: Launcher | None = None
+        if isolation.bwrap:
+            projects = [p for p in (settings.project_root,) if p is not None]
+            projects += sorted({run.post_dir for run in runs})
+            pythonpath = self.base_env.get("PYTHONPATH", "").split(":")
+            # the sandbox's user must pass through to staged sources: not below TMPDIR,
+            # which may be private
+            stage = Path(tempfile.mkdtemp(prefix="rps", dir="/tmp"))
+            stage.chmod(0o711)
+            self.stage = stage
+            self.launcher = Launcher(
+                isolation,
+                Layout.of(projects, pythonpath),
+                str(stage),
+                str(self.cgroup.path) if self.cgroup else None,
+            )
+            try:
+                self.server = ForkServerClient(
+                    self._env(sandboxed=True), "sandbox", warm, self.launcher
+                )
+            except ForkServerError as exc:
+                if settings.sandbox == "required":
+                    raise ExecutionUnavailable(f"the sandbox could not start: {exc}") from None
+                self.launcher = None
+                isolation = isolation.with_missing(
+                    f"bubblewrap could not start the sandbox ({exc})", keep_sandbox=False
+                )
+            else:
+                if self.server.ready.nested:
+                    isolation = isolation.with_missing(self.server.ready.nested)
+        if self.launcher is None:
+            self.short_root = ray_cluster.short_temp_dir()  # Ray's socket paths: short
+            network = "host" if settings.ray_address else settings.network
+            self.server = ForkServerClient(self._env(sandboxed=False), network, warm)
+            if self.server.ready.problem:
+                isolation = isolation.with_missing(self.server.ready.problem)
+            if settings.network == "isolated" and not self.server.ready.isolated_network:
+                self.server.close()
+                raise ExecutionUnavailable(
+                    f"network isolation was required: {self.server.ready.problem}"
+                )
+        if settings.sandbox == "required" and not isolation.full:
+            self.server.close()
+            raise ExecutionUnavailable(f"full isolation was required: {isolation.describe()}")
+        return isolation
+
+    def _env(self, sandboxed: bool) -> dict[str, str]:
+        """The environment of the fork server (and the sessions' base)."""
+        env = {**self.base_env, **ray_cluster.SESSION_RAY_ENV, **self.ray_auth}
+        if sandboxed:
+            env.update(SANDBOX_ENV)
+            env.pop("MPLCONFIGDIR", None)
+        return env
 
     def __enter__(self) -> Executor:
         return self
@@ -208,7 +358,11 @@ class Executor:
         runs: Sequence[PostRun],
         progress: Callable[[PostExecution], None] | None = None,
     ) -> list[PostExecution]:
-        """Execute the posts, at most ``jobs`` at once; results in the order of ``runs``."""
+        """Execute the posts, at most ``jobs`` at once; results in the order of ``runs``.
+
+        If the fork server dies, the posts that had not finished are marked so (status
+        "died", no problems of their own) and :attr:`failure` says what happened.
+        """
         self._prepare_ray(runs)
         results: list[PostExecution | None] = [None] * len(runs)
         order = sorted(range(len(runs)), key=lambda i: uses_ray(runs[i]))  # Ray posts last
@@ -224,6 +378,7 @@ class Executor:
                 pool.shutdown(wait=False, cancel_futures=True)
                 self.server.close()
                 raise
+        self.failure = self.failure or self.server.death()
         return [r for r in results if r is not None]
 
     def execute(self, run: PostRun) -> PostExecution:
@@ -257,15 +412,26 @@ class Executor:
 
     def _execute_outcome(self, run: PostRun) -> Outcome:
         started = time.perf_counter()
+        if self.server.death():
+            return Outcome(self._unfinished(run, None, started), ())
         unmet = unmet_resources(run, [resources.this_machine()], "this machine")
         if unmet is not None:
-            return Outcome(unrun_execution(run, "died", unmet, started), ())
+            return Outcome(unrun_execution(run, "died", unmet, started, self.machine), ())
         try:
-            plan = self._plan(run)
+            plan, cgroup, ray_folder = self._plan(run)
         except (ray_cluster.ClusterError, ForkServerError, OSError) as exc:
+            if self.server.death():
+                return Outcome(self._unfinished(run, None, started), ())
             return Outcome(self._failed(run, f"could not start the session: {exc}", started), ())
         limits = post_limits(run, self.settings)
-        cluster = self.cluster if plan.ray and plan.ray.mode == "shared" else None
+        broker = None
+        if plan.ray is not None and plan.ray.mode == "build":
+            broker = PostClusters(
+                self.ray_pool,
+                frozenset(s.index for s in run.snippets if s.options.eval and needs_ray(s.source)),
+                predict_shape(s.source for s in run.snippets if s.options.eval),
+                ray_folder,
+            )
         self._report("post-started", run.post, count=sum(s.options.eval for s in run.snippets))
         try:
             outcome = drive(
@@ -274,30 +440,58 @@ class Executor:
                 plan,
                 limits,
                 self.machine,
-                cluster.failure if cluster else lambda: None,
-                self._notifier(run),
+                notify=self._notifier(run),
+                explain_death=self._death_explainer(cgroup),
+                ray=broker,
             )
         except ForkServerError as exc:
+            if self.server.death():
+                return Outcome(self._unfinished(run, None, started), ())
             message = f"could not start the session: {exc}"
             return Outcome(self._failed(run, message, started), ())
         finally:
-            shutil.rmtree(Path(plan.cwd).parent, ignore_errors=True)
+            if broker is not None:
+                broker.close()
+            if plan.sandbox is None:
+                shutil.rmtree(Path(plan.cwd).parent, ignore_errors=True)
+        if self.server.death():
+            return Outcome(self._unfinished(run, outcome.execution, started), ())
+        if cgroup is not None and self.cgroup is not None:
+            self.cgroup.remove(cgroup)
         if outcome.execution.status in ("timed-out", "died"):
             self._clean_up_jobs(run, plan, outcome.ray_jobs)
         return outcome
 
     def close(self) -> None:
-        """Stop the cluster and the fork server, remove the temp folders."""
-        if self.cluster_future is not None:
-            with contextlib.suppress(Exception):
-                self.cluster_future.result()
+        """Stop the clusters and the fork server, remove the temp folders and cgroups."""
         try:
-            if self.cluster is not None:
-                self.cluster.stop()  # ForkServerError once a Ctrl-C closed the server
+            if self.clusters is not None:
+                self.clusters.close()
             self.server.close()
         finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+            self._remove_folders()
+
+    def _remove_folders(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self.stage is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
+        if self.short_root is not None:
             shutil.rmtree(self.short_root, ignore_errors=True)
+        if self.cgroup is not None:
+            self.cgroup.close()
+
+    def _death_explainer(self, cgroup: str | None) -> Callable[[int | None], str | None]:
+        """Why a session died, when its memory cgroup knows (the kernel's OOM kill)."""
+        build = self.cgroup
+        limit = self.settings.memory_limit_bytes
+
+        def explain(status: int | None) -> str | None:
+            if build is None or cgroup is None or not build.oom_killed(cgroup):
+                return None
+            ceiling = f" of {limit >> 20} MB (memory_limit_mb)" if limit else ""
+            return f"the session was killed: it went over its memory ceiling{ceiling}"
+
+        return explain
 
     def _warm_modules(self, runs: Sequence[PostRun]) -> tuple[str, ...]:
         """What the fork server imports at start: the warmable modules the posts import."""
@@ -311,119 +505,152 @@ class Executor:
         wanted.discard("ray")  # imported on request, once a post needs it
         return tuple(sorted(wanted))
 
-    def start_ray(self) -> ray_cluster.BuildCluster | None:
-        """Start the build's cluster now (tests, benchmarks); None with ``ray_address``."""
-        probe = PostRun("<ray>", Path(self.root), (), uses_ray=True)
-        self._prepare_ray([probe])
-        return self.cluster_future.result() if self.cluster_future else None
+    def ray_pool(self) -> ClusterPool:
+        """The build's Ray clusters (created on first use); ClusterError if the memory
+        cgroup they must run in cannot be made."""
+        with self.lock:
+            if self.clusters is None:
+                self.clusters = ClusterPool(
+                    self.server,
+                    self._env(self.sandboxed),
+                    PoolSettings(
+                        isolated_network=self.isolated_network,
+                        default_cpus=self.settings.ray_num_cpus,
+                        start_timeout=self.settings.ray_start_timeout,
+                        # a spare's folder would be read-only to the next post's session
+                        keep_warm=self.settings.ray_keep_warm and not self.nested,
+                        in_sandbox=self.sandboxed,
+                        cgroup_procs=self._ray_cgroup(),
+                    ),
+                    RAY_DIR if self.sandboxed else (self.short_root or RAY_DIR),
+                    self.log,
+                )
+            return self.clusters
+
+    def _ray_cgroup(self) -> str | None:
+        """The memory cgroup of the build's Ray clusters (in the sandbox): the sessions'
+        ceilings plus one default object store, at most 90% of the machine."""
+        if not self.sandboxed or self.cgroup is None:
+            return None
+        total = machine_memory() or 8 * GIB
+        limit = self.settings.memory_limit_bytes
+        ceiling = None
+        if limit:
+            ceiling = min(
+                total * 9 // 10, max(1, self.settings.jobs) * limit + total * 3 // 10 + GIB
+            )
+        try:
+            self.cgroup.child("ray", ceiling)
+        except OSError as exc:
+            raise ray_cluster.ClusterError(
+                f"cannot create the Ray clusters' cgroup: {exc}"
+            ) from None
+        return f"{CGROUP_DIR}/ray/cgroup.procs"
 
     def _prepare_ray(self, runs: Sequence[PostRun]) -> None:
-        """Warm ``import ray`` and start the cluster in the background, if a post needs it."""
-        ray_runs = [run for run in runs if uses_ray(run)]
-        if not ray_runs:
+        """Warm ``import ray`` in the fork server if a post needs it (no cluster yet: a
+        post's cluster starts when a snippet that needs Ray is about to run)."""
+        if not any(uses_ray(run) for run in runs):
             return
         with self.lock:
             if self.ray_warm is None:
                 self.ray_warm = self.server.warm(["ray"])
-            shared = any(run.ray_mode == "shared" for run in ray_runs)
-            if not shared or self.settings.ray_address or self.cluster_future is not None:
-                return
-            self.cluster_future = Future()
-        threading.Thread(target=self._start_cluster, name="ray-cluster", daemon=True).start()
 
-    def _start_cluster(self) -> None:
-        assert self.cluster_future is not None
-        options = ray_cluster.ClusterOptions(
-            num_cpus=self.settings.ray_num_cpus or ray_cluster.default_num_cpus(),
-            object_store_bytes=self.settings.ray_object_store_bytes
-            or ray_cluster.default_object_store_bytes(),
-            isolated_network=self.isolated_network,
-        )
-        self.log(f"execution: starting a Ray cluster ({options.num_cpus} logical CPUs)")
-        self._report("cluster-starting", count=options.num_cpus)
-        try:
-            cluster = ray_cluster.BuildCluster(
-                self.server, {**self.base_env, **self.ray_auth}, options, self.short_root
-            )
-        except BaseException as exc:
-            self._report("cluster-failed", status=str(exc))
-            self.cluster_future.set_exception(exc)
-            return
-        self._report("cluster-ready")
-        self.cluster = cluster
-        self.log(
-            f"execution: Ray cluster at {cluster.address}, started in {cluster.started_s:.1f} s"
-        )
-        self.cluster_future.set_result(cluster)
-
-    def _plan(self, run: PostRun) -> SessionPlan:
+    def _plan(self, run: PostRun) -> tuple[SessionPlan, str | None, str | None]:
+        """The session's plan, the name of the memory cgroup made for it, and the folder
+        of its own Ray clusters in the sandbox (if any)."""
         with self.lock:
             self.counter += 1
             number = self.counter
-        folder = self.root / f"{number:03d}-{post_slug(run.post)}"
-        env = {**self.base_env, **ray_cluster.SESSION_RAY_ENV, **self.ray_auth}
-        namespace = f"raypress-{post_slug(run.post)}-{secrets.token_hex(4)}"
-        ray = self._ray_plan(run, namespace, number, env)
-        return session_plan(run, folder, env, ray, self.settings.memory_limit_bytes)
+        if self.launcher is not None:
+            check_visible(self.launcher, run.post_dir)
+        slug = post_slug(run.post)
+        sandbox = None
+        cgroup = None
+        ray_folder = None
+        if self.launcher is not None:
+            env = self._env(sandboxed=True)
+            if self.cgroup is not None and self.settings.memory_limit_bytes:
+                cgroup = f"s{number}"
+                self.cgroup.child(cgroup, self.settings.memory_limit_bytes)
+            tmp_bytes = self.settings.memory_limit_bytes or GIB
+            if self.nested:  # the post's clusters go in a folder it may write
+                ray_folder = f"{RAY_DIR}/p{number}"
+                sandbox = self.launcher.session(cgroup, tmp_bytes, ray_folder)
+                cwd = sandbox.work
+            else:  # sessions share the build's sandbox: a folder of their own in its /tmp
+                cwd = f"{TMP}/s{number}/work"
+                env["TMPDIR"] = f"{TMP}/s{number}"
+            ray_temp = f"{TMP}/ray" if self.nested else f"{TMP}/s{number}/ray"
+        else:
+            folder = self.root / f"{number:03d}-{slug}"
+            env = self._env(sandboxed=False)
+            assert self.short_root is not None
+            ray_temp = str(Path(self.short_root) / f"i{number}")
+        namespace = f"raypress-{slug}-{secrets.token_hex(4)}"
+        ray = self._ray_plan(run, namespace, ray_temp, env)
+        if self.launcher is None:
+            plan = session_plan(run, folder, env, ray, self.settings.memory_limit_bytes)
+            return plan, cgroup, ray_folder
+        plan = SessionPlan(
+            post=run.post,
+            # the sandbox shows real paths only (symlinks above a folder are not in it)
+            post_dir=os.path.realpath(run.post_dir),
+            cwd=cwd,
+            snippets=tuple(snippet_code(s, run.figure_format) for s in run.snippets),
+            inline=tuple(
+                InlineCode(i.index, i.line, i.source, i.after_snippet) for i in run.inline
+            ),
+            env=tuple(env.items()),
+            marker=new_marker_prefix(),
+            memory_limit_bytes=self.settings.memory_limit_bytes,
+            ray=ray,
+            sandbox=sandbox,
+        )
+        return plan, cgroup, ray_folder
 
-    def _ray_plan(self, run: PostRun, namespace: str, number: int, env: dict[str, str]) -> RayPlan:
+    def _ray_plan(
+        self, run: PostRun, namespace: str, temp_dir: str, env: dict[str, str]
+    ) -> RayPlan:
         """How the session's ``ray.init`` behaves; updates ``env`` with Ray's settings."""
         node_ip = ray_cluster.LOOPBACK if self.isolated_network else None
-        if run.ray_mode == "shared" and uses_ray(run):
-            if self.settings.ray_address:
-                env["RAY_ADDRESS"] = self.settings.ray_address
-                address = self.settings.ray_address
-                # drivers of a cluster run on one of its nodes, whose worker logs are local;
-                # only Ray Client ("ray://") has none, and gets Ray's forwarded output
-                local_logs = not address.startswith("ray://")
-                return RayPlan("shared", address, namespace, None, None, local_logs)
-            assert self.cluster_future is not None
-            cluster = self.cluster_future.result()
-            if cluster.failure():
-                raise ray_cluster.ClusterError(cluster.failure())
-            env["RAY_ADDRESS"] = cluster.address
-            return RayPlan("shared", cluster.address, namespace, node_ip, None, True)
-        # isolated posts, and posts whose use of Ray was not detected: a private cluster
-        temp_dir = str(Path(self.short_root) / f"i{number}")
-        return RayPlan("isolated", None, namespace, node_ip, temp_dir, True)
+        if run.ray_mode == "isolated":  # the session's ray.init starts a private cluster
+            return RayPlan("isolated", None, namespace, node_ip, temp_dir, True)
+        if self.settings.ray_address:
+            env["RAY_ADDRESS"] = self.settings.ray_address
+            address = self.settings.ray_address
+            # drivers of a cluster run on one of its nodes, whose worker logs they read;
+            # only Ray Client ("ray://") has none, and gets Ray's forwarded output
+            local_logs = not address.startswith("ray://")
+            return RayPlan("external", address, namespace, None, None, local_logs)
+        # the default: ray.init asks the build for a fresh cluster of its own shape
+        return RayPlan("build", None, namespace, node_ip, None, True)
 
     def _clean_up_jobs(self, run: PostRun, plan: SessionPlan, jobs: tuple[str, ...]) -> None:
-        """After a killed session: a janitor session kills the detached actors its jobs left."""
-        if self.cluster is not None and self.cluster.failure():
-            return  # nothing left to clean, and nothing to connect to
-        clean_up_jobs(
-            self.server, run, plan, jobs, self.root, self.settings.output_cap_bytes, self.machine
-        )
+        scratch = self.root if plan.sandbox is None and self.launcher is None else None
+        output_cap = self.settings.output_cap_bytes
+        clean_up_jobs(self.server, run, plan, jobs, scratch, self.machine, output_cap)
 
     def _failed(self, run: PostRun, message: str, started: float) -> PostExecution:
-        return unrun_execution(run, "died", Problem(run.post, None, message), started)
+        problem = Problem(run.post, None, message)
+        return unrun_execution(run, "died", problem, started, self.machine)
 
-
-def unrun_execution(
-    run: PostRun, status: PostStatus, problem: Problem, started: float
-) -> PostExecution:
-    """The result of a post whose session never ran: ``problem`` says why."""
-    message = problem.message
-    return PostExecution(
-        post=run.post,
-        status=status,
-        snippets=tuple(
-            SnippetResult(s.index, "skipped" if not s.options.eval else "not-run")
-            for s in run.snippets
-        ),
-        inline=tuple(InlineResult(i.index, None, "not evaluated: " + message) for i in run.inline),
-        environment=environment(machine_info(), (), None, None),
-        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        wall_s=time.perf_counter() - started,
-        messages=(message,),
-        problems=(problem,),
-    )
-
-
-def unmet_resources(run: PostRun, nodes: Sequence[dict[str, float]], where: str) -> Problem | None:
-    """A problem on the post's ``resources`` line when no node of ``nodes`` can hold them."""
-    message = resources.unmet(run.resources, nodes, where)
-    if message is None:
-        return None
-    hint = "run it on a Ray cluster that has them (--ray-address), or change `resources`"
-    return Problem(run.post, run.resources_line, message, hint)
+    def _unfinished(
+        self, run: PostRun, partial: PostExecution | None, started: float
+    ) -> PostExecution:
+        """A post the fork server's death cut short: what it did so far, no problem of its
+        own (the build reports the death once, from :attr:`failure`)."""
+        death = self.server.death() or "the execution fork server stopped"
+        self.failure = self.failure or death
+        note = f"did not finish: {death}"
+        if partial is None:
+            partial = self._failed(run, note, started)
+        snippets = tuple(
+            dataclasses.replace(r, status="not-run")
+            if r.status in ("died", "timed-out") and not r.stdout and not r.stderr
+            else r
+            for r in partial.snippets
+        )
+        return dataclasses.replace(
+            partial, status="died", snippets=snippets, messages=(note,), problems=()
+        )

@@ -1,9 +1,10 @@
 """Messages between the build process, the fork server and the sessions, and their framing.
 
 Both channels are Unix stream sockets carrying length-prefixed frames. The control
-channel (build process <-> fork server) carries pickles, and file descriptors via
-SCM_RIGHTS; it never reaches a session. A session's own channel carries JSON only, so
-the build process never unpickles what a snippet could have forged.
+channel carries pickles from the build process to the fork server (with file descriptors
+via SCM_RIGHTS) and JSON back: the fork server runs in the sandbox beside the posts' Ray
+workers, so the build process never unpickles what it sends. A session's own channel
+carries JSON only, and its frames are bounded (:class:`FrameReader` ``limit``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Any
 
 _HEADER = struct.Struct("!I")
 MAX_FDS = 8
+# Inside the build's sandbox: the build's memory cgroup folder, and the fork server's own
+CGROUP_DIR = "/run/raypress/cgroup"
+SERVER_CGROUP = f"{CGROUP_DIR}/server/cgroup.procs"
 
 
 # --- the plan a session runs (build process -> fork server -> session, pickled) ---------
@@ -35,6 +39,8 @@ class SnippetCode:
     expect_error: bool
     repeat: int
     label: str | None
+    fig_format: str = "png"  # matplotlib figures: png or webp (at 2x), or svg
+    fig_dpi: int | None = None  # dots per inch of the 1x image (None: the figure's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +57,30 @@ class InlineCode:
 class RayPlan:
     """How a session's ``ray.init`` behaves."""
 
-    mode: str  # "shared": connect to address; "isolated": start a private cluster
+    # "build": ask the build process for a fresh cluster of the call's shape (RayRequest);
+    # "external": connect to ``address``; "isolated": start a private cluster itself
+    mode: str
     address: str | None
     namespace: str
     node_ip: str | None  # passed as _node_ip_address (inside the loopback namespace)
     temp_dir: str | None  # isolated mode: the private cluster's short temp dir
     read_logs: bool  # read the job's worker logs (False: let Ray forward them)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSandbox:
+    """The namespaces a session makes for itself inside the build's sandbox (paths are
+    as the sandbox sees them)."""
+
+    cgroup_procs: str | None  # the session's memory cgroup to join (its cgroup.procs file)
+    home: str  # $HOME, on the session's private /tmp
+    work: str  # the working directory, on the session's private /tmp
+    tmp_bytes: int  # size of the private /tmp and /dev/shm
+    keep: tuple[str, ...]  # read-only folders below /tmp to show again over the private /tmp
+    read_only: tuple[str, ...]  # writable folders of the build's sandbox made read-only
+    writable: tuple[str, ...]  # ...except these folders below them (Ray's logs)
+    hide: tuple[str, ...]  # folders covered by an empty one (the cgroup folder)
+    seed: tuple[str, ...]  # files copied to the same path in the private /tmp (font cache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,7 @@ class SessionPlan:
     memory_limit_bytes: int | None
     ray: RayPlan | None
     janitor_jobs: tuple[str, ...] = ()  # a janitor session: kill these jobs' actors, run nothing
+    sandbox: SessionSandbox | None = None  # None: no namespaces of its own (reduced isolation)
 
 
 # --- control channel (pickled) ---------------------------------------------------------
@@ -94,6 +119,7 @@ class Launch:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     cwd: str
+    cgroup_procs: str | None = None  # the memory cgroup it joins before it starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +138,6 @@ class Warm:
 
 
 @dataclass(frozen=True, slots=True)
-class Listen:
-    """Also take requests from clients on this listening Unix socket (the frame carries
-    it): session drivers on the same node (``session_host``). A client's first frame must
-    be ``secret``; nothing it sends is unpickled before that."""
-
-    token: int
-    secret: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class Started:
     """Reply to Spawn, Launch or Warm; ``pid`` 0 and ``error`` set when it failed."""
 
@@ -137,6 +153,7 @@ class Ready:
     pid: int
     isolated_network: bool  # it runs in a loopback-only network namespace
     problem: str | None  # why it could not enter one, when asked to
+    nested: str | None = None  # why sessions cannot make namespaces of their own (None: they can)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,18 +175,56 @@ def send_frame(sock: socket.socket, payload: bytes, fds: tuple[int, ...] = ()) -
 
 
 def send_pickle(sock: socket.socket, message: object, fds: tuple[int, ...] = ()) -> None:
-    """Send a control message."""
+    """Send a control message (build process -> fork server)."""
     send_frame(sock, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), fds)
+
+
+Reply = Started | Ready | Exited
+_REPLY_TYPES = {cls.__name__: cls for cls in (Started, Ready, Exited)}
+_REPLY_FIELDS = {
+    "token": int,
+    "pid": int,
+    "status": int,
+    "error": (str, type(None)),
+    "problem": (str, type(None)),
+    "nested": (str, type(None)),
+    "isolated_network": bool,
+}
+
+
+def send_reply(sock: socket.socket, message: Reply) -> None:
+    """Send a reply (fork server -> build process) as JSON."""
+    send_frame(sock, json.dumps({"type": type(message).__name__, **asdict(message)}).encode())
+
+
+def decode_reply(frame: bytes) -> Reply:
+    """Parse a fork server reply; raises ValueError for anything malformed."""
+    data = json.loads(frame)
+    if not isinstance(data, dict):
+        raise ValueError("reply is not an object")
+    cls = _REPLY_TYPES.get(data.pop("type", None))
+    if cls is None:
+        raise ValueError("unknown reply")
+    names = {f.name for f in fields(cls)}
+    if not set(data) <= names:
+        raise ValueError(f"bad fields for {cls.__name__}")
+    for name, value in data.items():
+        kind = _REPLY_FIELDS[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"bad {name} in {cls.__name__}")
+    return cls(**data)
 
 
 class FrameReader:
     """Reassembles frames (and received file descriptors, in order) from a stream socket."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, limit: int | None = None) -> None:
         self.sock = sock
         self.buffer = bytearray()
         self.fds: deque[int] = deque()
         self.closed = False
+        self.limit = limit  # largest frame accepted; a larger one sets ``oversized``
+        self.oversized = 0  # the size a peer announced over the limit (the stream stops)
 
     def fill(self) -> None:
         """Read what is available (call when the socket is readable); sets ``closed`` at EOF."""
@@ -180,13 +235,18 @@ class FrameReader:
         self.fds.extend(fds)
         if not data:
             self.closed = True
-        self.buffer += data
+        if not self.oversized:  # past an oversized frame the stream is only drained
+            self.buffer += data
 
     def frames(self) -> list[bytes]:
         """Complete frames received so far."""
         out = []
-        while len(self.buffer) >= _HEADER.size:
+        while len(self.buffer) >= _HEADER.size and not self.oversized:
             (size,) = _HEADER.unpack_from(self.buffer)
+            if self.limit is not None and size > self.limit:
+                self.oversized = size
+                self.buffer.clear()
+                break
             if len(self.buffer) < _HEADER.size + size:
                 break
             out.append(bytes(self.buffer[_HEADER.size : _HEADER.size + size]))
@@ -210,15 +270,27 @@ class SnippetStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class Displayed:
+    """A rich output of snippet ``index``: what fds 1 and 2 got before marker ``seq`` comes
+    before it on the page. ``data`` is a Jupyter MIME bundle (binary images in base64,
+    JSON types as JSON values), unchecked: the build process bounds and sanitises it.
+    ``result``: the value of the snippet's final expression (Jupyter's execute_result)."""
+
+    index: int
+    seq: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    result: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SnippetDone:
-    """A snippet ended; its output is what fds 1 and 2 got before marker ``seq``."""
+    """A snippet ended; its last output is what fds 1 and 2 got before marker ``seq``
+    (the output before each of its ``Displayed`` events ended at that event's marker)."""
 
     index: int
     seq: int
     status: str
-    value: str | None
-    value_html: str | None  # raw: the build process sanitises it
-    images: list[dict[str, Any]]  # {"mime", "data" (base64), "alt"}
     error: dict[str, Any] | None  # {"type", "message", "traceback", "line"}
     wall_s: float
     cpu_s: float
@@ -244,11 +316,27 @@ class Note:
 
 @dataclass(frozen=True, slots=True)
 class RayJob:
-    """The session connected to Ray as this job."""
+    """The session connected to Ray as this job, on a cluster that has ``given``."""
 
     job_id: str
     cluster_cpus: float | None
     ray_version: str
+    requested: str  # ray.init's resource arguments, e.g. "num_cpus=4" or "Ray's defaults"
+    given: str  # what the job's cluster has, e.g. "4 CPUs, 0 GPUs"
+
+
+@dataclass(frozen=True, slots=True)
+class RayRequest:
+    """``ray.init`` asks for a fresh cluster of this shape; the session then waits for
+    the build process's :class:`RayReply` on its channel."""
+
+    call: str  # the call as written, for messages: "ray.init(num_cpus=4)"
+    shape: dict[str, Any]  # ray_shape.ClusterShape.to_json()
+
+
+@dataclass(frozen=True, slots=True)
+class RayRelease:
+    """The session called ``ray.shutdown()``: its cluster can go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +346,17 @@ class Finished:
     packages: list[list[str]]
 
 
-SessionEvent = SnippetStarted | SnippetDone | InlineDone | Note | RayJob | Finished
+SessionEvent = (
+    SnippetStarted
+    | Displayed
+    | SnippetDone
+    | InlineDone
+    | Note
+    | RayJob
+    | RayRequest
+    | RayRelease
+    | Finished
+)
 _EVENT_TYPES = {cls.__name__: cls for cls in SessionEvent.__args__}  # type: ignore[attr-defined]
 
 
@@ -279,6 +377,30 @@ def decode_event(frame: bytes) -> SessionEvent:
     if set(data) != names:
         raise ValueError(f"bad fields for {cls.__name__}")
     return cls(**data)
+
+
+# --- replies on a session's channel (build process -> session, JSON) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RayReply:
+    """The answer to a RayRequest: a cluster's address, or why there is none."""
+
+    address: str | None
+    error: str | None
+    waited_s: float  # how long the build process took to answer (a cluster start)
+
+
+def encode_ray_reply(reply: RayReply) -> bytes:
+    return json.dumps(asdict(reply)).encode()
+
+
+def decode_ray_reply(frame: bytes) -> RayReply:
+    """Parse a RayReply; ValueError when malformed."""
+    data = json.loads(frame)
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(RayReply)}:
+        raise ValueError("malformed reply")
+    return RayReply(**data)
 
 
 def b64(data: bytes) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 # front-matter names -> Ray's resource names
 RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
@@ -22,14 +21,14 @@ def ray_resources(request: Sequence[tuple[str, float]]) -> dict[str, float]:
 
 
 def this_machine() -> dict[str, float]:
-    """The resources of the build machine, in Ray's names."""
-    try:
-        memory = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError):
-        memory = 0.0
-    gpus = Path("/proc/driver/nvidia/gpus")
-    count = len(list(gpus.iterdir())) if gpus.is_dir() else 0
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(count), "memory": memory}
+    """The resources of the build machine, in Ray's names (GPUs as Ray counts them)."""
+    from raypress.execution.ray_pool import machine_gpus, machine_memory
+
+    return {
+        "CPU": float(os.cpu_count() or 1),
+        "GPU": float(machine_gpus()),
+        "memory": float(machine_memory()),
+    }
 
 
 def unmet(

@@ -1,81 +1,207 @@
 """Build-process side: turn a session's events and captured output into results.
 
 This is where everything a session sent is checked and bounded: output cut at the cap
-with a note, HTML from ``_repr_html_`` sanitised, images decoded, errors turned into
-console problems (``posts/x.md:41: ZeroDivisionError: division by zero``).
+(per snippet, and the post's whole output cap, its :class:`Budget`) with a note, rich
+outputs (MIME bundles) validated, images decoded and checked (PNG by its signature, SVG
+through :func:`~raypress.execution.safe_svg.sanitize_svg`), errors turned into console
+problems (``posts/x.md:41: ZeroDivisionError: division by zero``). HTML is kept as the
+snippet made it: whether a page may show it raw (the site's ``trust_html_output``) or
+sanitised is decided when it is embedded.
+
+A snippet's outputs come in *pieces*: the text printed on stdout and stderr up to a
+rich output, then that output (``Displayed``); the last piece has no rich output.
 """
 
 from __future__ import annotations
 
+import binascii
+import json
 import os
+import re
 import signal
 import statistics
 
 from raypress.errors import Problem
-from raypress.execution.capture import Segment, clean_text, size_text
+from raypress.execution.capture import Budget, Segment, clean_text, size_text
 from raypress.execution.model import (
+    BINARY_MIMES,
+    DisplayOutput,
     ErrorInfo,
-    Image,
     InlineExpression,
     InlineResult,
+    Output,
     RepeatStats,
     Snippet,
     SnippetResult,
     SnippetStatus,
+    StreamOutput,
 )
-from raypress.execution.protocol import InlineDone, SnippetDone, unb64
+from raypress.execution.protocol import Displayed, InlineDone, SnippetDone, unb64
+from raypress.execution.safe_svg import sanitize_svg
 from raypress.execution.tracebacks import console_message, looks_like_shell
 
 SHELL_HINT = "this looks like a shell command: fence it as ```bash, or mark it `#| eval: false`"
+MAX_DISPLAYS = 200  # rich outputs kept per snippet
+RICH_CAP = 20_000_000  # bytes of one image or JSON value of a rich output
+_MIME = re.compile(r"^[a-z]+/[A-Za-z0-9][A-Za-z0-9.+_-]{0,126}$")
+
+POST_CAP_NOTE = "the post's output cap was reached (post_output_cap_bytes)"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SIGNATURES = {  # what a binary image must start with to be published as that type
+    "image/png": (PNG_SIGNATURE,),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+Piece = tuple[Segment, Segment, Displayed | None]  # stdout, stderr, then a rich output
 
 
-def sanitize_html(html: str) -> str | None:
-    """Sanitised HTML (no scripts, styles or event handlers); None without nh3."""
-    try:
-        import nh3  # optional until declared
-    except ImportError:
-        return None
-    return nh3.clean(html)
+def outputs_of(
+    pieces: list[Piece], cap: int, budget: Budget | None = None
+) -> tuple[tuple[Output, ...], list[str], bool]:
+    """A snippet's outputs in order, notes on what was cut or refused, and whether
+    anything was cut. Each stream keeps at most ``cap`` bytes over the whole snippet;
+    rich outputs are charged to the post's ``budget`` (streams were, as they were read)."""
+    budget = budget if budget is not None else Budget(1 << 62)
+    outputs: list[Output] = []
+    notes: list[str] = []
+    room = {"stdout": cap, "stderr": cap}
+    printed = {"stdout": 0, "stderr": 0}
+    dropped = {"stdout": False, "stderr": False}
+    starved = {"stdout": False, "stderr": False}
+    cut = False
+    for number, (out, err, shown) in enumerate(pieces):
+        for name, segment in (("stdout", out), ("stderr", err)):
+            printed[name] += segment.total
+            dropped[name] = dropped[name] or segment.dropped
+            starved[name] = starved[name] or segment.starved
+            text = clean_text(bytes(segment.kept))
+            if len(text.encode()) > room[name]:
+                text = text.encode()[: room[name]].decode(errors="ignore")
+                dropped[name] = True
+            room[name] -= len(text.encode())
+            if text:
+                _add_stream(outputs, name, text)
+        if shown is None:
+            continue
+        if number >= MAX_DISPLAYS:
+            notes.append(f"{len(pieces) - 1 - MAX_DISPLAYS} more rich outputs left out")
+            cut = True
+            continue
+        display, display_cut = display_output(shown, cap, notes, budget)
+        cut = cut or display_cut
+        if display is not None:
+            outputs.append(display)
+    for name in ("stdout", "stderr"):
+        if starved[name]:
+            notes.append(f"{name} cut: {size_text(printed[name])} printed; {POST_CAP_NOTE}")
+            cut = True
+        elif dropped[name]:
+            shown_bytes = size_text(cap)
+            notes.append(
+                f"{name} cut: {size_text(printed[name])} printed, the first {shown_bytes} shown"
+            )
+            cut = True
+    return tuple(outputs), notes, cut
 
 
-def output_text(segment: Segment, stream: str, cap: int) -> tuple[str, list[str]]:
-    """A stream's text for one snippet, with a note when it was cut."""
-    text = clean_text(bytes(segment.kept))
-    if segment.total <= cap:
-        return text, []
-    return text, [
-        f"{stream} cut: {size_text(segment.total)} printed, the first {size_text(cap)} shown"
-    ]
+def _add_stream(outputs: list[Output], name: str, text: str) -> None:
+    """Append text, merged with the output before it when that is the same stream."""
+    last = outputs[-1] if outputs else None
+    if isinstance(last, StreamOutput) and last.name == name:
+        outputs[-1] = StreamOutput(name, last.text + text)  # type: ignore[arg-type]
+    else:
+        outputs.append(StreamOutput(name, text))  # type: ignore[arg-type]
 
 
-def snippet_result(done: SnippetDone, out: Segment, err: Segment, cap: int) -> SnippetResult:
-    """The result of a snippet that ran to its end."""
-    stdout, notes = output_text(out, "stdout", cap)
-    stderr, err_notes = output_text(err, "stderr", cap)
-    notes += err_notes + list(done.notes)
-    value = done.value
-    if value is not None and len(value) > cap:
-        notes.append(f"value cut: its repr has {len(value):,} characters")
-        value = value[:cap] + "…"
-    html = None
-    if done.value_html is not None:
-        if len(done.value_html) > cap:
-            notes.append("HTML representation too large, showing repr")
-        else:
-            html = sanitize_html(done.value_html)
-    images = tuple(
-        Image(mime=str(i["mime"]), data=unb64(str(i["data"])), alt=str(i["alt"]))
-        for i in done.images
-        if i.get("mime") in ("image/png", "image/svg+xml")
-    )
+def display_output(
+    shown: Displayed, cap: int, notes: list[str], budget: Budget | None = None
+) -> tuple[DisplayOutput | None, bool]:
+    """A rich output checked and bounded (None: nothing usable), and whether it was cut.
+    What it keeps is charged to the post's ``budget``; what does not fit is left out."""
+    if not isinstance(shown.data, dict):
+        return None, False
+    budget = budget if budget is not None else Budget(1 << 62)
+    data: list[tuple[str, str | bytes]] = []
+    cut = False
+    for mime, value in shown.data.items():
+        if not isinstance(mime, str) or not _MIME.match(mime):
+            continue
+        kept_before = len(data)
+        if mime in BINARY_MIMES:
+            try:
+                raw = unb64(value) if isinstance(value, str) else None
+            except (binascii.Error, ValueError):
+                raw = None
+            if raw is None or len(raw) > RICH_CAP:
+                notes.append(f"an output of type {mime} was left out (not base64 or over 20 MB)")
+                cut = True
+                continue
+            signatures = _SIGNATURES.get(mime)
+            if signatures is not None and not raw.startswith(signatures):
+                notes.append(f"an output of type {mime} was left out: its bytes are not {mime}")
+                cut = True
+                continue
+            data.append((mime, raw))
+        elif mime == "application/json" or mime.endswith("+json"):
+            text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+            if len(text) > RICH_CAP:
+                notes.append(f"an output of type {mime} was left out: {len(text):,} characters")
+                cut = True
+                continue
+            data.append((mime, text))
+        elif isinstance(value, str):
+            if mime == "image/svg+xml":
+                if len(value) > RICH_CAP:
+                    notes.append(f"an SVG output was left out: {len(value):,} characters")
+                    cut = True
+                    continue
+                cleaned = sanitize_svg(value.encode())
+                if cleaned is None:
+                    notes.append("an SVG output was left out: not an SVG raypress can check")
+                    cut = True
+                    continue
+                data.append((mime, cleaned.decode("utf-8", "replace")))
+            elif mime == "text/plain":
+                if len(value) > cap:
+                    notes.append(f"value cut: its repr has {len(value):,} characters")
+                    value, cut = value[:cap] + "…", True
+                data.append((mime, value))
+            elif len(value) > cap:
+                kind = "HTML" if mime == "text/html" else mime
+                notes.append(f"{kind} representation too large, showing repr")
+            else:
+                data.append((mime, value))
+        if len(data) > kept_before:  # the post's output cap pays for what is kept
+            size = len(data[-1][1])
+            if budget.take(size) < size:
+                data.pop()
+                notes.append(f"an output of type {mime} was left out: {POST_CAP_NOTE}")
+                cut = True
+    if not data:
+        return None, cut
+    metadata = ""
+    if isinstance(shown.metadata, dict) and shown.metadata:
+        metadata = json.dumps(shown.metadata, sort_keys=True, ensure_ascii=False)[:10_000]
+    return DisplayOutput(tuple(data), metadata, bool(shown.result)), cut
+
+
+def snippet_result(
+    done: SnippetDone, pieces: list[Piece], cap: int, budget: Budget | None = None
+) -> SnippetResult:
+    """The result of a snippet that ran to its end (its rich outputs are charged to the
+    post's ``budget``; what does not fit is left out with a note)."""
+    outputs, notes, cut = outputs_of(pieces, cap, budget)
+    notes += list(done.notes)
     error = None
     if done.error is not None:
         line = done.error.get("line")
         error = ErrorInfo(
-            type=str(done.error["type"]),
-            message=str(done.error["message"]),
-            traceback=clean_text(str(done.error["traceback"]).encode()),
-            line=line if isinstance(line, int) else None,
+            type=str(done.error["type"])[:200],
+            message=str(done.error["message"])[:cap],
+            traceback=clean_text(str(done.error["traceback"])[:cap].encode()),
+            line=line if isinstance(line, int) and not isinstance(line, bool) else None,
         )
     repeat = None
     if len(done.runs) > 1:
@@ -93,34 +219,34 @@ def snippet_result(done: SnippetDone, out: Segment, err: Segment, cap: int) -> S
     return SnippetResult(
         index=done.index,
         status=status,
-        stdout=stdout,
-        stderr=stderr,
-        value=value,
-        value_html=html,
-        images=images,
+        outputs=outputs,
         error=error,
         wall_s=float(done.wall_s),
         cpu_s=float(done.cpu_s),
         repeat=repeat,
-        truncated=out.total > cap or err.total > cap or any("cut" in n for n in notes),
+        truncated=cut,
         notes=tuple(notes),
     )
 
 
 def interrupted_result(
-    index: int, status: SnippetStatus, out: Segment, err: Segment, cap: int, note: str, wall: float
+    index: int,
+    status: SnippetStatus,
+    pieces: list[Piece],
+    cap: int,
+    note: str,
+    wall: float,
+    budget: Budget | None = None,
 ) -> SnippetResult:
     """The result of the snippet that was running when the session timed out or died."""
-    stdout, notes = output_text(out, "stdout", cap)
-    stderr, err_notes = output_text(err, "stderr", cap)
+    outputs, notes, cut = outputs_of(pieces, cap, budget)
     return SnippetResult(
         index=index,
         status=status,
-        stdout=stdout,
-        stderr=stderr,
+        outputs=outputs,
         wall_s=wall,
-        truncated=out.total > cap or err.total > cap,
-        notes=(note, *notes, *err_notes),
+        truncated=cut,
+        notes=(note, *notes),
     )
 
 

@@ -2,10 +2,12 @@
 
 New session and process group, default signal handlers, stdin from /dev/null, stdout
 and stderr on the build's capture pipes, only the descriptors it needs, a memory
-ceiling (RLIMIT_DATA: unlike RLIMIT_AS it ignores Ray's shared object store mapping),
-no core dumps, the allow-listed environment, a fresh working directory linking the
-post's files, and (where mount namespaces are allowed) a read-only view of the post's
-folder.
+ceiling (RLIMIT_DATA: unlike RLIMIT_AS it ignores Ray's shared object store mapping;
+in the sandbox the session's memory cgroup also counts shared and mapped memory), no
+core dumps, the allow-listed environment, a fresh working directory linking the post's
+files, and death with the fork server. Outside the sandbox (reduced isolation) it also
+makes a read-only view of the post's folder where mount namespaces are allowed; in it,
+``session_ns`` has already made the session's namespaces.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ _MS_REMOUNT = 0x20
 _MS_BIND = 0x1000
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
+_PR_SET_PDEATHSIG = 1
 _RESET_SIGNALS = ("SIGCHLD", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 
 
 def enter(plan: SessionPlan, channel_fd: int, out_fd: int, err_fd: int) -> int:
     """Set the process up; returns the channel's (possibly moved) descriptor."""
-    os.setsid()
+    if plan.sandbox is None:
+        os.setsid()
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.set_wakeup_fd(-1)
     for name in _RESET_SIGNALS:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
@@ -46,9 +51,13 @@ def enter(plan: SessionPlan, channel_fd: int, out_fd: int, err_fd: int) -> int:
     _limit_resources(plan.memory_limit_bytes)
     os.environ.clear()
     os.environ.update(dict(plan.env))
+    for folder in (plan.cwd, os.environ.get("TMPDIR")):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     os.chdir(plan.cwd)
     _link_post_files(Path(plan.post_dir), Path(plan.cwd))
-    _protect_post_dir(plan.post_dir)
+    if plan.sandbox is None:
+        _protect_post_dir(plan.post_dir)
     _reopen_standard_streams()
     sys.argv = [plan.post]
     sys.path[0:1] = [plan.cwd]

@@ -2,9 +2,12 @@
 
 Per snippet: compile with the post's path and line offset (tracebacks name post lines),
 run the body with ``exec`` and a final bare expression with ``eval`` (its value is shown
-like a notebook's Out), time wall and CPU (children included), save open matplotlib
-figures, print new Ray task output, then write the phase marker to fds 1 and 2 and send
-the result on the channel. A snippet that raises unexpectedly ends the run.
+like a notebook's Out, unless the line ends with ``;``), time wall and CPU (children
+included), print new Ray task output, show the value and the open matplotlib figures
+(``display``), then write the phase marker to fds 1 and 2 and send the result on the
+channel. A snippet that raises unexpectedly ends the run, except one that does not even
+compile because it is a shell command (``pip install ray`` fenced as Python): it defined
+nothing, so the snippets after it still run.
 """
 
 from __future__ import annotations
@@ -24,26 +27,33 @@ from pathlib import Path
 from typing import Any
 
 from raypress.execution.capture import marker
+from raypress.execution.display import Displayer
 from raypress.execution.durations import format_duration
 from raypress.execution.environment import package_versions
 from raypress.execution.imports import names_in_tree
 from raypress.execution.protocol import (
     Finished,
+    FrameReader,
     InlineCode,
     InlineDone,
+    RayReply,
     SessionEvent,
     SessionPlan,
     SnippetCode,
     SnippetDone,
     SnippetStarted,
+    decode_ray_reply,
     encode_event,
     send_frame,
 )
-from raypress.execution.ray_shim import RayShim, kill_detached_actors
-from raypress.execution.rich_output import collect_figures, value_texts
+from raypress.execution.ray_cleanup import clean_up
+from raypress.execution.ray_driver import patch_node_discovery
+from raypress.execution.ray_shim import RayShim
+from raypress.execution.rich_output import close_all_figures
 from raypress.execution.tracebacks import (
     describe,
     exception_message,
+    looks_like_shell,
     padded_source,
     register_source,
     type_name,
@@ -58,24 +68,42 @@ class SessionRunner:
     def __init__(self, plan: SessionPlan, channel: socket.socket) -> None:
         self.plan = plan
         self.channel = channel
+        self.replies = FrameReader(channel)
         self.pid = os.getpid()
         self.filename = plan.post
         self.seq = 0
         self.walls: dict[int, float] = {}
         self.imported: set[str] = set()
+        # third-party packages the fork server imported before this post ran: the snippet
+        # that first imports one is told so (in a plain script it pays the import)
+        self.preloaded = _preloaded_packages()
+        self.fresh_preloaded: list[str] = []
         self.libc = ctypes.CDLL(None)
-        self.shim = RayShim(plan.ray, self.emit) if plan.ray else None
+        self.shim = RayShim(plan.ray, self.emit, self.ask) if plan.ray else None
+        self.displayer = Displayer(self.emit, self.end_phase)
         self.namespace = self._main_namespace()
 
     def emit(self, event: SessionEvent) -> None:
         """Send an event to the build process."""
         send_frame(self.channel, encode_event(event))
 
+    def ask(self, event: SessionEvent) -> RayReply:
+        """Send a request to the build process and wait for its reply."""
+        self.emit(event)
+        while True:
+            frames = self.replies.frames()
+            if frames:
+                return decode_ray_reply(frames[0])
+            self.replies.fill()
+            if self.replies.closed:
+                raise RuntimeError("the build process stopped answering")
+
     def run(self) -> None:
         """Run every snippet (until one fails) and the inline expressions between them."""
         register_source(self.filename, self.plan.snippets)
         if self.shim is not None:
             self.shim.install()
+        self.displayer.install()
         inline: dict[int, list[InlineCode]] = {}
         for expression in self.plan.inline:
             inline.setdefault(expression.after_snippet, []).append(expression)
@@ -107,34 +135,37 @@ class SessionRunner:
         """Run one snippet and report it; False when the session must stop."""
         seq = self.seq
         self.emit(SnippetStarted(index=snippet.index, seq=seq))
-        notes: list[str] = []
         runs: list[float] = []
-        images: list[dict[str, str]] = []
         cpu = 0.0
-        value: Any = None
         caught: BaseException | None = None
+        notes: list[str] = []
+        compile_start = time.perf_counter()
         try:
             body, last = self._compile(snippet)
         except (SyntaxError, ValueError, OverflowError) as exc:
             caught, body, last = exc, None, None
+            runs.append(time.perf_counter() - compile_start)  # how long until it failed
         for run in range(max(1, snippet.repeat) if body is not None else 0):
+            self.displayer.begin(snippet if run == 0 else None)  # repeats show nothing
             wall, run_cpu, result, caught = self._timed(body, last)
             runs.append(wall)
             cpu += run_cpu
             if self.shim is not None:
                 self.shim.flush_task_output()
             if run == 0:  # what the page shows comes from the first run
-                value = result
-                images, figure_notes = collect_figures(snippet.index)
-                notes += figure_notes
+                if caught is None:
+                    self.displayer.result(result)
+                self.displayer.show_figures()
+                notes = self.displayer.notes
+                seq = self.end_phase()
             else:
-                collect_figures(snippet.index)  # closed, not shown
-            self.end_phase()  # after the first run, the output of repeats is discarded
+                close_all_figures()
+                self.end_phase()  # the output of repeats is discarded
+            self.displayer.begin(None)
             if caught is not None:
                 break
         if body is None:
-            self.end_phase()
-        text, html, value_notes = value_texts(value) if caught is None else (None, None, [])
+            seq = self.end_phase()
         expected = snippet.expect_error
         if caught is not None:
             status = "expected-error" if expected else "error"
@@ -151,28 +182,38 @@ class SessionRunner:
             }
         wall = _median(runs)
         self.walls[snippet.index] = wall
+        if self.fresh_preloaded and body is not None:
+            notes.append(_preloaded_note(self.fresh_preloaded))
+        if self.shim is not None:
+            notes += self.shim.take_notes()
         self.emit(
             SnippetDone(
                 index=snippet.index,
                 seq=seq,
                 status=status,
-                value=text,
-                value_html=html,
-                images=images,
                 error=error,
                 wall_s=wall,
                 cpu_s=cpu / max(1, len(runs)),
                 runs=runs,
-                notes=notes + value_notes,
+                notes=notes,
             )
         )
+        if body is None and isinstance(caught, SyntaxError) and looks_like_shell(snippet.source):
+            return True  # a shell command: it defined nothing the next snippets could need
         return status in ("ok", "expected-error", "missing-expected-error")
 
     def _compile(self, snippet: SnippetCode) -> tuple[types.CodeType, types.CodeType | None]:
-        tree = ast.parse(padded_source(snippet), self.filename, "exec")
-        self.imported |= names_in_tree(tree)
+        source = padded_source(snippet)
+        tree = ast.parse(source, self.filename, "exec")
+        names = names_in_tree(tree)
+        self.fresh_preloaded = sorted((names & self.preloaded) - self.imported)
+        self.imported |= names
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
+        if (
+            tree.body
+            and isinstance(tree.body[-1], ast.Expr)
+            and not _ends_with_semicolon(tree.body[-1], source)
+        ):
             expression = ast.Expression(tree.body.pop().value)
             last = compile(expression, self.filename, "eval", _COMPILE_FLAGS, dont_inherit=True)
         body = compile(tree, self.filename, "exec", _COMPILE_FLAGS, dont_inherit=True)
@@ -185,13 +226,18 @@ class SessionRunner:
         caught = None
         result = None
         cpu_start = time.process_time() + _children_cpu()
+        if self.shim is not None:
+            self.shim.snippet_started()
         start = time.perf_counter()
         try:
             exec(body, namespace)
             if last is not None:
                 result = eval(last, namespace)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are the snippet's too
-            caught = exc
+            caught = exc if self.shim is None else self.shim.snippet_error(exc, self.filename)
+        finally:
+            if self.shim is not None:
+                self.shim.snippet_ended()
         if os.getpid() != self.pid:  # a child the snippet forked came back here: end it
             os._exit(0)
         wall = time.perf_counter() - start
@@ -245,15 +291,41 @@ class SessionRunner:
 
 
 def run_janitor(plan: SessionPlan) -> None:
-    """Kill the detached actors left by the jobs of a session that was killed."""
+    """Remove the detached actors and placement groups left by the jobs of a session
+    that was killed."""
     import ray  # only janitors and Ray posts pay for it
 
-    assert plan.ray is not None
+    assert plan.ray is not None and plan.ray.address is not None
     kwargs: dict[str, Any] = {}
     if plan.ray.node_ip:
         kwargs["_node_ip_address"] = plan.ray.node_ip
+    patch_node_discovery(ray, plan.ray.address)
     ray.init(plan.ray.address, namespace=plan.ray.namespace, log_to_driver=False, **kwargs)
-    print(f"killed {kill_detached_actors(ray, plan.janitor_jobs)} detached actor(s)")
+    actors, groups = clean_up(ray, plan.janitor_jobs)
+    print(f"killed {actors} detached actor(s), removed {groups} placement group(s)")
+
+
+def _preloaded_packages() -> set[str]:
+    """Top-level third-party packages already imported in this process (by the fork
+    server, to save every post its import time)."""
+    names = {name.partition(".")[0] for name in list(sys.modules)}
+    return {
+        name
+        for name in names
+        if name not in sys.stdlib_module_names
+        and not name.startswith("_")
+        and name not in ("raypress", "__main__")
+    }
+
+
+def _preloaded_note(names: list[str]) -> str:
+    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    verb = "was" if len(names) == 1 else "were"
+    return (
+        f"{listed} {verb} already imported when this snippet ran (raypress imports "
+        f"{'it' if len(names) == 1 else 'them'} once per build): in a plain script this "
+        "time would include the import"
+    )
 
 
 def _median(values: list[float]) -> float:
@@ -262,6 +334,15 @@ def _median(values: list[float]) -> float:
     if not ordered:
         return 0.0
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _ends_with_semicolon(node: ast.stmt, source: str) -> bool:
+    """True when the statement is followed by ``;`` (IPython: show no Out for it)."""
+    lines = source.splitlines()
+    if node.end_lineno is None or node.end_col_offset is None or node.end_lineno > len(lines):
+        return False
+    rest = lines[node.end_lineno - 1].encode()[node.end_col_offset :].decode(errors="replace")
+    return rest.lstrip().startswith(";")
 
 
 def _children_cpu() -> float:

@@ -36,6 +36,7 @@ ALLOWED = frozenset(
 
 FIXED = {
     "MPLBACKEND": "module://raypress.execution.mpl_backend",
+    "PLOTLY_RENDERER": "plotly_mimetype",  # fig.show() and fig display as JupyterLab has them
     "NO_COLOR": "1",
     "TERM": "dumb",
     "PYTHONUNBUFFERED": "1",

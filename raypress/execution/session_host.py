@@ -3,20 +3,25 @@
 Each post's session runs on a node of the Ray cluster that Ray's scheduler chooses, and
 keeps everything a local session has, because it *is* a local session there:
 
-* :class:`SessionHost` is a Ray actor pinned to one node (it holds no resources) for the
-  build's lifetime. It starts the same pre-warmed fork server the build machine would,
-  and lets it take clients on a Unix socket in a private folder of that node, behind a
-  random secret.
+* :class:`SessionHost` is a threaded Ray actor pinned to one node (it holds no
+  resources) for the build's lifetime. It starts the same pre-warmed fork server the
+  build machine would, and runs sessions with it, one thread per post
+  (:meth:`SessionHost.run`).
 * :func:`run_post` is the body of a Ray task, scheduled with the post's session
-  resources. Wherever it lands, it unpacks the post's folder (shipped once per folder
-  through the object store, unpacked once per node and content digest), connects to its
-  node's fork server and drives the session with the build machine's own
+  resources, so Ray's scheduler picks the node and the resources stay held while the
+  post runs. Wherever it lands, it hands the post to its node's host (the GPUs Ray gave
+  the task go to the session as ``CUDA_VISIBLE_DEVICES``). The host unpacks the post's
+  folder (shipped once per folder through the object store, unpacked once per node and
+  content digest) and drives the session with the build machine's own
   :func:`~raypress.execution.driver.drive`: fd-level capture split per snippet,
-  deadlines and SIGKILL of the session's process group, the sandbox, tracebacks mapped
-  to post lines, figures. It returns the ``PostExecution``: plain data, as the local
-  engine gives it.
+  deadlines and SIGKILL of the session's process group, tracebacks mapped to post
+  lines, figures. It returns the ``PostExecution``: plain data, as the local engine
+  gives it.
 * A node without a host (one that joined after the build started) gets a private fork
   server for that one task.
+
+Sessions on the nodes run with reduced isolation (no build sandbox there: the node's
+network, as the node's Ray worker user), and their pages say so.
 
 Nothing here is imported by the fork server or by a local build.
 """
@@ -35,9 +40,10 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from raypress.execution.driver import Limits, drive
-from raypress.execution.environment import machine_info
+from raypress.execution.environment import MachineInfo, machine_info
 from raypress.execution.forkclient import ForkServerClient
 from raypress.execution.model import PostExecution, PostRun
 from raypress.execution.pool import clean_up_jobs, post_slug, session_plan
@@ -47,15 +53,10 @@ from raypress.execution.session_env import base_env
 
 FOLDER_LIMIT_BYTES = 256 << 20  # a post folder larger than this is refused, not shipped
 _CACHE = "raypress-folders"
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a node's fork server takes clients."""
-
-    node_id: str
-    path: str
-    secret: bytes
+NODE_ISOLATION = (
+    "reduced — the session ran on a Ray cluster node, as its Ray worker user, with the "
+    "node's network (the build's sandbox is local to the build machine)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,30 +74,33 @@ class RemoteRun:
 
 
 class SessionHost:
-    """A node's pre-warmed fork server, lent to the :func:`run_post` tasks landing there.
+    """A node's pre-warmed fork server, running the posts the :func:`run_post` tasks
+    landing on this node hand it (one actor thread each).
 
-    Used as a Ray actor class (``ray.remote(SessionHost)``), pinned to its node.
+    Used as a threaded Ray actor class (``ray.remote(SessionHost)`` with
+    ``max_concurrency``), pinned to its node.
     """
 
     def __init__(self, ray_env: dict[str, str], network: str, warm: tuple[str, ...]) -> None:
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.folder = Path(tempfile.mkdtemp(prefix="rph", dir="/tmp"))  # short: socket path
-        self.folder.chmod(0o700)
         self.server = ForkServerClient(node_session_env(ray_env), network, warm)
-        self.secret = self.server.listen(str(self.folder / "s"))
 
-    def endpoint(self) -> Endpoint:
-        """How tasks on this node reach the fork server."""
-        return Endpoint(self.node_id, str(self.folder / "s"), self.secret)
+    def node(self) -> str:
+        """The id of the node this host runs on (answered once its fork server is ready)."""
+        return self.node_id
+
+    def run(self, request: RemoteRun, folder: list[Any], devices: str | None) -> PostExecution:
+        """Run one post's session with this node's fork server."""
+        import ray
+
+        data = ray.get(folder[0])
+        return run_session(self.server, request, data, devices)
 
     def close(self) -> None:
-        """Stop the fork server (it kills what its sessions left) and remove the folder."""
-        try:
-            self.server.close()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        """Stop the fork server (it kills what its sessions left)."""
+        self.server.close()
 
 
 def pack_folder(folder: Path, limit: int = FOLDER_LIMIT_BYTES) -> tuple[str, bytes]:
@@ -149,42 +153,63 @@ def unpack_folder(digest: str, data: bytes) -> Path:
     return target
 
 
-def run_post(request: RemoteRun, folder: bytes, endpoints: dict[str, Endpoint]) -> PostExecution:
-    """Run one post's session on this node (the body of the Ray task)."""
+def run_post(request: RemoteRun, folder: list[Any], hosts: dict[str, Any]) -> PostExecution:
+    """The body of the post's Ray task: hand the post to this node's host, holding the
+    task's resources while it runs (``folder``: the post folder's archive, as a one-item
+    list so that it is fetched by whoever runs the session)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    gpus = ray.get_gpu_ids()
+    devices = ",".join(str(g) for g in gpus) if gpus else None
+    host = hosts.get(context.get_node_id())
+    if host is not None:
+        return ray.get(host.run.remote(request, folder, devices))
+    env = node_session_env(dict(request.ray_env))
+    server = ForkServerClient(env, request.network, request.warm)
+    try:
+        return run_session(server, request, ray.get(folder[0]), devices)
+    finally:
+        server.close()
+
+
+def run_session(
+    server: ForkServerClient, request: RemoteRun, folder: bytes, devices: str | None
+) -> PostExecution:
+    """Drive one post's session with ``server``, on this node."""
     import ray
 
     context = ray.get_runtime_context()
     post_dir = unpack_folder(request.folder_digest, folder)
     run = dataclasses.replace(request.run, post_dir=post_dir)
-    endpoint = endpoints.get(context.get_node_id())
     env = node_session_env(dict(request.ray_env))
-    server = (
-        ForkServerClient.connect(endpoint.path, endpoint.secret)
-        if endpoint is not None
-        else ForkServerClient(env, request.network, request.warm)
-    )
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices
     root = Path(tempfile.mkdtemp(prefix="raypress-"))
-    machine = machine_info()
+    machine = node_machine()
     try:
         ray_plan = None
         if run.uses_ray:
             address = request.ray_address or context.gcs_address
             env["RAY_ADDRESS"] = address
             namespace = f"raypress-{post_slug(run.post)}-{secrets.token_hex(4)}"
-            ray_plan = RayPlan("shared", address, namespace, None, None, True)
+            ray_plan = RayPlan("external", address, namespace, None, None, True)
         folder_name = root / post_slug(run.post)
         plan = session_plan(run, folder_name, env, ray_plan, request.memory_limit_bytes)
         outcome = drive(server, run, plan, request.limits, machine)
         if outcome.execution.status in ("timed-out", "died"):
-            clean_up_jobs(
-                server, run, plan, outcome.ray_jobs, root, request.limits.output_cap, machine
-            )
+            output_cap = request.limits.output_cap
+            clean_up_jobs(server, run, plan, outcome.ray_jobs, root, machine, output_cap)
     finally:
-        server.close()
         shutil.rmtree(root, ignore_errors=True)
     node = f"{socket.gethostname()} ({context.get_node_id()[:8]})"
     environment = dataclasses.replace(outcome.execution.environment, node=node)
     return dataclasses.replace(outcome.execution, environment=environment)
+
+
+def node_machine() -> MachineInfo:
+    """This node's description, with the isolation its sessions get."""
+    return dataclasses.replace(machine_info(), isolation=NODE_ISOLATION)
 
 
 def warm_worker() -> str:

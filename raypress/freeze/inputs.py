@@ -102,19 +102,22 @@ class FileHashes:
         return self.listings[folder]
 
 
-def snippet_hash(snippet: Snippet) -> str:
-    """The hash of a snippet's code and of the options that change what runs."""
+def snippet_hash(snippet: Snippet, figure_format: str = "png") -> str:
+    """The hash of a snippet's code and of the options that change what runs
+    (``figure_format``: the site's default for its figures)."""
     options = snippet.options
-    return _hash(
-        [
-            snippet.source,
-            options.eval,
-            options.error,
-            options.timeout,
-            options.repeat,
-            list(options.deps),
-        ]
-    )
+    parts: list[object] = [
+        snippet.source,
+        options.eval,
+        options.error,
+        options.timeout,
+        options.repeat,
+        list(options.deps),
+    ]
+    figures = [options.fig_format or figure_format, options.fig_dpi]
+    if figures != ["png", None]:  # the default keeps the hashes of older records
+        parts.append(figures)
+    return _hash(parts)
 
 
 def source_hash(source: str) -> str:
@@ -160,7 +163,7 @@ def post_inputs(
         files[display_path(path, root)] = hashes.tree(path)
         read.append(path)
     inputs = Inputs(
-        snippets=tuple(snippet_hash(s) for s in body.snippets),
+        snippets=tuple(snippet_hash(s, config.figure_format) for s in body.snippets),
         inline=_hash([[i.source, i.after_snippet] for i in body.inline]),
         # resources only when given: records made before the key existed stay current
         post=_hash(

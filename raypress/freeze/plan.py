@@ -11,6 +11,7 @@ deletes the records of posts that no longer exist.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -42,7 +43,7 @@ from raypress.freeze.records import (
 from raypress.paths import display_path
 from raypress.publish.jupytext_script import post_script
 from raypress.publish.markdown import ParsedBody
-from raypress.publish.posts import Post
+from raypress.publish.posts import POST_SUFFIXES, Post
 
 SAVED_STATUSES = frozenset({"ok", "failed"})  # runs that finished: worth a record
 _TEMP_AGE_S = 300.0  # leftovers of an interrupted write older than this are removed
@@ -224,13 +225,20 @@ def refresh_script(config: Config, post: Post, script: str) -> bool:
 
 
 def remove_stale(config: Config, sources: Collection[str]) -> list[str]:
-    """Delete the records (and scripts, images) of posts that are not among ``sources``
-    (every post file, drafts included), and leftovers of interrupted writes. Returns
-    what was removed, as paths from the project root."""
+    """Delete the records (and scripts, images) of posts whose file was removed, and
+    leftovers of interrupted writes. Returns what was removed, as paths from the project
+    root.
+
+    A record is removed only when it is not among ``sources`` (every post file read,
+    drafts included) *and* the post file it names is gone from the disk: finding fewer
+    posts for any other reason (a folder that could not be read, a changed ``posts_dir``)
+    never deletes a record.
+    """
     folder = config.snippets_path
     if not folder.is_dir():
         return []
     keep = {record_files(config, source).json.with_suffix("") for source in sources}
+    keep |= {stem for stem in _record_stems(folder) if _post_exists(config, stem)}
     removed: list[str] = []
     now = time.time()
     for current, dirs, names in os.walk(folder):
@@ -252,6 +260,50 @@ def remove_stale(config: Config, sources: Collection[str]) -> list[str]:
                     continue
                 removed.append(display_path(path, config.root))
     return removed
+
+
+def recorded_posts(config: Config) -> int:
+    """How many post records ``snippets/`` holds."""
+    folder = config.snippets_path
+    if not folder.is_dir():
+        return 0
+    return sum(
+        1
+        for stem in _record_stems(folder)
+        if stem.with_suffix(".json").is_file() and _ours(stem.with_suffix(".json"))
+    )
+
+
+def _record_stems(folder: Path) -> set[Path]:
+    """The record paths (without suffix) found in snippets/: records, scripts, images."""
+    stems: set[Path] = set()
+    for current, dirs, names in os.walk(folder):
+        here = Path(current)
+        stems |= {here / d[: -len(".images")] for d in dirs if d.endswith(".images")}
+        stems |= {(here / n).with_suffix("") for n in names if n.endswith((".json", ".py"))}
+    return stems
+
+
+def _post_exists(config: Config, stem: Path) -> bool:
+    """True when the post file of a record still exists: the one its JSON names, or a
+    post file at the place its path mirrors (``snippets/x`` for ``posts/x.md``)."""
+    try:
+        data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        named = data.get("post") if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        named = None
+    relative = stem.relative_to(config.snippets_path)
+    candidates = [config.posts_path / f"{relative}{suffix}" for suffix in POST_SUFFIXES]
+    if isinstance(named, str) and named and "\x00" not in named:
+        candidates.append(config.root / named)
+    return any(_exists(path) for path in candidates)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return True  # cannot tell: keep the record
 
 
 def _ours(path: Path) -> bool:

@@ -2,8 +2,14 @@
 
 ``snippets/<post>.json`` (``<post>`` is the post's path under posts/ without ``.md``) is
 JSON with sorted keys and two-space indents, one block per snippet, text as lists of
-lines, so a reviewer sees in a diff which output line changed. Images live beside it in
-``snippets/<post>.images/<sha256>.<ext>`` and the record names them by hash. Every file
+lines, so a reviewer sees in a diff which output line changed. A snippet's ``outputs``
+are in the order it showed them, as a notebook's: ``{"type": "stream", "name": "stdout",
+"text": [...]}``, and ``{"type": "display"}`` or ``{"type": "result"}`` (the final
+expression's value) with a MIME bundle ``data`` and its ``metadata``. Text types are
+lists of lines, JSON types (plotly, Vega-Lite) JSON values; images, SVG and large JSON
+live beside the record in ``snippets/<post>.images/<sha256>.<ext>``, named by hash
+(``{"file": ..., "sha256": ...}``). Format 1 records (``stdout``, ``value``, ``images``
+fields) still load. Every file
 is written to a temporary file and renamed into place, images first and the record last,
 so an interrupted build leaves the old record or the new one, never a mix.
 
@@ -25,20 +31,28 @@ from typing import Any, get_args
 from raypress import __version__
 from raypress.config import Config
 from raypress.execution.model import (
+    BINARY_MIMES,
     IMAGE_EXTENSIONS,
+    DisplayOutput,
     Environment,
     ErrorInfo,
     Image,
     InlineResult,
+    Output,
     PostExecution,
     RepeatStats,
     SnippetResult,
     SnippetStatus,
+    StreamOutput,
+    stream_outputs,
 )
 from raypress.freeze.inputs import Inputs
 from raypress.paths import atomic_write
 
-FORMAT = 1
+FORMAT = 2
+_READABLE = (1, 2)  # formats this raypress reads
+_FILE_MIMES = BINARY_MIMES | {"image/svg+xml"}  # always in a file beside the record
+_INLINE_JSON = 100_000  # characters: larger JSON values go to a file
 _STATUSES = frozenset(get_args(SnippetStatus))
 _POST_STATUSES = frozenset({"ok", "failed", "died", "timed-out"})
 _CONFLICT = re.compile(r"^(<<<<<<<|=======$|>>>>>>>)", re.M)
@@ -94,8 +108,24 @@ def record_files(config: Config, source: str) -> RecordFiles:
 
 def image_name(image: Image) -> str:
     """The file name of an image: its content hash and an extension from its type."""
-    digest = hashlib.sha256(image.data).hexdigest()
-    return f"{digest}.{IMAGE_EXTENSIONS.get(image.mime, 'bin')}"
+    return data_file_name(image.mime, image.data)
+
+
+def data_file_name(mime: str, data: bytes) -> str:
+    """The file name of an output kept beside the record: its hash and an extension."""
+    digest = hashlib.sha256(data).hexdigest()
+    extension = "json" if mime.endswith("json") else IMAGE_EXTENSIONS.get(mime, "bin")
+    return f"{digest}.{extension}"
+
+
+def _file_value(mime: str, value: str | bytes) -> bytes | None:
+    """The bytes of a MIME value kept in a file beside the record (None: kept inline)."""
+    if mime in _FILE_MIMES:
+        return value if isinstance(value, bytes) else value.encode()
+    is_json = mime == "application/json" or mime.endswith("+json")
+    if is_json and isinstance(value, str) and len(value) > _INLINE_JSON:
+        return value.encode()
+    return None
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -106,10 +136,13 @@ def write_record(files: RecordFiles, record: Record, script: str | None) -> None
     images the record no longer names."""
     wanted: set[str] = set()
     for result in record.execution.snippets:
-        for image in result.images:
-            name = image_name(image)
-            wanted.add(name)
-            write_if_changed(files.images / name, image.data)
+        for output in result.displays:
+            for mime, value in output.data:
+                data = _file_value(mime, value)
+                if data is not None:
+                    name = data_file_name(mime, data)
+                    wanted.add(name)
+                    write_if_changed(files.images / name, data)
     if script is not None:
         write_if_changed(files.script, script.encode())
     atomic_write(files.json, dumps(record).encode())
@@ -158,6 +191,9 @@ def dumps(record: Record) -> str:
             "ray_version": environment.ray_version,
             "ray_cluster_cpus": environment.ray_cluster_cpus,
             **({"node": environment.node} if environment.node else {}),
+            **({"isolation": environment.isolation} if environment.isolation else {}),
+            "ray_requested": environment.ray_requested,
+            "ray_given": environment.ray_given,
         },
         "run": {
             "status": execution.status,
@@ -186,11 +222,7 @@ def _snippet_json(result: SnippetResult, place: SnippetPlace) -> dict[str, Any]:
         "code_lines": place.lines,
         "source_sha256": place.source_sha256,
         "status": result.status,
-        "stdout": _lines(result.stdout),
-        "stderr": _lines(result.stderr),
-        "value": None if result.value is None else _lines(result.value),
-        "value_html": None if result.value_html is None else _lines(result.value_html),
-        "images": [_image_json(image) for image in result.images],
+        "outputs": [_output_json(output) for output in result.outputs],
         "error": None
         if error is None
         else {
@@ -215,9 +247,23 @@ def _snippet_json(result: SnippetResult, place: SnippetPlace) -> dict[str, Any]:
     }
 
 
-def _image_json(image: Image) -> dict[str, str]:
-    name = image_name(image)
-    return {"sha256": name.split(".")[0], "file": name, "mime": image.mime, "alt": image.alt}
+def _output_json(output: Output) -> dict[str, Any]:
+    if isinstance(output, StreamOutput):
+        return {"type": "stream", "name": output.name, "text": _lines(output.text)}
+    data: dict[str, Any] = {}
+    for mime, value in output.data:
+        stored = _file_value(mime, value)
+        if stored is not None:
+            name = data_file_name(mime, stored)
+            data[mime] = {"file": name, "sha256": name.split(".")[0]}
+        elif mime == "application/json" or mime.endswith("+json"):
+            data[mime] = json.loads(value)
+        else:
+            data[mime] = _lines(value if isinstance(value, str) else value.decode())
+    item: dict[str, Any] = {"type": "result" if output.result else "display", "data": data}
+    if output.meta:
+        item["metadata"] = output.meta
+    return item
 
 
 def _lines(text: str) -> list[str]:
@@ -258,14 +304,14 @@ def parse_record(data: Any, post: str, images: Path) -> Record:
     """Validate decoded JSON and build the Record; RecordError names what is wrong."""
     top = _Reader(data, "")
     version = top.int("format")
-    if version != FORMAT:
-        raise RecordError(f"has format {version}, this raypress reads format {FORMAT}")
+    if version not in _READABLE:
+        raise RecordError(f"has format {version}, this raypress reads formats 1 and 2")
     if top.str("post") != post:
         raise RecordError(f"is the record of {top.str('post')}, not of {post}")
     inputs = top.object("inputs")
     environment = top.object("environment")
     run = top.object("run")
-    snippets = [_snippet(item, images) for item in top.objects("snippets")]
+    snippets = [_snippet(item, images, version) for item in top.objects("snippets")]
     inline = top.objects("inline")
     status = run.str("status")
     if status not in _POST_STATUSES:
@@ -287,6 +333,9 @@ def parse_record(data: Any, post: str, images: Path) -> Record:
             ray_version=environment.optional_str("ray_version"),
             ray_cluster_cpus=environment.optional_number("ray_cluster_cpus"),
             node=environment.optional_str("node") if "node" in environment.data else None,
+            isolation=environment.str("isolation") if "isolation" in environment.data else "",
+            ray_requested=environment.newer_str("ray_requested"),
+            ray_given=environment.newer_str("ray_given"),
         ),
         started_at=run.str("started_at"),
         wall_s=run.number("wall_s"),
@@ -314,20 +363,20 @@ def parse_record(data: Any, post: str, images: Path) -> Record:
     return record
 
 
-def _snippet(item: _Reader, images: Path) -> tuple[SnippetResult, SnippetPlace]:
+def _snippet(item: _Reader, images: Path, version: int) -> tuple[SnippetResult, SnippetPlace]:
     status = item.str("status")
     if status not in _STATUSES:
         raise RecordError(f"{item.where}status: unknown status {status!r}")
     error = item.optional_object("error")
     repeat = item.optional_object("repeat")
+    if version == 1:
+        outputs = _format1_outputs(item, images)
+    else:
+        outputs = tuple(_output(i, images) for i in item.objects("outputs"))
     result = SnippetResult(
         index=item.int("index"),
         status=status,  # type: ignore[arg-type]
-        stdout=item.text("stdout"),
-        stderr=item.text("stderr"),
-        value=item.optional_text("value"),
-        value_html=item.optional_text("value_html"),
-        images=tuple(_image(i, images) for i in item.objects("images")),
+        outputs=outputs,
         error=None
         if error is None
         else ErrorInfo(
@@ -359,7 +408,50 @@ def _snippet(item: _Reader, images: Path) -> tuple[SnippetResult, SnippetPlace]:
     return result, place
 
 
-def _image(item: _Reader, folder: Path) -> Image:
+def _format1_outputs(item: _Reader, images: Path) -> tuple[Output, ...]:
+    """A format 1 snippet (stdout, stderr, value, value_html, images) as outputs."""
+    outputs: list[Output] = list(stream_outputs(item.text("stdout"), item.text("stderr")))
+    value, html = item.optional_text("value"), item.optional_text("value_html")
+    if value is not None:
+        data: tuple[tuple[str, str | bytes], ...] = (("text/plain", value),)
+        if html is not None:
+            data = (("text/html", html), *data)
+        outputs.append(DisplayOutput(data, result=True))
+    for entry in item.objects("images"):
+        image = _image(entry, images)
+        metadata = json.dumps({"alt": image.alt}) if image.alt else ""
+        outputs.append(DisplayOutput(((image.mime, image.data),), metadata))
+    return tuple(outputs)
+
+
+def _output(item: _Reader, images: Path) -> Output:
+    kind = item.str("type")
+    if kind == "stream":
+        name = item.str("name")
+        if name not in ("stdout", "stderr"):
+            raise RecordError(f"{item.where}name: must be stdout or stderr, not {name!r}")
+        return StreamOutput(name, item.text("text"))  # type: ignore[arg-type]
+    if kind not in ("display", "result"):
+        raise RecordError(f"{item.where}type: unknown output type {kind!r}")
+    bundle = item.object("data")
+    data: list[tuple[str, str | bytes]] = []
+    for mime in bundle.data:
+        value = bundle.data[mime]
+        if isinstance(value, dict) and "file" in value and "sha256" in value:
+            raw = _stored_file(bundle.object(mime), images)
+            data.append((mime, raw if mime in BINARY_MIMES else raw.decode("utf-8", "replace")))
+        elif mime == "application/json" or mime.endswith("+json"):
+            data.append((mime, json.dumps(value, sort_keys=True, ensure_ascii=False)))
+        else:
+            data.append((mime, bundle.text(mime)))
+    metadata = item.data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise RecordError(f"{item.where}metadata must be an object")
+    text = json.dumps(metadata, sort_keys=True, ensure_ascii=False) if metadata else ""
+    return DisplayOutput(tuple(data), text, kind == "result")
+
+
+def _stored_file(item: _Reader, folder: Path) -> bytes:
     digest, name = item.str("sha256"), item.str("file")
     if not _SHA256.match(digest) or not name.startswith(digest + ".") or "/" in name:
         raise RecordError(f"{item.where}file: {name!r} is not named by its sha256")
@@ -370,6 +462,11 @@ def _image(item: _Reader, folder: Path) -> Image:
         raise RecordError(f"image {path.name} is missing from {folder.name}/") from None
     if hashlib.sha256(data).hexdigest() != digest:
         raise RecordError(f"image {folder.name}/{name} does not match its hash")
+    return data
+
+
+def _image(item: _Reader, folder: Path) -> Image:
+    data = _stored_file(item, folder)
     return Image(mime=item.str("mime"), data=data, alt=item.str("alt"))
 
 
@@ -398,6 +495,10 @@ class _Reader:
 
     def optional_str(self, key: str) -> str | None:
         return None if self._get(key) is None else self.str(key)
+
+    def newer_str(self, key: str) -> str | None:
+        """A key records of older raypress versions lack (absent: None)."""
+        return self.optional_str(key) if key in self.data else None
 
     def int(self, key: str) -> int:
         value = self._get(key)

@@ -5,8 +5,10 @@
   the disk), else the output folder itself (before the first build of the session).
   Either is replaced whole, so a request gets the old version or the new, never half.
 * A request's path is decoded once; ``.``/``..`` segments, NUL, backslashes and control
-  characters are refused. In the output folder only regular files whose real path
-  (symlinks resolved) lies inside the folder's real path are served.
+  characters are refused. Only regular files whose real path lies inside the output
+  folder (or, for the snapshot's static files, inside the project or the theme) are
+  served, and that is checked on the file as opened, at request time: a file swapped for
+  a symlink while serving is refused, never followed.
 * ``/x`` naming a folder redirects to ``/x/``, which serves ``x/index.html``; missing
   files get the site's ``404.html`` with status 404; the site lives under ``baseurl``.
 * A request whose ``Host`` is not this server (DNS rebinding) is refused, and the event
@@ -24,6 +26,7 @@ import os
 import posixpath
 import re
 import socket
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -81,6 +84,11 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 _CHUNK = 1 << 16
 
 
+# The search index is made after the pages are handed over (a preview does not wait for
+# it): until the build has written it, the output folder serves the previous one.
+WRITTEN_LATER = "pagefind/"
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A build's output in memory: generated files by their path in the site, static
@@ -110,6 +118,7 @@ class Served:
     folder: Path
     baseurl: str = ""
     snapshot: Snapshot | None = None
+    static_roots: tuple[Path, ...] = ()  # where the snapshot's static files may really be
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,7 @@ class Resolved:
     data: bytes | None = None  # or these bytes (a page of the snapshot)
     relative: str | None = None  # what was found, relative to the site's root
     location: str | None = None  # for a redirect
+    within: tuple[str, ...] = ()  # real folders the opened file must lie in
 
 
 def content_type(name: str) -> str:
@@ -151,7 +161,10 @@ def resolve(target: str, served: Served) -> Resolved:
         return Resolved("missing")
     relative = "/".join(s for s in segments if s)
     if served.snapshot is not None:
-        return _in_snapshot(served.snapshot, relative, raw.endswith("/"), f"{base}{raw}/{query}")
+        found = _in_snapshot(served.snapshot, relative, raw.endswith("/"), f"{base}{raw}/{query}")
+        if found.kind != "missing" or not relative.startswith(WRITTEN_LATER):
+            roots = tuple(os.path.realpath(r) for r in served.static_roots)
+            return replace(found, within=roots) if found.file is not None else found
     top = os.path.realpath(served.folder)
     real = _inside(top, relative)
     if real is None:
@@ -165,7 +178,7 @@ def resolve(target: str, served: Served) -> Resolved:
             return Resolved("forbidden")
     if not os.path.isfile(real):  # noqa: PTH113
         return Resolved("missing")
-    return Resolved("file", file=real, relative=relative)
+    return Resolved("file", file=real, relative=relative, within=(top,))
 
 
 def _in_snapshot(snapshot: Snapshot, relative: str, slash: bool, redirect: str) -> Resolved:
@@ -182,6 +195,17 @@ def _snapshot_file(snapshot: Snapshot, relative: str) -> Resolved:
     if relative in snapshot.static:
         return Resolved("file", file=snapshot.static[relative], relative=relative)
     return Resolved("missing")
+
+
+def opened_within(fd: int, folders: tuple[str, ...]) -> bool:
+    """True when the file open on ``fd`` is a regular file inside one of ``folders`` (real
+    paths): the check that holds whatever was swapped on the way to opening it."""
+    try:
+        real = str(Path(f"/proc/self/fd/{fd}").readlink())
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+    return regular and any(real == f or real.startswith(f.rstrip("/") + "/") for f in folders)
 
 
 def _inside(top: str, relative: str) -> str | None:
@@ -342,6 +366,9 @@ class Handler(BaseHTTPRequestHandler):
                     handle = stack.enter_context(open(found.file or "", "rb"))  # noqa: PTH123
                 except OSError:
                     self._text(HTTPStatus.NOT_FOUND, "Not found\n", body)
+                    return
+                if not opened_within(handle.fileno(), found.within):
+                    self._text(HTTPStatus.FORBIDDEN, "Forbidden: outside the site\n", body)
                     return
                 stat = os.fstat(handle.fileno())
                 size, modified, data = stat.st_size, stat.st_mtime, None

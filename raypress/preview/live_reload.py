@@ -158,9 +158,13 @@ CLIENT_JS = """
 (() => {
   const overlayId = "raypress-error-overlay";
   const state = (doc) => JSON.parse(doc.getElementById("raypress-live").textContent);
-  const ownScripts = (doc) =>
-    [...doc.scripts].filter((s) => s.id !== "raypress-live" && !s.hasAttribute("data-raypress"));
-  const assets = (doc) => [...doc.head.querySelectorAll("link[rel~='stylesheet'],style,script")]
+  // scripts that would not run again after a swap; JSON-LD is data, and the theme's
+  // data-swap-safe scripts set themselves up again on "raypress:updated"
+  const ownScripts = (doc) => [...doc.scripts].filter((s) => s.id !== "raypress-live" &&
+    !s.hasAttribute("data-raypress") && !s.hasAttribute("data-swap-safe") &&
+    s.type !== "application/ld+json");
+  const assets = (doc) => [...doc.head.querySelectorAll(
+    "link[rel~='stylesheet'],style,script:not([type='application/ld+json'])")]
     .map((element) => element.outerHTML).join("\\n");
   let live = state(document);
   function showProblems(problems) {

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from raypress.execution.model import ExecutionSettings, PostExecution, PostRun
+from raypress.execution.model import ExecutionSettings, PostExecution, PostRun, StreamOutput
 
 Progress = Callable[[PostExecution], None]
 
 
 class Engine(Protocol):
     """What runs posts: an :class:`~raypress.execution.pool.Executor`."""
+
+    failure: str | None  # its fork server died during the last run
 
     def run(
         self, runs: Sequence[PostRun], progress: Progress | None = None
@@ -95,7 +97,13 @@ def shift_lines(execution: PostExecution, old: PostRun, new: PostRun) -> PostExe
         if error is not None:
             moved = {"line": move(error.line), "traceback": text(error.traceback)}
             error = dataclasses.replace(error, **moved)
-        snippets.append(dataclasses.replace(result, error=error, stderr=text(result.stderr)))
+        outputs = tuple(
+            dataclasses.replace(o, text=text(o.text))
+            if isinstance(o, StreamOutput) and o.name == "stderr"
+            else o
+            for o in result.outputs
+        )
+        snippets.append(dataclasses.replace(result, error=error, outputs=outputs))
     problems = tuple(
         dataclasses.replace(p, line=move(p.line), message=text(p.message))
         if p.path == execution.post
@@ -126,6 +134,7 @@ class WarmExecution:
         self.entries: dict[str, _Entry] = {}  # by post source path
         self.last = RunSummary()
         self.lock = threading.Lock()
+        self.failure: str | None = None  # the engine died during the last run
 
     def run(self, runs: Sequence[PostRun], progress: Progress | None = None) -> list[PostExecution]:
         """Results for ``runs`` in their order; only posts whose code changed are executed."""
@@ -135,6 +144,7 @@ class WarmExecution:
             self.announce("execution settings changed: restarting the execution engine")
             self.close()
             self.forget_all()
+        self.failure = None
         results: dict[int, PostExecution] = {}
         to_run: list[int] = []
         reused: list[str] = []
@@ -152,6 +162,9 @@ class WarmExecution:
             self.announce(f"running {len(to_run)} post{'s' if len(to_run) != 1 else ''}: {names}")
             executor = self._executor(wanted, [runs[i] for i in to_run])
             fresh = executor.run([runs[i] for i in to_run], progress)
+            self.failure = executor.failure
+            if self.failure:  # the next rebuild starts a fresh engine
+                self.close()
             for i, execution in zip(to_run, fresh, strict=True):
                 results[i] = execution
                 ran.append(execution)

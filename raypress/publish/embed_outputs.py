@@ -1,54 +1,61 @@
 """Put each snippet's figure, and what executing it produced, into a parsed body's HTML.
 
-Everything that came from execution is escaped here (text) or sanitised again (HTML from
+Everything that came from execution is escaped here (text) or sanitised (HTML from
 ``_repr_html_``): a snippet printing ``</pre><script>`` shows that text, nothing more.
+Only a site that sets ``trust_html_output`` gets snippets' HTML raw, scripts included
+(interactive plotly, bokeh and altair figures); see :mod:`raypress.publish.rich_outputs`
+for how each rich output is shown.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from html import escape
 
-import nh3
-
 from raypress.execution.model import (
     FAILED,
-    IMAGE_EXTENSIONS,
     NOT_RUN,
-    Image,
     InlineResult,
     PostExecution,
     Snippet,
     SnippetResult,
+    StreamOutput,
     format_duration,
 )
 from raypress.publish.markdown import ParsedBody
+from raypress.publish.rich_outputs import (
+    Figure,
+    OutputPage,
+    display_html,
+    folded_pre,
+    strip_ansi,
+)
 
 _PLACEHOLDER = re.compile(r"<!--(raypress:[0-9a-f]+):([sx])(\d+)(?::(open|close))?-->")
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """An image file produced by a snippet, written next to the post's page."""
-
-    name: str  # file name inside the post's folder
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedBody:
     html: str
     figures: tuple[Figure, ...]
+    scripts: tuple[str, ...] = ()  # libraries the page must load once (e.g. "plotly")
 
 
-def embed_results(body: ParsedBody, execution: PostExecution | None = None) -> EmbeddedBody:
-    """The final body HTML: snippets in their figures, with outputs when executed."""
+def embed_results(
+    body: ParsedBody,
+    execution: PostExecution | None = None,
+    trust_html: bool = False,
+    output_lines: int = 30,
+) -> EmbeddedBody:
+    """The final body HTML: snippets in their figures, with outputs when executed.
+    ``trust_html``: the site's ``trust_html_output`` (snippets' HTML shown raw). Text
+    outputs longer than ``output_lines`` (a snippet's ``output-lines`` wins; 0: never) are
+    folded after that many lines."""
     results = {r.index: r for r in execution.snippets} if execution else {}
     inline = {r.index: r for r in execution.inline} if execution else {}
-    figures: list[Figure] = []
+    page = OutputPage(trust_html)
+    figures = page.figures
 
     def replace(match: re.Match[str]) -> str:
         marker, kind, index, part = match.group(1), match.group(2), int(match.group(3)), match[4]
@@ -60,14 +67,10 @@ def embed_results(body: ParsedBody, execution: PostExecution | None = None) -> E
         result = results.get(index)
         if part == "open":
             return _figure_open(snippet, result)
-        return _figure_close(snippet, result, figures)
+        return _figure_close(snippet, result, page, output_lines)
 
-    return EmbeddedBody(_PLACEHOLDER.sub(replace, body.html), tuple(figures))
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour and cursor escape sequences."""
-    return _ANSI.sub("", text)
+    html = _PLACEHOLDER.sub(replace, body.html)
+    return EmbeddedBody(html, tuple(figures), tuple(dict.fromkeys(page.scripts)))
 
 
 def _visible(snippet: Snippet, result: SnippetResult | None) -> bool:
@@ -79,9 +82,7 @@ def _has_output(snippet: Snippet, result: SnippetResult | None) -> bool:
         return False
     if result.error is not None or result.notes or result.status in FAILED:
         return True
-    return snippet.options.output and bool(
-        result.stdout or result.stderr or result.value or result.value_html or result.images
-    )
+    return snippet.options.output and bool(result.outputs)
 
 
 def _figure_open(snippet: Snippet, result: SnippetResult | None) -> str:
@@ -105,39 +106,35 @@ def _figure_open(snippet: Snippet, result: SnippetResult | None) -> str:
     )
 
 
-def _figure_close(snippet: Snippet, result: SnippetResult | None, figures: list[Figure]) -> str:
+def _figure_close(
+    snippet: Snippet, result: SnippetResult | None, page: OutputPage, output_lines: int
+) -> str:
     if not _visible(snippet, result):
         return ""
     parts: list[str] = []
     if result is not None and _has_output(snippet, result):
+        limit = snippet.options.output_lines
         parts.append('<div class="snippet-output">')
-        parts += _outputs(snippet, result, figures)
+        parts += _outputs(snippet, result, page, output_lines if limit is None else limit)
         parts.append("</div>")
     parts.append(_caption(snippet, result))
     return "\n".join(parts) + "\n</figure>"
 
 
-def _outputs(snippet: Snippet, result: SnippetResult, figures: list[Figure]) -> list[str]:
+def _outputs(snippet: Snippet, result: SnippetResult, page: OutputPage, limit: int) -> list[str]:
     parts: list[str] = []
+    notices: list[str] = []
     if snippet.options.output:
-        if result.stdout:
-            parts.append(f'<pre class="stdout">{_text(result.stdout)}</pre>')
-        if result.stderr:
-            parts.append(f'<pre class="stderr">{_text(result.stderr)}</pre>')
-        if result.value_html:
-            parts.append(f'<div class="result-html">{_sanitise(result.value_html)}</div>')
-        elif result.value is not None:
-            parts.append(
-                f'<pre class="result"><span class="prompt">Out:</span> {_text(result.value)}</pre>'
-            )
-        for number, image in enumerate(result.images, start=1):
-            figure = _figure_file(snippet, number, image)
-            figures.append(figure)
-            alt = image.alt or f"Figure {number} produced by snippet {snippet.index + 1}"
-            parts.append(f'<img class="figure" src="{figure.name}" alt="{escape(alt)}">')
+        for output in result.outputs:
+            if isinstance(output, StreamOutput):
+                parts.append(folded_pre(output.name, output.text, limit))
+            else:
+                html, notice = display_html(snippet, output, page, limit)
+                parts += [html] if html else []
+                notices += [notice] if notice and notice not in notices else []
     if result.error is not None:
         parts.append(f'<pre class="error">{_text(result.error.traceback)}</pre>')
-    parts += [f'<p class="notice">{escape(note)}</p>' for note in result.notes]
+    parts += [f'<p class="notice">{escape(note)}</p>' for note in (*result.notes, *notices)]
     if result.truncated and not any("trunc" in n for n in result.notes):
         parts.append('<p class="notice">Output truncated.</p>')
     return parts
@@ -162,9 +159,16 @@ def _caption(snippet: Snippet, result: SnippetResult | None) -> str:
         )
     else:
         timing, title = wall, f"wall time {wall} (CPU time {cpu})"
+    cpu_badge = ""
+    if result.status not in ("timed-out", "died"):
+        cpu_badge = (
+            f' <span class="timing-cpu" title="CPU time of the post\'s own process and its '
+            f'children; Ray workers run elsewhere">CPU {escape(cpu)}</span>'
+        )
     return (
-        f'<figcaption class="snippet-meta"><span class="timing" title="{escape(title)}">'
-        f"{escape(timing)}</span> {link}</figcaption>"
+        f'<figcaption class="snippet-meta"><span class="timing-badge">'
+        f'<span class="timing" title="{escape(title)}">{escape(timing)}</span>'
+        f' <span class="timing-label">wall</span>{cpu_badge}</span> {link}</figcaption>'
     )
 
 
@@ -180,15 +184,5 @@ def _inline_html(source: str, result: InlineResult | None) -> str:
     return f'<span class="inline-result">{_text(result.text)}</span>'
 
 
-def _figure_file(snippet: Snippet, number: int, image: Image) -> Figure:
-    extension = IMAGE_EXTENSIONS.get(image.mime, "bin")
-    digest = hashlib.sha256(image.data).hexdigest()[:10]
-    return Figure(f"snippet-{snippet.index + 1}-{number}-{digest}.{extension}", image.data)
-
-
 def _text(text: str) -> str:
     return escape(strip_ansi(text), quote=False)
-
-
-def _sanitise(fragment: str) -> str:
-    return nh3.clean(fragment)

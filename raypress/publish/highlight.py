@@ -1,37 +1,81 @@
-"""Pygments at build time: highlighted HTML for fences, light and dark CSS for the theme."""
+"""Pygments at build time: highlighted HTML for fences, light and dark CSS for the theme.
+
+Pygments is imported on first use: a build whose fences are all remembered from the
+last build (:class:`Highlighter`) does not load it at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from html import escape
+from typing import TYPE_CHECKING, Any
 
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
-from pygments.lexers.special import TextLexer
-from pygments.util import ClassNotFound
+if TYPE_CHECKING:
+    from pygments.lexer import Lexer
 
-_FORMATTER = HtmlFormatter(nowrap=True)
+Fence = tuple[str, str]  # (language, code)
 
 
 @lru_cache(maxsize=64)
 def _lexer(language: str) -> Lexer:
+    from pygments.lexers import get_lexer_by_name
+    from pygments.lexers.special import TextLexer
+    from pygments.util import ClassNotFound
+
     try:
         return get_lexer_by_name(language or "text", stripnl=False, ensurenl=False)
     except ClassNotFound:
         return TextLexer()
 
 
+@lru_cache(maxsize=1)
+def _formatter() -> Any:
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(nowrap=True)
+
+
 def highlight_block(code: str, language: str) -> str:
     """``<div class="highlight" data-lang=…><pre><code>…</code></pre></div>`` for ``code``."""
-    spans = highlight(code, _lexer(language.lower()), _FORMATTER)
+    from pygments import format as format_tokens
+
+    from raypress.publish.fast_lexing import tokens_of
+
+    spans = format_tokens(tokens_of(_lexer(language.lower()), code), _formatter())
     lang = f' data-lang="{escape(language)}"' if language else ""
     return f'<div class="highlight"{lang}><pre><code>{spans}</code></pre></div>\n'
 
 
+class Highlighter:
+    """highlight_block, answering from ``known`` (the fences of the post's last parse)
+    when it can; every fence it was asked for is in ``used`` afterwards."""
+
+    def __init__(self, known: Mapping[Fence, str] | None = None):
+        self.known = known or {}
+        self.used: dict[Fence, str] = {}
+
+    def block(self, code: str, language: str) -> str:
+        fence = (language, code)
+        found = self.used.get(fence) or self.known.get(fence)
+        if found is None:
+            found = highlight_block(code, language)
+        self.used[fence] = found
+        return found
+
+
+@lru_cache(maxsize=1)
+def pygments_version() -> str:
+    """The installed Pygments' version (its top module alone is cheap to import)."""
+    import pygments
+
+    return pygments.__version__
+
+
 def stylesheet(light_style: str, dark_style: str) -> str:
     """CSS for highlighted code, light by default and dark under prefers-color-scheme."""
+    from pygments.formatters import HtmlFormatter
+
     light = HtmlFormatter(style=light_style).get_style_defs(".highlight")
     dark = HtmlFormatter(style=dark_style).get_style_defs(".highlight")
     indented = "\n".join("  " + line for line in dark.splitlines())

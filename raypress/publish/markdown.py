@@ -14,22 +14,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urljoin
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 from mdit_py_plugins.anchors.index import slugify as heading_slug
+from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.gfm import gfm_plugin
 
 from raypress.errors import Problem, SourceError
 from raypress.execution.imports import top_level_imports
 from raypress.execution.model import InlineExpression, Snippet
-from raypress.publish.highlight import highlight_block
+from raypress.publish.highlight import Highlighter
+from raypress.publish.local_files import LocalRef, local_reference
+from raypress.publish.mathml import MathError, to_mathml
 from raypress.publish.posts import Post
-from raypress.publish.snippets import is_python, parse_options, split_options
+from raypress.publish.snippets import (
+    code_fold_default,
+    is_python,
+    parse_options,
+    split_options,
+)
 
 INLINE_PREFIX = "{python}"
+DIAGRAM_LANGUAGES = frozenset({"mermaid"})
+_MATH_INLINE = frozenset({"math_inline", "math_inline_double"})
+_MATH_BLOCK = frozenset({"math_block", "math_block_label"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +76,11 @@ class ParsedBody:
     excerpt_text: str
     word_count: int
     problems: tuple[Problem, ...]
+    # what the page needs (scripts are loaded only where they are used)
+    has_code: bool = False  # a code block: the copy button's script
+    has_diagrams: bool = False  # a ```mermaid fence: the diagram script
+    has_math: bool = False
+    local_files: tuple[LocalRef, ...] = ()  # relative images and links to files beside it
 
     @property
     def uses_ray(self) -> bool:
@@ -88,6 +105,8 @@ def create_markdown(enable_html: bool, typography: bool = True) -> MarkdownIt:
     (``typography``) kramdown's typographic symbols and smart quotes, as Jekyll gives."""
     md = MarkdownIt("commonmark", {"html": enable_html, "typographer": typography})
     md.use(gfm_plugin)
+    # Pandoc's rules: `$` must hug its formula, and `$5 and $10` stays text
+    md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
     _look_before_protocol_scan(md)
     if typography:
         md.core.ruler.before("smartquotes", "raw_html_text", _raw_html_text)
@@ -99,6 +118,10 @@ def create_markdown(enable_html: bool, typography: bool = True) -> MarkdownIt:
     md.add_render_rule("fence", _render_fence)
     md.add_render_rule("code_block", _render_code_block)
     md.add_render_rule("code_inline", _render_code_inline)
+    for name in (*_MATH_INLINE, *_MATH_BLOCK):
+        md.add_render_rule(name, _render_math)
+    md.add_render_rule("table_open", _render_table_open)
+    md.add_render_rule("table_close", _render_table_close)
     return md
 
 
@@ -211,23 +234,35 @@ def _look_before_protocol_scan(md: MarkdownIt) -> None:
             ruler.at(rule.name, protocol)
 
 
-def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
-    """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count."""
+def parse_body(
+    post: Post, settings: MarkdownSettings, highlighter: Highlighter | None = None
+) -> ParsedBody:
+    """Parse and render ``post.body``; extract its snippets, TOC, excerpt and word count.
+    ``highlighter`` highlights the code (it may remember fences of an earlier parse)."""
     md = create_markdown(settings.html, settings.typography)
+    highlighter = highlighter or Highlighter()
     marker = f"raypress:{post.digest[:12]}"
     separator = settings.excerpt_separator
     body = post.body.replace(separator, "") if separator else post.body
     tokens = md.parse(body, {"baseurl": settings.baseurl})
-    snippets, inline, problems = _extract(tokens, post)
-    env: dict[str, Any] = {"marker": marker, "baseurl": settings.baseurl}
+    snippets, inline, problems = _extract(tokens, post, body.split("\n"))
+    problems += _convert_math(tokens, post)
+    local_files = _local_files(tokens, post)
+    env: dict[str, Any] = {
+        "marker": marker,
+        "baseurl": settings.baseurl,
+        "highlight": highlighter.block,
+    }
     body_html = md.renderer.render(tokens, md.options, env)
     if post.excerpt:  # front matter 'excerpt', Jekyll's
         excerpt_html = _without_local_anchors(
             md.render(post.excerpt, {"baseurl": settings.baseurl})
         )
     else:
-        excerpt_html = _excerpt_html(md, post.body, separator, tokens, env)
+        excerpt_html = _excerpt_html(md, post.body, separator, tokens, env, post.url)
     toc = _toc(tokens)
+    kinds = {t.type for t in tokens}
+    languages = {_fence_language(t.info) for t in tokens if t.type == "fence"}
     return ParsedBody(
         source=post.source,
         html=body_html,
@@ -239,7 +274,22 @@ def parse_body(post: Post, settings: MarkdownSettings) -> ParsedBody:
         excerpt_text=_plain_text(excerpt_html),
         word_count=_word_count(tokens),
         problems=tuple(problems),
+        has_code="code_block" in kinds or any(t.type == "fence" and _shows_code(t) for t in tokens),
+        has_diagrams=bool(languages & DIAGRAM_LANGUAGES),
+        has_math=bool(kinds & _MATH_BLOCK)
+        or any(c.type in _MATH_INLINE for t in tokens for c in t.children or ()),
+        local_files=local_files,
     )
+
+
+def _shows_code(token: Token) -> bool:
+    """A fence shown as highlighted code (not a diagram, not a hidden snippet)."""
+    if _fence_language(token.info) in DIAGRAM_LANGUAGES:
+        return False
+    return token.meta.get("snippet") is None or bool(token.meta.get("echo"))
+
+
+_CONTAINER = re.compile(r"^[ \t>]*")  # blockquote markers and list indentation
 
 
 def _fence_language(info: str) -> str:
@@ -247,14 +297,45 @@ def _fence_language(info: str) -> str:
     return word.strip("{}").lower()
 
 
+def unclosed(token: Token, lines: Sequence[str]) -> bool:
+    """True when a fence has no closing line of its own (it runs to the end of the post
+    or of its blockquote or list item, swallowing the prose after it)."""
+    if token.map is None:
+        return False
+    start, end = token.map
+    if end - 1 <= start or end - 1 >= len(lines):
+        return True
+    closing = _CONTAINER.sub("", lines[end - 1]).rstrip()
+    char = token.markup[:1]
+    return not (closing and set(closing) == {char} and len(closing) >= len(token.markup))
+
+
 def _extract(
-    tokens: Sequence[Token], post: Post
+    tokens: Sequence[Token], post: Post, lines: Sequence[str]
 ) -> tuple[list[Snippet], list[InlineExpression], list[Problem]]:
     snippets: list[Snippet] = []
     inline: list[InlineExpression] = []
     problems: list[Problem] = []
+    fold_default: bool | str = False  # front matter `code-fold:`, as Quarto's documents have
+    if "code-fold" in post.extra:
+        line = post.extra_lines.get("code-fold", 1)
+        try:
+            fold_default = code_fold_default(post.extra["code-fold"], post.source, line)
+        except SourceError as exc:
+            problems.append(exc.problem)
     for token in tokens:
         language = _fence_language(token.info) if token.type == "fence" else ""
+        if token.type == "fence" and unclosed(token, lines):
+            problems.append(
+                Problem(
+                    post.source,
+                    post.body_line + (token.map[0] if token.map else 0),
+                    f"this code fence ({token.markup}) is never closed: the rest of the post "
+                    "would be code (and a python fence would run it)",
+                    f"add a closing {token.markup} line",
+                )
+            )
+            continue
         if is_python(language) and token.map:
             fence_line = post.body_line + token.map[0]
             option_lines, code = split_options(token.content)
@@ -265,6 +346,9 @@ def _extract(
                 continue
             token.meta["snippet"] = len(snippets)
             token.meta["echo"] = options.echo
+            fold = options.code_fold
+            token.meta["code_fold"] = fold_default if fold is None else fold
+            token.meta["code_summary"] = options.code_summary
             token.meta["display"] = code
             snippets.append(
                 Snippet(
@@ -299,9 +383,21 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     token = tokens[idx]
     language = _fence_language(token.info)
     index = token.meta.get("snippet")
+    highlight = _highlighter(env)
+    if language in DIAGRAM_LANGUAGES and index is None:
+        return (
+            f'<div class="diagram"><pre class="mermaid">{html.escape(token.content)}</pre></div>\n'
+        )
     if index is None or "marker" not in env:
-        return highlight_block(token.content, language)
-    code = highlight_block(token.meta["display"], language) if token.meta["echo"] else ""
+        return highlight(token.content, language)
+    code = highlight(token.meta["display"], language) if token.meta["echo"] else ""
+    fold = token.meta.get("code_fold")
+    if code and fold:
+        is_open = " open" if fold == "show" else ""
+        summary = html.escape(token.meta.get("code_summary") or "Code")
+        code = (
+            f'<details class="code-fold"{is_open}><summary>{summary}</summary>\n{code}</details>\n'
+        )
     marker = env["marker"]
     return (
         snippet_placeholder(marker, index, "open")
@@ -312,7 +408,13 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
 
 
 def _render_code_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
-    return highlight_block(tokens[idx].content, "")
+    return _highlighter(env)(tokens[idx].content, "")
+
+
+def _highlighter(env: Any) -> Any:
+    """The parse's highlighter (env "highlight"), or a fresh one."""
+    found = env.get("highlight") if isinstance(env, dict) else None
+    return found or Highlighter().block
 
 
 def _render_code_inline(
@@ -326,17 +428,43 @@ def _render_code_inline(
 
 
 def _excerpt_html(
-    md: MarkdownIt, body: str, separator: str, tokens: Sequence[Token], env: dict[str, Any]
+    md: MarkdownIt,
+    body: str,
+    separator: str,
+    tokens: Sequence[Token],
+    env: dict[str, Any],
+    page_url: str,
 ) -> str:
+    """The excerpt, shown on other pages: a relative image or link beside the post is made
+    site-absolute (``/2025/11/01/post/plot.png``) so it still works there."""
+    baseurl = env.get("baseurl", "")
     if separator and separator in body:
         head = body.split(separator, 1)[0]
-        return _without_local_anchors(md.render(head, {"baseurl": env.get("baseurl", "")}))
+        head_env = {"baseurl": baseurl, "highlight": env.get("highlight")}
+        head_tokens = md.parse(head, head_env)
+        _absolute_local_links(head_tokens, baseurl + page_url)
+        return _without_local_anchors(md.renderer.render(head_tokens, md.options, head_env))
     for i, token in enumerate(tokens):
         if token.type == "paragraph_open" and token.level == 0:
-            return _without_local_anchors(
-                md.renderer.render(list(tokens[i : i + 3]), md.options, {})
-            )
+            paragraph = [tokens[i], _copy_inline(tokens[i + 1]), tokens[i + 2]]
+            _absolute_local_links(paragraph, baseurl + page_url)
+            return _without_local_anchors(md.renderer.render(paragraph, md.options, {}))
     return ""
+
+
+def _copy_inline(token: Token) -> Token:
+    """A copy of an inline token whose children may be changed without touching the body."""
+    children = [child.copy(attrs=dict(child.attrs)) for child in token.children or ()]
+    return token.copy(children=children)
+
+
+def _absolute_local_links(tokens: Sequence[Token], page_path: str) -> None:
+    for block in tokens:
+        for child in block.children or ():
+            name = {"link_open": "href", "image": "src"}.get(child.type)
+            value = child.attrGet(name) if name else None
+            if isinstance(value, str) and local_reference(value) is not None:
+                child.attrSet(name, urljoin(page_path, value))
 
 
 def _without_local_anchors(fragment: str) -> str:
@@ -370,3 +498,91 @@ def _word_count(tokens: Sequence[Token]) -> int:
 def _plain_text(fragment: str) -> str:
     text = re.sub(r"<[^>]+>", "", fragment)
     return " ".join(html.unescape(text).split())
+
+
+def _convert_math(tokens: Sequence[Token], post: Post) -> list[Problem]:
+    """Render every formula to MathML now (kept in ``token.meta``); a formula that cannot
+    be rendered is a problem at its line."""
+    problems: list[Problem] = []
+
+    def convert(token: Token, line: int, display: bool) -> None:
+        try:
+            token.meta["mathml"] = to_mathml(token.content, display)
+        except MathError as exc:
+            formula = " ".join(token.content.split())
+            shown = formula if len(formula) <= 60 else formula[:57] + "..."
+            problems.append(
+                Problem(
+                    post.source,
+                    line,
+                    f"cannot render the formula ${shown}$: {exc}",
+                    "fix the LaTeX, or write a literal dollar as \\$",
+                )
+            )
+
+    for token in tokens:
+        if token.type in _MATH_BLOCK and token.map:
+            convert(token, post.body_line + token.map[0], display=True)
+        elif token.type == "inline" and token.children and token.map:
+            offset = 0
+            for child in token.children:
+                if child.type in ("softbreak", "hardbreak"):
+                    offset += 1
+                elif child.type in _MATH_INLINE:
+                    display = child.type == "math_inline_double"
+                    convert(child, post.body_line + token.map[0] + offset, display)
+    return problems
+
+
+def _render_math(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    mathml = token.meta.get("mathml")
+    if mathml is None:  # a body parsed without conversion (an excerpt): convert now
+        try:
+            mathml = to_mathml(token.content, token.type not in ("math_inline",))
+        except MathError:
+            mathml = f"<code>{html.escape(token.content)}</code>"
+    if token.type == "math_inline":
+        return mathml
+    if token.type == "math_block_label":
+        label = html.escape(token.info)
+        anchor = f'<a class="math-label" href="#{label}">({label})</a>'
+        return f'<div class="math-display" id="{label}">{mathml}{anchor}</div>\n'
+    return f'<div class="math-display">{mathml}</div>\n'
+
+
+def _render_table_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    """Tables scroll sideways inside their own box (keyboard-focusable, labelled) on
+    narrow screens, instead of widening the page."""
+    return (
+        '<div class="table-scroll" tabindex="0" role="region" aria-label="Table">\n'
+        + self.renderToken(tokens, idx, options, env)
+    )
+
+
+def _render_table_close(
+    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
+) -> str:
+    return self.renderToken(tokens, idx, options, env) + "</div>\n"
+
+
+def _local_files(tokens: Sequence[Token], post: Post) -> tuple[LocalRef, ...]:
+    """Relative images (and links to files) of the body, with their lines: they are
+    published beside the post's page (a missing image is a problem of the build)."""
+    found: list[LocalRef] = []
+    for token in tokens:
+        if token.type != "inline" or not token.children or not token.map:
+            continue
+        offset = 0
+        for child in token.children:
+            if child.type in ("softbreak", "hardbreak"):
+                offset += 1
+            name = {"link_open": "href", "image": "src"}.get(child.type)
+            value = child.attrGet(name) if name else None
+            if not isinstance(value, str):
+                continue
+            path = local_reference(value)
+            if path is not None:
+                line = post.body_line + token.map[0] + offset
+                found.append(LocalRef(path, line, required=child.type == "image"))
+    return tuple(found)

@@ -2,40 +2,72 @@
 
 Markdown parsing and Pygments highlighting are most of a build's time, so a body is
 re-rendered only when its post file (or the Markdown settings, or raypress) changed. Cold
-builds spread the work over processes.
+builds spread the work over processes, which die with the build: killed when it stops
+for any reason (Ctrl-C and SIGTERM included) and, should it be SIGKILLed, by the kernel
+(``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
-import multiprocessing
 import os
 import pickle
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing.connection import Connection
+import signal
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from raypress import __version__
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import InlineExpression, Snippet, SnippetOptions
-from raypress.paths import atomic_write
+from raypress.publish.highlight import Fence, Highlighter, pygments_version
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, TocEntry, parse_body
 from raypress.publish.posts import Post
 
+if TYPE_CHECKING:
+    import multiprocessing.context
+    from multiprocessing.connection import Connection
+
 CACHE_NAME = "build-cache.pickle"
-_FORMAT = 2
+ADDED_NAME = "build-cache-added.pickle"
+_FORMAT = 3
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 BIG_POST_BYTES = 200_000  # bodies larger than this are parsed under a time budget
+_PR_SET_PDEATHSIG = 1
+
+
+_CACHED_CLASSES = (Post, ParsedBody, TocEntry, Snippet, SnippetOptions, InlineExpression)
 
 
 def _schema() -> str:
     """The shape of what is cached: a changed dataclass invalidates the cache file."""
-    classes = (Post, ParsedBody, TocEntry, Snippet, SnippetOptions, InlineExpression)
-    return repr([(c.__name__, [f.name for f in dataclasses.fields(c)]) for c in classes])
+    return repr([(c.__name__, [f.name for f in dataclasses.fields(c)]) for c in _CACHED_CLASSES])
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles the cached dataclasses as ``cls(*fields)``: loading calls their __init__,
+    several times faster than the generic ``__setstate__`` of a slots dataclass (the
+    cache of a 1,000-post site holds about 10,000 of them)."""
+
+    fields: ClassVar[Mapping[type, tuple[str, ...]]] = MappingProxyType(
+        {
+            c: tuple(f.name for f in dataclasses.fields(c))
+            for c in _CACHED_CLASSES
+            if not hasattr(c, "__post_init__") and all(f.init for f in dataclasses.fields(c))
+        }
+    )
+
+    def reducer_override(self, obj: Any) -> Any:
+        names = self.fields.get(type(obj))
+        if names is None:
+            return NotImplemented
+        return type(obj), tuple(getattr(obj, name) for name in names)
 
 
 _CACHE_VERSION = (_FORMAT, __version__, _schema())
@@ -58,21 +90,27 @@ def post_key(source: str, digest: str, config: Config, layouts: frozenset[str]) 
 
 
 class BuildCache:
-    """Posts and parsed bodies from earlier builds, in one pickle file in the cache folder.
+    """Posts, parsed bodies and highlighted code from earlier builds, in two pickle files
+    in the cache folder: the whole cache as some build left it, and the entries added
+    since (so a build that parsed one post writes one entry, not the whole cache).
 
-    Entries used by this build are kept when it is saved; the rest (deleted or edited
-    posts) are dropped.
+    Entries this build did not use (deleted or edited posts) are dropped when the whole
+    cache is written again: when they, or the added entries, are a tenth of it.
     """
 
     def __init__(self, folder: Path):
         self.path = folder / CACHE_NAME
-        self.entries: dict[str, Any] = self._load()
+        self.added_path = folder / ADDED_NAME
+        self.base = self._load(self.path)
+        self.added = self._load(self.added_path) if self.base else {}
+        self.entries: dict[str, Any] = {**self.base, **self.added}
         self.used: set[str] = set()
         self.dirty = False
 
-    def _load(self) -> dict[str, Any]:
+    @staticmethod
+    def _load(path: Path) -> dict[str, Any]:
         try:
-            with self.path.open("rb") as handle:
+            with path.open("rb") as handle:
                 data = pickle.load(handle)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             return {}
@@ -90,20 +128,40 @@ class BuildCache:
 
     def put(self, key: str, value: Any) -> None:
         self.entries[key] = value
+        self.added[key] = value
         self.used.add(key)
         self.dirty = True
 
     def save(self) -> None:
-        """Write the cache back with only the entries this build used."""
+        """Write what changed: the added entries alone, or the whole cache."""
         stale = set(self.entries) - self.used
         if not self.dirty and not stale:
             return
-        for key in stale:
-            del self.entries[key]
-        payload = {"format": _CACHE_VERSION, "entries": self.entries}
-        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write(self.path, data, durable=False)
+        tenth = max(64, len(self.used) // 10)
+        if len(stale) > tenth or len(self.added) > tenth or not self.base:
+            kept = {key: self.entries[key] for key in self.used}
+            self._write(self.path, kept)
+            self.added_path.unlink(missing_ok=True)
+            self.base, self.added = kept, {}
+        elif self.dirty:
+            self.added = {key: value for key, value in self.added.items() if key in self.used}
+            self._write(self.added_path, self.added)
         self.dirty = False
+
+    @staticmethod
+    def _write(path: Path, entries: dict[str, Any]) -> None:
+        """Pickle straight into a temporary file renamed over ``path`` (no copy of tens
+        of megabytes in memory)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                payload = {"format": _CACHE_VERSION, "entries": entries}
+                _Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+            Path(temporary).replace(path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def parse_bodies(
@@ -112,9 +170,12 @@ def parse_bodies(
     cache: BuildCache,
     jobs: int,
     budget: float = 10.0,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[dict[str, ParsedBody], list[Problem], int]:
     """The ParsedBody of each post (by source path), the posts that could not be parsed,
-    and how many bodies had to be parsed (not found in the cache)."""
+    and how many bodies had to be parsed (not found in the cache). A post parsed again
+    gets the fences highlighted at its last parse back from the cache. ``meanwhile`` is
+    called once, while worker processes parse if there are any (else before parsing)."""
     keys = {post.source: body_key(post, settings) for post in posts}
     bodies: dict[str, ParsedBody] = {}
     missing: list[Post] = []
@@ -124,82 +185,129 @@ def parse_bodies(
             missing.append(post)
         else:
             bodies[post.source] = cached
+            cache.get(fences_key(post))  # kept for the post's next edit
+    known = [cache.get(fences_key(post)) or {} for post in missing]
     problems: list[Problem] = []
-    for post, body in zip(missing, _parse_many(missing, settings, jobs, budget), strict=True):
+    parsed = _parse_many(missing, settings, known, jobs, budget, meanwhile or (lambda: None))
+    for post, (body, fences) in zip(missing, parsed, strict=True):
         if isinstance(body, Problem):
             problems.append(body)
             continue
         cache.put(keys[post.source], body)
+        cache.put(fences_key(post), fences)
         bodies[post.source] = body
     return bodies, problems, len(missing)
 
 
-def _parse_safely(post: Post, settings: MarkdownSettings) -> ParsedBody | Problem:
+def fences_key(post: Post) -> str:
+    """Where the highlighted fences of a post's last parse are kept (by its path: they
+    are looked up by language and code, so an edit elsewhere in the post reuses them)."""
+    return _key("fences", post.source, pygments_version())
+
+
+Parsed = tuple[ParsedBody | Problem, dict[Fence, str]]
+
+
+def _parse_safely(post: Post, settings: MarkdownSettings, known: dict[Fence, str]) -> Parsed:
+    highlighter = Highlighter(known)
     try:
-        return parse_body(post, settings)
+        return parse_body(post, settings, highlighter), highlighter.used
     except (RecursionError, MemoryError, ValueError, IndexError) as exc:
-        return Problem(
+        problem = Problem(
             post.source,
             None,
             f"the Markdown could not be rendered ({type(exc).__name__})",
             "simplify the deeply nested or very long construct",
         )
+        return problem, {}
 
 
 def _parse_many(
-    posts: list[Post], settings: MarkdownSettings, jobs: int, budget: float
-) -> list[ParsedBody | Problem]:
+    posts: list[Post],
+    settings: MarkdownSettings,
+    known: list[dict[Fence, str]],
+    jobs: int,
+    budget: float,
+    meanwhile: Callable[[], None],
+) -> list[Parsed]:
     """Parse ``posts`` on up to ``jobs`` processes; a post over BIG_POST_BYTES is parsed in
     a process of its own that is killed after ``budget`` seconds."""
-    results: dict[int, ParsedBody | Problem] = {}
-    small = [(i, p) for i, p in enumerate(posts) if len(p.body) <= BIG_POST_BYTES]
+    results: dict[int, Parsed] = {}
+    small = [i for i, p in enumerate(posts) if len(p.body) <= BIG_POST_BYTES]
     for i, post in enumerate(posts):
         if len(post.body) > BIG_POST_BYTES:
-            results[i] = _parse_with_budget(post, settings, budget)
+            results[i] = _parse_with_budget(post, settings, known[i], budget)
     workers = min(jobs or os.cpu_count() or 1, len(small))
     if workers < 2 or len(small) < _PARALLEL_FROM:
-        results.update((i, _parse_safely(post, settings)) for i, post in small)
+        meanwhile()
+        results.update((i, _parse_safely(posts[i], settings, known[i])) for i in small)
     else:
         chunk = max(1, len(small) // (workers * 8))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
-            parsed = pool.map(
-                _parse_safely, [p for _, p in small], [settings] * len(small), chunksize=chunk
-            )
-            results.update(zip([i for i, _ in small], parsed, strict=True))
+        # the with-block terminates the workers on the way out, however it is left
+        with _context().Pool(workers, _worker_start, (os.getpid(),)) as pool:
+            pending = pool.starmap_async(
+                _parse_safely,
+                [(posts[i], settings, known[i]) for i in small],
+                chunksize=chunk,
+            )  # submitted now; the results are waited for below
+            meanwhile()  # this process would only wait: it does the caller's work
+            results.update(zip(small, pending.get(), strict=True))
     return [results[i] for i in range(len(posts))]
 
 
 def _parse_with_budget(
-    post: Post, settings: MarkdownSettings, budget: float
-) -> ParsedBody | Problem:
+    post: Post, settings: MarkdownSettings, known: dict[Fence, str], budget: float
+) -> Parsed:
     """Parse one big post in a child process; refuse it if that takes over ``budget`` s."""
     context = _context()
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_parse_into, args=(post, settings, sender), daemon=True)
+    arguments = (post, settings, known, sender, os.getpid())
+    child = context.Process(target=_parse_into, args=arguments, daemon=True)
     child.start()
     sender.close()
     try:
         if receiver.poll(budget):
             return receiver.recv()
-        return Problem(
+        problem = Problem(
             post.source,
             None,
             f"rendering this post's Markdown took over {budget:g} s ({len(post.body):,} "
             "characters); refused",
             "split the post or simplify its largest construct, or raise render_timeout",
         )
+        return problem, {}
     except EOFError:
-        return Problem(post.source, None, "the Markdown renderer crashed on this post", None)
+        crashed = Problem(post.source, None, "the Markdown renderer crashed on this post", None)
+        return crashed, {}
     finally:
         child.kill()
         child.join()
         receiver.close()
 
 
-def _parse_into(post: Post, settings: MarkdownSettings, sender: Connection) -> None:
-    sender.send(_parse_safely(post, settings))
+def _parse_into(
+    post: Post,
+    settings: MarkdownSettings,
+    known: dict[Fence, str],
+    sender: Connection,
+    parent: int,
+) -> None:
+    _worker_start(parent)
+    sender.send(_parse_safely(post, settings, known))
     sender.close()
 
 
+def _worker_start(parent: int) -> None:
+    """In a parse worker: die with the build (even SIGKILLed), leave Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the build died before the line above
+        os._exit(1)
+
+
 def _context() -> multiprocessing.context.BaseContext:
+    import multiprocessing
+
     return multiprocessing.get_context("fork" if os.name == "posix" else "spawn")

@@ -22,8 +22,9 @@ from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import PathEscapeError, display_path, inside, safe_output_file, slugify
 from raypress.publish.front_matter import SplitPost, split_front_matter
+from raypress.publish.snippets import MAX_TIMEOUT_S
 
-POST_SUFFIXES = (".md", ".markdown", ".mkdown", ".mkdn", ".mkd")  # Jekyll's markdown_ext
+POST_SUFFIXES = (".md", ".markdown", ".mkdown", ".mkdn", ".mkd", ".ipynb")  # Jekyll's, notebooks
 _DATED_NAME = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-(.+)$")  # 2017-2-5-x.md too, as Jekyll
 _DATE_ONLY_NAME = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$")
@@ -62,6 +63,7 @@ class Post:
     resources_line: int | None = None
     excerpt: str | None = None  # front matter 'excerpt' (Markdown), else from the body
     warnings: tuple[str, ...] = ()  # "posts/x.md:3: unknown layout ..." (the post still builds)
+    extra_lines: dict[str, int] = field(default_factory=dict)  # front-matter line of each extra
 
     def is_future(self, now: datetime) -> bool:
         """True when the post is dated after ``now``."""
@@ -69,13 +71,54 @@ class Post:
 
 
 def find_post_files(config: Config) -> tuple[list[Path], list[Problem]]:
-    """List the Markdown files under posts/, refusing symlinks that leave the project."""
+    """List the Markdown files under posts/, refusing symlinks that leave the project.
+
+    A folder holding an ``index.md`` is a page bundle: that file is its post, and the other
+    Markdown files in it (and below it) are the post's files, not posts of their own.
+    A missing posts folder, or one that cannot be read, is a problem: a build that found
+    no posts because of a typo must not act as if every post had been removed.
+    """
     files: list[Path] = []
     problems: list[Problem] = []
+    if not config.posts_path.is_dir():
+        what = "is not a folder" if config.posts_path.exists() else "does not exist"
+        problems.append(
+            Problem(
+                config.posts_dir,
+                None,
+                f"the posts folder {config.posts_dir!r} {what}; nothing was built or removed",
+                "check posts_dir in the configuration, or --root",
+            )
+        )
+        return files, problems
     for path in _walk(config.posts_path, config.root, problems):
         if path.suffix.lower() in POST_SUFFIXES:
             files.append(path)
-    return sorted(files), problems
+    posts_root = config.posts_path
+    bundles = {p.parent for p in files if is_bundle_index(p, posts_root)}
+
+    def in_a_bundle(folder: Path) -> bool:  # ``folder`` or a folder above it is a bundle
+        return any(f in bundles for f in (folder, *folder.parents))
+
+    def is_post(path: Path) -> bool:  # a bundle's own index.md, or a file in no bundle
+        if is_bundle_index(path, posts_root):
+            return not in_a_bundle(path.parent.parent)
+        return not in_a_bundle(path.parent)
+
+    kept = [p for p in files if is_post(p)]
+    return sorted(kept), problems
+
+
+def is_bundle_index(path: Path, posts_root: Path) -> bool:
+    """True for the ``index.md`` of a page bundle (``posts/2025-11-01-slug/index.md``)."""
+    is_index = path.stem == "index" and path.suffix.lower() in POST_SUFFIXES
+    return is_index and path.parent != posts_root
+
+
+def bundle_name(path: Path, posts_root: Path) -> str:
+    """The name that gives a post its date and slug: its file name without the suffix, or
+    for a page bundle's ``index.md`` the name of its folder."""
+    return path.parent.name if is_bundle_index(path, posts_root) else path.stem
 
 
 def read_post(
@@ -85,6 +128,10 @@ def read_post(
     file:line for anything wrong."""
     source = display_path(path, config.root)
     raw = path.read_bytes() if raw is None else raw
+    if path.suffix.lower() == ".ipynb":  # outputs saved in it do not count: only its text
+        from raypress.publish.notebook_source import notebook_post_text
+
+        raw = notebook_post_text(raw, source).encode()
     if len(raw) > config.max_post_bytes:
         raise SourceError(
             source,
@@ -124,25 +171,26 @@ def _make_post(
         value = data.get(key)
         if value is not None and not isinstance(value, str | int | float):
             raise SourceError(source, line_of(key), f"'{key}' must be text, not {_kind(value)}")
-    name_match = _DATED_NAME.match(path.stem)
+    stem = bundle_name(path, config.posts_path)
+    name_match = _DATED_NAME.match(stem)
     body, body_line = split.body, split.body_line
     title = _text(data.pop("title", None))
     if not title:
-        title, body, body_line = _title_from_body(body, body_line, path.stem, name_match)
+        title, body, body_line = _title_from_body(body, body_line, stem, name_match)
 
     zone = config.zone
-    date_only = _DATE_ONLY_NAME.match(path.stem)
+    date_only = _DATE_ONLY_NAME.match(stem)
     if date_only and not _text(data.get("slug")):
         raise SourceError(
             source,
             1,
             "the file name has a date but no slug",
-            f"name it {path.stem}-some-title{path.suffix}, or add 'slug:' to the front matter",
+            f"name it {stem}-some-title{path.suffix}, or add 'slug:' to the front matter",
         )
     if "date" in data:
         when = _parse_date(data.pop("date"), zone, source, line_of("date"))
     elif name_match or date_only:
-        when = _name_date(path.stem.split("-", 3)[:3], zone, source)
+        when = _name_date(stem.split("-", 3)[:3], zone, source)
     else:
         raise SourceError(
             source,
@@ -164,7 +212,7 @@ def _make_post(
             f"slug {given_slug!r} is not one path segment",
             "a slug is one path segment; use 'permalink' for a full path",
         )
-    raw_slug = (given_slug or (name_match.group(4) if name_match else path.stem)).rstrip(".")
+    raw_slug = (given_slug or (name_match.group(4) if name_match else stem)).rstrip(".")
     slug = slugify(raw_slug)
     if not slug:
         where = ("slug", line_of("slug")) if given_slug else ("the file name", 1)
@@ -198,10 +246,14 @@ def _make_post(
         raise SourceError(source, line_of("execute"), "'execute' must be true or false")
     timeout = data.pop("timeout", None)
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= MAX_TIMEOUT_S  # NaN fails this too
     ):
         raise SourceError(
-            source, line_of("timeout"), f"'timeout' must be positive seconds, not {timeout!r}"
+            source,
+            line_of("timeout"),
+            f"'timeout' must be positive seconds (at most {MAX_TIMEOUT_S:,}), not {timeout!r}",
         )
     ray_mode = data.pop("ray", "shared")
     if ray_mode not in RAY_MODES:
@@ -268,6 +320,7 @@ def _make_post(
         extra=data,
         excerpt=excerpt,
         warnings=tuple(warnings),
+        extra_lines={key: lines[key] for key in data if key in lines},
     )
 
 
@@ -301,7 +354,12 @@ def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
     if not inside(folder.resolve(), real_root):
         problems.append(_outside_link(folder, root))
         return
-    for current, dirs, files in os.walk(folder, followlinks=True):
+
+    def unreadable(error: OSError) -> None:
+        where = display_path(Path(error.filename or folder), root)
+        problems.append(Problem(where, None, f"cannot read this folder: {error.strerror}"))
+
+    for current, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
         here = Path(current)
         real_here = here.resolve()
         if real_here in seen or not inside(real_here, real_root):

@@ -18,10 +18,8 @@ from __future__ import annotations
 import html
 import posixpath
 import re
-from collections.abc import Iterable
 
 from raypress.publish.posts import url_escape, url_path
-from raypress.publish.site_writer import OutputFile
 
 _LINK_ATTRIBUTE = re.compile(
     r"""(\s(?:href|src|action|poster|formaction)\s*=\s*)(?:"([^"]*)"|'([^']*)')""",
@@ -31,21 +29,18 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 NOT_FOUND_PAGE = "404.html"
 
 
-def make_links_relative(
-    files: list[OutputFile], other_paths: Iterable[str], baseurl: str
-) -> list[OutputFile]:
-    """``files`` with the links of their HTML pages relative; ``other_paths`` are the
-    site's other files (static files, theme assets), which links may point at."""
-    known = {f.path for f in files} | set(other_paths)
-    return [
-        OutputFile(f.path, _rewrite_page(f.data, f.path, known, baseurl), f.origin)
-        if f.path.endswith(".html") and f.path != NOT_FOUND_PAGE
-        else f
-        for f in files
-    ]
+def page_links_relative(
+    data: bytes, page: str, static_paths: frozenset[str], baseurl: str
+) -> bytes:
+    """The page ``data`` (at ``page`` in the output folder) with its links relative, when
+    it is an HTML page other than ``404.html``. ``static_paths`` are the site's copied
+    files (static files, theme assets), which links may point at as they are."""
+    if not page.endswith(".html") or page == NOT_FOUND_PAGE:
+        return data
+    return _rewrite_page(data, page, static_paths, baseurl)
 
 
-def _rewrite_page(data: bytes, page: str, known: set[str], baseurl: str) -> bytes:
+def _rewrite_page(data: bytes, page: str, known: frozenset[str], baseurl: str) -> bytes:
     html = data.decode("utf-8")
     folder = posixpath.dirname(page)
 
@@ -57,9 +52,13 @@ def _rewrite_page(data: bytes, page: str, known: set[str], baseurl: str) -> byte
     return _LINK_ATTRIBUTE.sub(replace, html).encode("utf-8")
 
 
-def relative_link(value: str, folder: str, known: set[str], baseurl: str) -> str:
+def relative_link(value: str, folder: str, known: frozenset[str], baseurl: str) -> str:
     """The link ``value`` (as written in the page, HTML-escaped) seen from a page in
-    ``folder`` (relative to the output folder); unchanged when it is not internal."""
+    ``folder`` (relative to the output folder); unchanged when it is not internal.
+    ``known`` are the site's copied files: a link to one is kept as it is; any other link
+    without a file extension is a page, served as its folder's ``index.html`` (the rule of
+    :func:`raypress.paths.safe_output_file`), so a page's links do not depend on which
+    other pages exist and a page kept from the last build stays right."""
     link = html.unescape(value)
     if not link.startswith("/") or link.startswith("//") or _SCHEME.match(link):
         return value
@@ -75,6 +74,6 @@ def relative_link(value: str, folder: str, known: set[str], baseurl: str) -> str
         return value
     if target == "" or target.endswith("/"):
         target += "index.html"
-    elif target not in known and f"{target}/index.html" in known:
+    elif target not in known and not posixpath.splitext(target)[1]:
         target += "/index.html"
     return html.escape(url_escape(posixpath.relpath(target, folder or ".")) + rest)

@@ -5,6 +5,7 @@ Atom feed, sitemap and 404, as files in memory (written later by
 from __future__ import annotations
 
 import functools
+import os
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,18 +19,25 @@ from raypress import __version__
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import display_path, safe_output_file, slugify
-from raypress.publish.highlight import stylesheet
+from raypress.publish.highlight import pygments_version, stylesheet
+from raypress.publish.page_inputs import PageInputs, base_digest
 from raypress.publish.posts import url_path
-from raypress.publish.site_writer import OutputFile
+from raypress.publish.relative_links import page_links_relative
+from raypress.publish.site_writer import OutputFile, PreviousSite, SiteFile
 from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
 from raypress.theme import THEME_PATH
 
 SYSTEM_TEMPLATES = frozenset(
     {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap", "timings"}
+    | {"search", "robots"}
 )
 TIMINGS_URL = "/timings/"
+SEARCH_URL = "/search/"
 LISTING_TEMPLATES = ("index.html", "taxonomy.html", "terms.html", "archive.html")
-SITE_TEMPLATES = (*LISTING_TEMPLATES, "timings.html", "feed.xml", "sitemap.xml", "404.html")
+SITE_TEMPLATES = (
+    *LISTING_TEMPLATES,
+    *("timings.html", "feed.xml", "sitemap.xml", "404.html", "search.html", "robots.txt"),
+)
 
 
 def timings_id(url: str) -> str:
@@ -131,11 +139,13 @@ class Theme:
 
     def absolute_url(self, path: str) -> str:
         """The full URL of a site-absolute path (site.url + baseurl + path)."""
+        if "://" in path:  # already a full URL (a social image on another host)
+            return path
         return self.config.url + self.relative_url(path)
 
     def all_templates(self) -> list[str]:
         """Every HTML and XML template of the theme, partials included."""
-        return self.env.list_templates(extensions=["html", "xml"])
+        return self.env.list_templates(extensions=["html", "xml", "txt"])
 
     def check_templates(self, names: Iterable[str]) -> list[Problem]:
         """Compile the given templates now, so syntax errors are reported with file:line."""
@@ -191,25 +201,43 @@ class Theme:
 
 
 def render_pages(
-    theme: Theme, views: list[PostView], layouts: dict[str, str]
-) -> tuple[list[OutputFile], list[Problem]]:
+    theme: Theme,
+    views: list[PostView],
+    layouts: dict[str, str],
+    previous: PreviousSite | None = None,
+    static_paths: frozenset[str] = frozenset(),
+) -> tuple[list[SiteFile], list[Problem]]:
     """All HTML/XML pages of the site. ``views`` newest first; ``layouts`` maps a post's
-    URL to its layout name. Returns the files and the problems met (all of them)."""
+    URL to its layout name. A page whose inputs are those of its file in ``previous`` is
+    not rendered: that file is kept (see :mod:`raypress.publish.page_inputs`). With
+    ``relative_urls``, each page's links are made relative as it is rendered (links to
+    ``static_paths``, the copied files, kept as they are). Returns the files and the
+    problems met (all of them)."""
     config = theme.config
-    files: list[OutputFile] = []
-    problems: list[Problem] = []
+    jobs: list[PageJob] = []
     listings: list[str] = []  # URLs of index, tag, category and archive pages
 
     def page(template: str, url: str, origin: str, **context: Any) -> None:
-        try:
-            data = theme.render(template, url, **context)
-        except SourceError as exc:
-            if exc.problem not in problems:
-                problems.append(exc.problem)
-            return
-        files.append(OutputFile(safe_output_file(url_path(url)), data, origin))
+        jobs.append(PageJob(template, url, origin, context))
         if template in LISTING_TEMPLATES:
             listings.append(url)
+
+    def feed(path: str, title: str, home: str, posts: list[PostView]) -> None:
+        """An Atom feed of the newest ``posts``: the site's, or a tag's or category's."""
+        recent = posts[: config.feed_entries]
+        updated = max((v.lastmod for v in recent), default=datetime(1970, 1, 1).astimezone())
+        origin = "feed" if home == "/" else f"feed of {home}"
+        page(
+            "feed.xml",
+            path,
+            origin,
+            posts=recent,
+            updated=updated,
+            feed_id=feed_id(config, "/" if home == "/" else path),
+            feed_title=title,
+            feed_path=path,
+            home_path=home,
+        )
 
     for view in views:
         page(f"{layouts[view.url]}.html", view.url, view.source_path, post=view)
@@ -238,6 +266,7 @@ def render_pages(
             continue
         for item, members in groups.values():
             page("taxonomy.html", item.url, f"{kind} {item.name!r}", term=item, posts=members)
+            feed(item.feed_path, f"{theme.site.title}: {item.name}", item.url, members)
         counts = sorted(
             (TermCount(item, len(members)) for item, members in groups.values()),
             key=lambda c: c.term.name.lower(),
@@ -263,24 +292,151 @@ def render_pages(
         row_id=timings_id,
     )
 
-    recent = views[: config.feed_entries]
-    updated = max((v.lastmod for v in recent), default=datetime(1970, 1, 1).astimezone())
-    page(
-        "feed.xml",
-        theme.site.feed_path,
-        "feed",
-        posts=recent,
-        updated=updated,
-        feed_id=feed_id(config, "/"),
-    )
+    feed(theme.site.feed_path, theme.site.title, "/", views)
     if config.url:  # a sitemap must list absolute URLs: without the site's URL there is none
         sitemap = [SitemapEntry(v.url, v.lastmod) for v in views]
         sitemap += [SitemapEntry(url, None) for url in listings]
         page("sitemap.xml", "/sitemap.xml", "sitemap", entries=sitemap)
     page("404.html", "/404.html", "404 page")
-    css = theme.pygments_css
-    files.append(OutputFile("assets/pygments.css", css, "pygments"))
+    if config.search:
+        page("search.html", SEARCH_URL, "search page")
+    sitemap_path = "/sitemap.xml" if config.url else None
+    page("robots.txt", "/robots.txt", "robots.txt", sitemap_path=sitemap_path)
+    base = base_digest(theme_folders(config), config, theme.env.globals)
+    files, problems = render_jobs(theme, jobs, base, previous, config.jobs, static_paths)
+    css_inputs = PageInputs(base).digest(
+        "pygments", "/assets/pygments.css", {"version": pygments_version()}
+    )
+    kept = previous.kept("assets/pygments.css", css_inputs, "pygments") if previous else None
+    css = kept or OutputFile("assets/pygments.css", theme.pygments_css, "pygments", css_inputs)
+    files.append(css)
     return files, problems
+
+
+@dataclass(frozen=True, slots=True)
+class PageJob:
+    """A page to render: template, URL, what made it (for messages) and its context."""
+
+    template: str
+    url: str
+    origin: str
+    context: dict[str, Any]
+
+
+PARALLEL_FROM = 200  # pages to render; fewer are rendered in this process alone
+
+
+def render_jobs(
+    theme: Theme,
+    jobs: list[PageJob],
+    base: str,
+    previous: PreviousSite | None,
+    workers: int,
+    static_paths: frozenset[str] = frozenset(),
+) -> tuple[list[SiteFile], list[Problem]]:
+    """Render ``jobs`` (in order), keeping the pages ``previous`` holds with the same
+    inputs. When nothing can be kept (a cold build) and there are many pages, they are
+    rendered by this process and forked copies of it, sharing the views in memory."""
+    inputs = PageInputs(base)
+    processes = min(workers or os.cpu_count() or 1, max(1, len(jobs) // PARALLEL_FROM))
+    if processes > 1 and not (previous and previous.manifest):
+        results = _render_forked(theme, jobs, base, processes, static_paths)
+    else:
+        results = []
+        for job in jobs:
+            digest = inputs.digest(job.template, job.url, job.context)
+            path = safe_output_file(url_path(job.url))
+            kept = previous.kept(path, digest, job.origin) if previous else None
+            rendered = kept or _render(theme, job, digest, static_paths)
+            results.append(rendered)
+    files: list[SiteFile] = []
+    problems: list[Problem] = []
+    for result in results:
+        if isinstance(result, Problem):
+            if result not in problems:
+                problems.append(result)
+        else:
+            files.append(result)
+    return files, problems
+
+
+def _render(
+    theme: Theme, job: PageJob, digest: str, static_paths: frozenset[str]
+) -> OutputFile | Problem:
+    try:
+        data = theme.render(job.template, job.url, **job.context)
+    except SourceError as exc:
+        return exc.problem
+    path = safe_output_file(url_path(job.url))
+    if theme.config.relative_urls:
+        data = page_links_relative(data, path, static_paths, theme.config.baseurl)
+    return OutputFile(path, data, job.origin, digest)
+
+
+def _render_share(
+    theme: Theme, jobs: list[PageJob], base: str, share: range, static_paths: frozenset[str]
+) -> list[OutputFile | Problem]:
+    inputs = PageInputs(base)
+    return [
+        _render(theme, job, inputs.digest(job.template, job.url, job.context), static_paths)
+        for job in (jobs[i] for i in share)
+    ]
+
+
+def _render_forked(
+    theme: Theme, jobs: list[PageJob], base: str, processes: int, static_paths: frozenset[str]
+) -> list[OutputFile | Problem]:
+    """Every job rendered: shares ``k::processes`` by forked children, share 0 here. A
+    child that fails to answer has its share rendered here (raising what it raised)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    children = []
+    for k in range(1, processes):
+        receiver, sender = context.Pipe(duplex=False)
+        share = range(k, len(jobs), processes)
+        child = context.Process(
+            target=_render_child,
+            args=(theme, jobs, base, share, static_paths, sender),
+            daemon=True,
+        )
+        child.start()
+        sender.close()
+        children.append((child, receiver, share))
+    results: list[OutputFile | Problem | None] = [None] * len(jobs)
+    mine = range(0, len(jobs), processes)
+    mine_rendered = _render_share(theme, jobs, base, mine, static_paths)
+    for index, result in zip(mine, mine_rendered, strict=True):
+        results[index] = result
+    for child, receiver, share in children:
+        try:
+            answer = receiver.recv()
+        except EOFError:
+            answer = None
+        finally:
+            receiver.close()
+            child.join()
+        if answer is None:
+            answer = _render_share(theme, jobs, base, share, static_paths)
+        for index, result in zip(share, answer, strict=True):
+            results[index] = result
+    return [r for r in results if r is not None]
+
+
+def _render_child(
+    theme: Theme,
+    jobs: list[PageJob],
+    base: str,
+    share: range,
+    static_paths: frozenset[str],
+    sender: Any,
+) -> None:
+    try:
+        answer = _render_share(theme, jobs, base, share, static_paths)
+    except BaseException:
+        answer = None  # the parent renders this share again and meets the error itself
+    sender.send(answer)
+    sender.close()
 
 
 def _index_url(number: int) -> str:

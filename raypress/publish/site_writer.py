@@ -1,14 +1,26 @@
-"""The output folder: built whole in a temporary folder and swapped in at once.
+"""The output folder: updated in place when few files change, else built whole in a
+temporary folder and swapped in at once.
 
-A build never leaves a half-written site: files are written to ``_site.tmp-*`` beside
-the output folder (unchanged files are hard-linked from the current site), then the two
-folders are exchanged atomically (``renameat2(RENAME_EXCHANGE)`` on Linux, two renames
-elsewhere). A manifest in the cache folder records what each file was made from, so a
-build in which nothing changed writes nothing at all.
+A manifest in the cache folder records each file's digest, size and mtime, and for pages
+the digest of their inputs (:mod:`raypress.publish.page_inputs`), so a build in which
+nothing changed writes nothing at all, and a page whose inputs did not change is kept
+as it is (:class:`KeptFile`: not even rendered).
+
+Whole writes: files go to ``_site.tmp-*`` beside the output folder (unchanged files are
+hard-linked from the current site), then the two folders are exchanged atomically
+(``renameat2(RENAME_EXCHANGE)`` on Linux, two renames elsewhere).
+
+In-place writes (a quarter of the files or fewer changed, and the output folder is as
+the manifest says): each file is written beside its place and renamed over it, so no
+reader ever sees a half-written file; new files first, then changed ones, then removals,
+so no page links to a page that is not there yet or any more. The manifest is removed
+before the first change and written after the last, so an interrupted write is seen by
+the next build, which then writes the whole site again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -34,11 +46,56 @@ THEME_ASSETS = "assets"
 @dataclass(frozen=True, slots=True)
 class OutputFile:
     """One generated file of the site: its path under the output folder, its bytes, and
-    what made it (a post's path, "index", ...) for messages."""
+    what made it (a post's path, "index", ...) for messages; ``inputs``: the digest of
+    what a page was rendered from ("" for files that are always made afresh)."""
 
     path: str
     data: bytes
     origin: str
+    inputs: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeptFile:
+    """A page whose inputs are those of the page already in the output folder: that file
+    is kept as it is (its bytes are read only if someone asks for ``data``)."""
+
+    path: str
+    origin: str
+    inputs: str
+    key: str  # its digest in the manifest
+    source: Path  # the file in the output folder
+
+    @property
+    def data(self) -> bytes:
+        return self.source.read_bytes()
+
+
+SiteFile = OutputFile | KeptFile
+
+
+class PreviousSite:
+    """The output folder as the last build left it: its manifest, and which of its files
+    are still exactly what the manifest says (size and mtime)."""
+
+    def __init__(self, config: Config):
+        self.output = config.output_path
+        self.manifest = _read_manifest(config.cache_path / MANIFEST_NAME, self.output)
+        self.on_disk = _stat_below(str(self.output)) if self.manifest else {}
+        self.intact = frozenset(
+            path
+            for path, record in self.manifest.items()
+            if self.on_disk.get(path) == (record.get("size"), record.get("mtime_ns"))
+        )
+
+    def kept(self, path: str, inputs: str, origin: str) -> KeptFile | None:
+        """The file at ``path`` if it was made from ``inputs`` and is untouched."""
+        record = self.manifest.get(path)
+        if not inputs or record is None or record.get("inputs") != inputs:
+            return None
+        if path not in self.intact:
+            return None
+        return KeptFile(path, origin, inputs, str(record["key"]), self.output / path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,25 +156,120 @@ def check_output_folder(config: Config) -> None:
             )
 
 
-def write_site(config: Config, files: list[OutputFile], static: list[StaticFile]) -> WriteReport:
-    """Make the output folder hold exactly ``files`` and ``static``; atomically."""
+def write_site(
+    config: Config,
+    files: list[SiteFile],
+    static: list[StaticFile],
+    previous: PreviousSite | None = None,
+) -> WriteReport:
+    """Make the output folder hold exactly ``files`` and ``static``: in place when few
+    files change, else atomically as a whole (see the module's note)."""
     output = config.output_path
-    wanted: dict[str, str] = {f.path: _digest(f.data) for f in files}
+    previous = previous or PreviousSite(config)
+    wanted: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    for file in files:
+        wanted[file.path] = file.key if isinstance(file, KeptFile) else _digest(file.data)
+        if file.inputs:
+            inputs[file.path] = file.inputs
     for item in static:
         stat = item.source.stat()
         wanted[item.path] = f"static:{item.source}:{stat.st_size}:{stat.st_mtime_ns}"
     manifest_path = config.cache_path / MANIFEST_NAME
-    old = _read_manifest(manifest_path, output)
-    if _unchanged(output, old, wanted):
+    old = previous.manifest
+    changed = [p for p in wanted if p not in previous.intact or old[p].get("key") != wanted[p]]
+    extra = [p for p in previous.on_disk if p not in wanted]
+    if old and output.is_dir() and not changed and not extra:
+        if any(old[p].get("inputs", "") != inputs.get(p, "") for p in wanted):
+            _write_manifest(manifest_path, output, _records(old, wanted, inputs, {}))
         return WriteReport(0, 0, 0, changed=False)
+    by_path = {f.path: f for f in files}
+    sources = {s.path: s.source for s in static}
+    if old and output.is_dir() and len(changed) + len(extra) <= len(wanted) // 4:
+        try:
+            manifest_path.unlink(missing_ok=True)  # an interrupted update is seen next time
+            stats = _update_in_place(output, changed, extra, by_path, sources, set(old))
+        except OSError:
+            stats = None  # a folder where a file should be, ...: write the whole site
+        if stats is not None:
+            _write_manifest(manifest_path, output, _records(old, wanted, inputs, stats))
+            return WriteReport(len(changed), 0, len(extra), changed=True)
+    return _write_whole(config, wanted, inputs, by_path, sources, previous)
 
+
+def _records(
+    old: dict[str, dict],
+    wanted: dict[str, str],
+    inputs: dict[str, str],
+    stats: dict[str, list[int]],
+) -> dict[str, dict]:
+    """The manifest's entries: new stats for the files written, the old ones otherwise."""
+    records = {}
+    for path, key in wanted.items():
+        size, mtime = stats[path] if path in stats else (old[path]["size"], old[path]["mtime_ns"])
+        records[path] = {"key": key, "size": size, "mtime_ns": mtime}
+        if path in inputs:
+            records[path]["inputs"] = inputs[path]
+    return records
+
+
+def _update_in_place(
+    output: Path,
+    changed: list[str],
+    extra: list[str],
+    by_path: dict[str, SiteFile],
+    sources: dict[str, Path],
+    known: set[str],
+) -> dict[str, list[int]]:
+    """Write ``changed`` files (new ones first) and remove ``extra`` ones, each atomically."""
+    stats: dict[str, list[int]] = {}
+    top = str(output)
+    for relative in sorted(changed, key=lambda p: p in known):
+        target = f"{top}/{relative}"
+        folder = posixpath.dirname(target)
+        os.makedirs(folder, exist_ok=True)  # noqa: PTH103
+        temporary = f"{folder}/.{posixpath.basename(target)}.raypress-{os.getpid()}"
+        try:
+            if relative in by_path:
+                with open(temporary, "wb") as handle:  # noqa: PTH123
+                    handle.write(by_path[relative].data)
+            else:
+                shutil.copyfile(sources[relative], temporary)
+            os.replace(temporary, target)  # noqa: PTH105
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)  # noqa: PTH108
+            raise
+        stat = os.stat(target)  # noqa: PTH116
+        stats[relative] = [stat.st_size, stat.st_mtime_ns]
+    for relative in extra:
+        os.unlink(f"{top}/{relative}")  # noqa: PTH108
+        folder = posixpath.dirname(relative)
+        while folder:  # a whole build makes no empty folders: remove those left
+            try:
+                os.rmdir(f"{top}/{folder}")  # noqa: PTH106
+            except OSError:
+                break
+            folder = posixpath.dirname(folder)
+    return stats
+
+
+def _write_whole(
+    config: Config,
+    wanted: dict[str, str],
+    inputs: dict[str, str],
+    by_path: dict[str, SiteFile],
+    sources: dict[str, Path],
+    previous: PreviousSite,
+) -> WriteReport:
+    """Write every file into a new folder (unchanged ones hard-linked) and swap it in."""
+    output = config.output_path
+    old = previous.manifest
     _remove_stale_temporaries(output)
     staging = Path(tempfile.mkdtemp(prefix=f"{output.name}.tmp-{os.getpid()}-", dir=output.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a web server must read it
     written = linked = 0
     try:
-        by_path = {f.path: f for f in files}
-        sources = {s.path: s.source for s in static}
         stats: dict[str, list[int]] = {}
         made: set[str] = {""}
         top, current_top = str(staging), str(output)
@@ -129,7 +281,7 @@ def write_site(config: Config, files: list[OutputFile], static: list[StaticFile]
                     made.add(folder)
                     folder = posixpath.dirname(folder)
             target, current = f"{top}/{relative}", f"{current_top}/{relative}"
-            if old.get(relative, {}).get("key") == key and _matches(current, old[relative]):
+            if relative in previous.intact and old[relative].get("key") == key:
                 os.link(current, target)
                 linked += 1
             elif relative in by_path:
@@ -146,11 +298,8 @@ def write_site(config: Config, files: list[OutputFile], static: list[StaticFile]
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _write_manifest(
-        manifest_path,
-        output,
-        {p: {"key": wanted[p], "size": s[0], "mtime_ns": s[1]} for p, s in stats.items()},
-    )
+    manifest_path = config.cache_path / MANIFEST_NAME
+    _write_manifest(manifest_path, output, _records(old, wanted, inputs, stats))
     return WriteReport(written, linked, removed, changed=True)
 
 
@@ -187,6 +336,29 @@ def _unchanged(output: Path, old: dict[str, dict], wanted: dict[str, str]) -> bo
     if any(old[p].get("key") != k or not _matches(f"{top}/{p}", old[p]) for p, k in wanted.items()):
         return False
     return _files_below(str(output)) == set(wanted)
+
+
+def _stat_below(top: str) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file below ``top`` by relative path ({} if it is missing)."""
+    found: dict[str, tuple[int, int]] = {}
+    stack = [("", top)]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((name + "/", entry.path))
+            else:
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                found[name] = (stat.st_size, stat.st_mtime_ns)
+    return found
 
 
 def _files_below(top: str) -> set[str]:

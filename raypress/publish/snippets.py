@@ -8,13 +8,14 @@ displayed source.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import yaml
 
 from raypress.errors import SourceError
-from raypress.execution.model import COMPARE_MODES, SnippetOptions
-from raypress.publish.front_matter import bad_scalar, yaml_error_place
+from raypress.execution.model import COMPARE_MODES, FIGURE_FORMATS, SnippetOptions
+from raypress.publish.front_matter import bad_scalar, safe_load, yaml_error_place
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 OPTION_PREFIX = "#|"
@@ -30,7 +31,23 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "repeat": (int,),
     "deps": (list, str),
     "compare": (str,),
+    # display options, named as Quarto names them
+    "code-fold": (bool, str),
+    "code-summary": (str,),
+    "output-lines": (int, bool),
 }
+# Figure options, with Quarto's names (``fig-cap``) for SnippetOptions fields (``fig_cap``)
+_FIGURE_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "fig-cap": (str, list),  # a list: one per figure
+    "fig-alt": (str, list),
+    "fig-format": (str,),
+    "fig-dpi": (int,),
+}
+_OPTION_TYPES.update(_FIGURE_OPTION_TYPES)
+
+
+MAX_TIMEOUT_S = 7 * 24 * 3600  # a week: larger values overflow the clocks that enforce them
+MAX_REPEAT = 10_000
 
 
 def is_python(language: str) -> bool:
@@ -49,6 +66,13 @@ def split_options(code: str) -> tuple[list[str], str]:
     return option_lines, "".join(lines[len(option_lines) :])
 
 
+@functools.lru_cache(maxsize=256)
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, once per distinct option text (most fences repeat a few, such as
+    ``eval: false``); the result is only read, never changed."""
+    return safe_load(text)
+
+
 def parse_options(option_lines: list[str], path: str, first_line: int) -> SnippetOptions:
     """Parse ``#|`` option lines (already stripped of the prefix) into SnippetOptions.
 
@@ -59,7 +83,7 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
         return SnippetOptions()
     text = "".join(line if line.endswith("\n") else line + "\n" for line in option_lines)
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark, problem = yaml_error_place(exc, text)
         line = first_line + min(mark.line if mark is not None else 0, len(option_lines) - 1)
@@ -99,7 +123,8 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
             raise SourceError(
                 path, line, f"snippet option {key!r} must be {names}, not {value!r}", None
             )
-        values[str(key)] = value
+        values[str(key).replace("-", "_")] = value
+        lines[str(key).replace("-", "_")] = line
     return _validated(values, path, lines)
 
 
@@ -113,9 +138,14 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
                 path, lines["deps"], "snippet option 'deps' must list file names", None
             )
         values["deps"] = tuple(deps)
-    if "timeout" in values and values["timeout"] <= 0:
+    timeout = values.get("timeout")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_S:  # NaN fails this too
         raise SourceError(
-            path, lines["timeout"], "snippet option 'timeout' must be positive seconds", None
+            path,
+            lines["timeout"],
+            f"snippet option 'timeout' must be positive seconds (at most {MAX_TIMEOUT_S:,}), "
+            f"not {timeout!r}",
+            None,
         )
     if "compare" in values and values["compare"] not in COMPARE_MODES:
         raise SourceError(
@@ -125,9 +155,66 @@ def _validated(values: dict[str, Any], path: str, lines: dict[str, int]) -> Snip
             f"not {values['compare']!r}",
             "loose: numbers and spacing may vary; none: the output is not compared",
         )
-    if "repeat" in values and values["repeat"] < 1:
-        raise SourceError(path, lines["repeat"], "snippet option 'repeat' must be at least 1", None)
+    for key in ("fig_cap", "fig_alt"):
+        if isinstance(values.get(key), list):
+            if not all(isinstance(v, str) for v in values[key]):
+                raise SourceError(
+                    path, lines[key], f"snippet option {key.replace('_', '-')!r} must be text", None
+                )
+            values[key] = tuple(values[key])
+    if "fig_format" in values and values["fig_format"] not in FIGURE_FORMATS:
+        raise SourceError(
+            path,
+            lines["fig_format"],
+            f"snippet option 'fig-format' must be one of {', '.join(FIGURE_FORMATS)}, "
+            f"not {values['fig_format']!r}",
+            "png and webp are saved at twice the resolution; svg is vector output",
+        )
+    if "fig_dpi" in values and not 10 <= values["fig_dpi"] <= 1000:
+        raise SourceError(
+            path, lines["fig_dpi"], "snippet option 'fig-dpi' must be between 10 and 1000", None
+        )
+    if "repeat" in values and not 1 <= values["repeat"] <= MAX_REPEAT:
+        raise SourceError(
+            path,
+            lines["repeat"],
+            f"snippet option 'repeat' must be at least 1 (and at most {MAX_REPEAT:,})",
+            None,
+        )
+    _validate_display(values, path, lines)
     return SnippetOptions(**values)
+
+
+def code_fold_default(value: Any, path: str, line: int) -> bool | str:
+    """A post's ``code-fold:`` front matter (the default of its snippets), checked."""
+    return _code_fold(value, path, line, "'code-fold'")
+
+
+def _code_fold(value: Any, path: str, line: int, name: str) -> bool | str:
+    if value is True or value is False or value == "show":
+        return value
+    raise SourceError(
+        path,
+        line,
+        f"{name} must be true, false or show, not {value!r}",
+        "true: the code is folded away; show: folded, but open",
+    )
+
+
+def _validate_display(values: dict[str, Any], path: str, lines: dict[str, int]) -> None:
+    """``code-fold: true|false|show`` and ``output-lines: N|false`` (Quarto's spellings)."""
+    if "code_fold" in values:
+        _code_fold(values["code_fold"], path, lines["code_fold"], "snippet option 'code-fold'")
+    if "output_lines" in values:
+        limit = values["output_lines"]
+        if limit is True or limit < 0:
+            raise SourceError(
+                path,
+                lines["output_lines"],
+                f"snippet option 'output-lines' must be a number of lines or false, not {limit!r}",
+                "longer outputs are folded after that many lines; false never folds",
+            )
+        values["output_lines"] = int(limit)  # false: 0, never fold
 
 
 def _line_of_key(option_lines: list[str], key: str) -> int:

@@ -6,12 +6,15 @@ Only ``content`` and ``excerpt``, HTML that raypress rendered itself, are Markup
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urljoin
 
 from markupsafe import Markup
 
@@ -31,6 +34,9 @@ class SiteView:
     baseurl: str
     language: str
     feed_path: str = "/feed.xml"
+    image: str = "/assets/icon-512.png"  # the social-card image of pages without their own
+    twitter_site: str = ""
+    search: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,11 @@ class Term:
     def url(self) -> str:
         folder = "tags" if self.kind == "tag" else "categories"
         return f"/{folder}/{self.slug}/"
+
+    @property
+    def feed_path(self) -> str:
+        """The Atom feed of the posts with this tag or category."""
+        return self.url + "feed.xml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +78,18 @@ class ExecutionView:
     cpu_count: int
     node: str | None  # the cluster node it ran on, when sessions ran as cluster work
     status: str
+    ray_requested: str | None  # what its ray.init asked for: "num_cpus=4"
+    ray_given: str | None  # what it ran on: "a fresh cluster of 4 CPUs, 0 GPUs"
     snippets: list[SnippetTiming]
     total: str  # formatted sum of the snippets' wall times
     slowest: SnippetTiming | None
     failures: int
     script_url: str
     report_url: str
+    notebook_url: str = ""  # the post as .ipynb with its outputs
+    colab_url: str = ""  # "Open in Colab" (notebook posts, with repository_url)
+    binder_url: str = ""  # "Launch Binder" (with repository_url)
+    isolation: str = ""  # "" when the sandbox was complete; else "reduced — …"
 
 
 @dataclass(slots=True, eq=False)
@@ -103,10 +120,25 @@ class PostView:
     unexecuted: str | None = None  # --no-exec and no record: why there are no outputs
     previous: PostView | None = field(default=None, repr=False)
     next: PostView | None = field(default=None, repr=False)
+    # sharing and reading (social cards, JSON-LD; scripts only where the page needs them)
+    image: SocialImage | None = None  # its own image: front matter `image:` or first figure
+    has_code: bool = False
+    has_diagrams: bool = False
+    has_math: bool = False
+    related: list[PostView] = field(default_factory=list, repr=False)  # sharing tags
 
     @property
     def lastmod(self) -> datetime:
         return self.updated or self.date
+
+
+@dataclass(frozen=True, slots=True)
+class SocialImage:
+    """The image of a post's social card: a site path (``/2025/11/01/x/plot.png``, without
+    the baseurl) or a full URL, and its alt text."""
+
+    url: str
+    alt: str = ""
 
 
 def site_view(config: Config) -> SiteView:
@@ -118,6 +150,9 @@ def site_view(config: Config) -> SiteView:
         url=config.url,
         baseurl=config.baseurl,
         language=config.language,
+        image=config.image or "/assets/icon-512.png",
+        twitter_site=config.twitter_site,
+        search=config.search,
     )
 
 
@@ -133,8 +168,29 @@ def term(name: str, kind: str) -> Term:
     return Term(name=name, slug=slugify(name) or "untitled", kind=kind)
 
 
+def launch_urls(config: Config, post: Post) -> tuple[str, str]:
+    """The Colab and Binder links of a post ("" without ``repository_url``), as Jupyter
+    Book makes them: Binder opens the post's source (Jupytext reads Markdown), Colab
+    only notebooks."""
+    if not config.repository_url:
+        return "", ""
+    repository = config.repository_url.removeprefix("https://github.com/")
+    branch = config.repository_branch
+    binder = f"https://mybinder.org/v2/gh/{repository}/{branch}?labpath={post.source}"
+    colab = ""
+    if post.source.endswith(".ipynb"):
+        colab = f"https://colab.research.google.com/github/{repository}/blob/{branch}/{post.source}"
+    return colab, binder
+
+
 def execution_view(
-    post: Post, body: ParsedBody, execution: PostExecution, script_url: str, report_url: str
+    post: Post,
+    body: ParsedBody,
+    execution: PostExecution,
+    script_url: str,
+    report_url: str,
+    notebook_url: str = "",
+    launch: tuple[str, str] = ("", ""),
 ) -> ExecutionView:
     """The template view of a post's execution."""
     environment = execution.environment
@@ -158,12 +214,18 @@ def execution_view(
         cpu_count=environment.cpu_count,
         node=environment.node,
         status=execution.status,
+        ray_requested=environment.ray_requested,
+        ray_given=environment.ray_given,
         snippets=timings,
         total=format_duration(sum(t.wall_s for t in timings)),
         slowest=max(timings, key=lambda t: t.wall_s, default=None),
         failures=sum(1 for r in execution.snippets if r.status in FAILED),
         script_url=script_url,
         report_url=report_url,
+        notebook_url=notebook_url,
+        colab_url=launch[0],
+        binder_url=launch[1],
+        isolation=environment.isolation,
     )
 
 
@@ -198,7 +260,61 @@ def post_view(
         feed_id=feed_id(config, post.url),
         extra=post.extra,
         execution=execution,
+        image=social_image(post, content, config.baseurl),
+        has_code=body.has_code,
+        has_diagrams=body.has_diagrams,
+        has_math=body.has_math,
     )
+
+
+_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r'\b(src|alt)="([^"]*)"', re.IGNORECASE)
+_CARD_FORMATS = (".png", ".jpg", ".jpeg", ".gif", ".webp")  # what social sites display
+
+
+def social_image(post: Post, content: str, baseurl: str = "") -> SocialImage | None:
+    """The post's own image for social cards: front matter ``image:`` (a path relative to
+    the post, a site path or a URL; or ``{path: ..., alt: ...}``), else the first raster
+    image of its content (a figure of a snippet, an image of the prose). None: the site's."""
+    front = post.extra.get("image")
+    if isinstance(front, dict):
+        path, alt = front.get("path") or front.get("url"), front.get("alt") or ""
+    else:
+        path, alt = front, ""
+    if isinstance(path, str) and path.strip():
+        return SocialImage(_site_path(path.strip(), post.url, baseurl), str(alt))
+    for tag in _IMG.findall(content):
+        attributes = {k.lower(): html.unescape(v) for k, v in _ATTRIBUTE.findall(tag)}
+        src = attributes.get("src", "")
+        if src.split("?", 1)[0].lower().endswith(_CARD_FORMATS):
+            return SocialImage(_site_path(src, post.url, baseurl), attributes.get("alt", ""))
+    return None
+
+
+def _site_path(src: str, page_url: str, baseurl: str) -> str:
+    if "://" in src:
+        return src
+    if src.startswith("/"):  # rendered with the baseurl in front: take it off again
+        return src[len(baseurl) :] if baseurl and src.startswith(baseurl + "/") else src
+    return urljoin(page_url, src)
+
+
+def link_related(views: list[PostView], count: int) -> None:
+    """Set ``related`` on each view: up to ``count`` other posts sharing most of its tags
+    (then the newest first)."""
+    if count <= 0:
+        return
+    tagged = [(view, {t.slug for t in view.tags}) for view in views]
+    for view, tags in tagged:
+        if not tags:
+            continue
+        scored = [
+            (len(tags & others), other.date, index, other)
+            for index, (other, others) in enumerate(tagged)
+            if other is not view and tags & others
+        ]
+        scored.sort(key=lambda item: (-item[0], -item[1].timestamp(), item[2]))
+        view.related = [other for *_, other in scored[:count]]
 
 
 def link_neighbours(views: list[PostView]) -> None:

@@ -1,0 +1,185 @@
+"""Incremental builds: after any sequence of edits, the output folder is byte for byte what
+a cold build of the same inputs writes, and an edit re-renders only the pages that show
+what changed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest_publishing import Project, post_text
+
+from raypress.commands.build import BuildReport, build
+from raypress.config import load_config
+
+POSTS = 12  # posts_per_page is 4 below: three index pages
+
+
+def _post(number: int, title: str | None = None, date: str | None = None, **extra: str) -> str:
+    tags = extra.pop("tags", "[alpha]" if number % 2 else "[beta, gamma]")
+    body = (
+        f"Paragraph one of post {number}, with **bold** words.\n\n"
+        "```python\n#| eval: false\nprint('hello')\n```\n\n"
+        f"Paragraph two of post {number}.\n"
+    )
+    return post_text(
+        body,
+        title=f'"{title or f"Post {number}"}"',
+        date=date or f"2025-03-{number:02d}",
+        tags=tags,
+        **extra,
+    )
+
+
+def _build(project: Project) -> BuildReport:
+    config = load_config(project.root, execute=False)
+    report = build(config)
+    assert report.ok, report.problems
+    return report
+
+
+def _pages(project: Project) -> set[str]:
+    """Every file made by a template, and the highlighting stylesheet."""
+    pages = {name for name in project.files() if name.endswith((".html", ".xml"))}
+    return pages | {"assets/pygments.css", "robots.txt"}
+
+
+def _post_pages_linking_to(project: Project, url: str) -> set[str]:
+    """The other posts' pages with a link to ``url``: its neighbours, the posts that list
+    it among their related posts."""
+    return {
+        name
+        for name in project.files()
+        if name.startswith("2025/")
+        and name.endswith("/index.html")
+        and not name.startswith(url.strip("/"))
+        and f'href="{url}"' in (project.site / name).read_text(encoding="utf-8")
+    }
+
+
+def _cold_tree(project: Project, make_project, name: str) -> dict[str, bytes]:
+    """Build a copy of ``project``'s inputs from nothing; its output tree."""
+    cold = make_project(name)
+    for folder in ("posts", "templates", "static"):
+        shutil.rmtree(cold.root / folder, ignore_errors=True)
+        if (project.root / folder).is_dir():
+            shutil.copytree(project.root / folder, cold.root / folder)
+    shutil.copyfile(project.root / "site.toml", cold.root / "site.toml")
+    _build(cold)
+    return cold.tree()
+
+
+def test_incremental_output_equals_cold_output_after_every_edit(project: Project, make_project):
+    project.configure(title="Incremental", url="https://example.org", posts_per_page=4)
+    for number in range(1, POSTS + 1):
+        project.post(f"post-{number:02d}.md", _post(number))
+    first = _build(project)
+    assert set(first.rendered) == _pages(project)
+
+    def edit_and_compare(step: str) -> BuildReport:
+        report = _build(project)
+        assert project.tree() == _cold_tree(project, make_project, f"cold-{step}"), step
+        return report
+
+    # nothing changed: the build stamp says so
+    assert _build(project).up_to_date
+
+    # prose: the post, the posts that link to it (its neighbours, the posts that list it
+    # as related), and the listings that hold it
+    linking = _post_pages_linking_to(project, "/2025/03/06/post-06/")
+    assert {"2025/03/05/post-05/index.html", "2025/03/07/post-07/index.html"} <= linking
+    path = project.post("post-06.md", _post(6).replace("Paragraph two", "Paragraph 2"))
+    prose = edit_and_compare("prose")
+    assert set(prose.rendered) == linking | {
+        "2025/03/06/post-06/index.html",
+        "page/2/index.html",  # posts 8..5, newest first
+        "tags/beta/index.html",
+        "tags/gamma/index.html",
+        "tags/beta/feed.xml",
+        "tags/gamma/feed.xml",
+        "archive/index.html",
+        "feed.xml",
+        "timings/index.html",  # lists the posts whose snippets did not run
+    }, prose.rendered  # not the sitemap: URLs and dates only
+
+    # title: the same pages show it
+    project.post("post-06.md", _post(6, title="A new title"))
+    assert set(edit_and_compare("title").rendered) == set(prose.rendered)
+
+    # date: the post moves (new URL), index pages and neighbours change
+    project.post("post-06.md", _post(6, date="2025-03-11 12:00:00"))
+    edit_and_compare("date")
+
+    # tags: tag pages appear and disappear
+    project.post("post-06.md", _post(6, tags="[delta]"))
+    edit_and_compare("tags")
+
+    # a new post, then a deleted one
+    project.post("post-13.md", _post(13))
+    edit_and_compare("add")
+    (project.root / "posts" / "post-02.md").unlink()
+    edit_and_compare("delete")
+    path.unlink()
+    edit_and_compare("delete-tagged")
+
+    # the theme: a template of the site overrides the built-in one
+    template = project.root / "templates" / "archive.html"
+    builtin = Path(__file__).resolve().parents[1] / "raypress" / "theme" / "archive.html"
+    template.write_text(builtin.read_text().replace("</h1>", " (all posts)</h1>", 1))
+    edit_and_compare("template")
+
+    # the configuration
+    project.configure(title="Renamed site", url="https://example.org", posts_per_page=3)
+    config_edit = edit_and_compare("config")
+    assert set(config_edit.rendered) == _pages(project)
+
+    # a file edited by hand in the output folder is put right
+    (project.site / "archive" / "index.html").write_text("tampered")
+    project.post("post-07.md", _post(7, title="Seven"))
+    edit_and_compare("tampered")
+
+
+def test_a_page_of_the_output_removed_by_hand_is_written_again(project: Project, make_project):
+    for number in range(1, 5):
+        project.post(f"post-{number:02d}.md", _post(number))
+    _build(project)
+    (project.site / "archive" / "index.html").unlink()
+    project.post("post-01.md", _post(1, title="Changed"))
+    _build(project)
+    assert project.tree() == _cold_tree(project, make_project, "cold")
+
+
+def test_an_interrupted_in_place_write_is_repaired(project: Project, make_project):
+    """An in-place write removes the manifest first: if the build dies before writing it
+    back, the next build does not trust the output folder and writes it whole."""
+    for number in range(1, 9):
+        project.post(f"post-{number:02d}.md", _post(number))
+    _build(project)
+    (project.root / ".raypress-cache" / "site-manifest.json").unlink()  # as if killed
+    (project.site / "2025/03/02/post-02/index.html").write_text("half of a page")
+    project.post("post-05.md", _post(5, title="After the crash"))
+    report = _build(project)
+    assert set(report.rendered) == _pages(project)  # nothing trusted, all rendered
+    assert project.tree() == _cold_tree(project, make_project, "cold")
+
+
+def test_a_prose_edit_does_not_load_pygments(project: Project):
+    """The edited post's fences were highlighted at its last parse: they come back from
+    the cache, so a prose edit does not import Pygments' lexers at all."""
+    import subprocess
+    import sys
+
+    for number in range(1, 4):
+        project.post(f"post-{number:02d}.md", _post(number))
+    _build(project)
+    project.post("post-02.md", _post(2).replace("Paragraph two", "Paragraph 2"))
+    script = (
+        "import sys; from raypress.cli import main; "
+        f"code = main(['build', '--root', {str(project.root)!r}, '--no-exec', '--quiet']); "
+        "print(code, sorted(m for m in sys.modules if m.startswith('pygments.lexers')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.stdout.split() == ["0", "[]"], result.stdout + result.stderr
+    assert "Paragraph 2" in project.page("2025/03/02/post-02/")
