@@ -460,8 +460,8 @@ def _assemble(
         tuple((str(name), str(version)) for name, version in packages),
         jobs[-1].ray_version if jobs else None,
         jobs[-1].cluster_cpus if jobs else None,
-        jobs[-1].requested if jobs else None,
-        jobs[-1].given if jobs else None,
+        ray_requested=jobs[-1].requested if jobs else None,
+        ray_given=jobs[-1].given if jobs else None,
     )
     return PostExecution(
         post=run.post,
