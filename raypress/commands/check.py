@@ -353,7 +353,8 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
                 sections.append((f"{header} {mime}", _RANDOM_ID.sub("<uuid>", data)))
     if result.error is not None:
         sections.append(("error", result.error.traceback))
-    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE)]  # Ray's own lines
+    # Ray's own lines, and where ray.init ran (the run's environment, as in the footer)
+    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE) and not _WHERE.match(n)]
     if notes:
         sections.append(("notes", "\n".join(notes)))
     parts = []
@@ -361,6 +362,9 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
         body = normalise(text, mode)
         parts.append(f"[{header}]\n{body}" + ("" if body.endswith("\n") or not body else "\n"))
     return "".join(parts)
+
+
+_WHERE = re.compile(r"ray\.init\(.*\): ran on |this time includes .* in ray\.init \(")
 
 
 def source_hash_bytes(data: bytes) -> str:
