@@ -13,7 +13,6 @@ from raypress.config import load_config
 from raypress.execution import ExecutionSettings, InlineExpression, PostRun
 from raypress.execution.model import Snippet, SnippetOptions
 from raypress.execution.pool import Executor
-from raypress.execution.ray_shape import ClusterShape
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_POST = ROOT / "posts" / "2025-10-27-using-the-ray-library.md"
@@ -77,5 +76,5 @@ def ray_executor() -> Iterator[Executor]:
     for a plain ``ray.init()`` is kept started ahead (as ``serve`` does)."""
     settings = ExecutionSettings(jobs=2, snippet_timeout=120, project_root=ROOT, ray_keep_warm=True)
     with Executor(settings) as engine:
-        engine.ray_pool().prepare(ClusterShape())
+        engine.keep_cluster_ready()
         yield engine

@@ -46,3 +46,34 @@ def test_ruff_is_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_file_holds_a_merge_conflict_marker() -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], capture_output=True, cwd=ROOT, check=False
+    ).stdout.split(b"\0")
+    marker = re.compile(rb"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+    found = []
+    for name in filter(None, listed):
+        path = ROOT / name.decode()
+        if path.is_file() and path.stat().st_size < 2_000_000:
+            data = path.read_bytes()
+            if b"\0" not in data and marker.search(data):
+                found.append(name.decode())
+    assert not found, found
+
+
+def test_the_theme_css_parses_without_errors() -> None:
+    """A stray brace or marker silently drops every rule after it in a browser."""
+    import tinycss2  # comes with CairoSVG (test extra)
+
+    for sheet in sorted((ROOT / "raypress" / "theme").rglob("*.css")):
+        rules = tinycss2.parse_stylesheet(
+            sheet.read_text(encoding="utf-8"), skip_comments=True, skip_whitespace=True
+        )
+        errors = [(r.source_line, r.message) for r in rules if r.type == "error"]
+        assert not errors, (sheet.name, errors)
+        for rule in rules:  # a rule that swallowed the rest of the file holds other rules
+            if rule.type == "qualified-rule":
+                body = tinycss2.serialize(rule.content)
+                assert "{" not in body, (sheet.name, rule.source_line)

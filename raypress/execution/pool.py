@@ -56,7 +56,7 @@ from raypress.execution.protocol import (
     SnippetDone,
 )
 from raypress.execution.ray_pool import ClusterPool, PoolSettings, PostClusters, machine_memory
-from raypress.execution.ray_shape import predict_shape
+from raypress.execution.ray_shape import ClusterShape, predict_shape
 from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -256,6 +256,7 @@ class Executor:
         else:
             self.ray_auth = ray_cluster.auth_env(secrets.token_hex(32))
         self.counter = 0
+        self.reserved: list[int] = []  # session numbers given out ahead (_next_ray_folder)
         self.lock = threading.Lock()
         self.ray_warm: Future[object] | None = None
         try:
@@ -452,6 +453,8 @@ class Executor:
         finally:
             if broker is not None:
                 broker.close()
+            if ray_folder is not None and self.clusters is not None:
+                self.clusters.discard(ray_folder)  # started for the post, never asked for
             if plan.sandbox is None:
                 shutil.rmtree(Path(plan.cwd).parent, ignore_errors=True)
         if self.server.death():
@@ -517,15 +520,31 @@ class Executor:
                         isolated_network=self.isolated_network,
                         default_cpus=self.settings.ray_num_cpus,
                         start_timeout=self.settings.ray_start_timeout,
-                        # a spare's folder would be read-only to the next post's session
-                        keep_warm=self.settings.ray_keep_warm and not self.nested,
+                        keep_warm=self.settings.ray_keep_warm,
                         in_sandbox=self.sandboxed,
                         cgroup_procs=self._ray_cgroup(),
                     ),
                     RAY_DIR if self.sandboxed else (self.short_root or RAY_DIR),
                     self.log,
+                    self._next_ray_folder,
+                    lambda kind, cpus: self._report(kind, count=cpus),  # type: ignore[arg-type]
                 )
             return self.clusters
+
+    def keep_cluster_ready(self, shape: ClusterShape | None = None) -> None:
+        """Start a cluster of ``shape`` (a plain ``ray.init()``'s by default) for the next
+        post to ask for one, as ``serve`` keeps one after each post."""
+        self.ray_pool().prepare(shape or ClusterShape(), self._next_ray_folder())
+
+    def _next_ray_folder(self) -> str | None:
+        """The folder the next post's clusters will live in (sandboxed sessions may write
+        only their own): its session number is reserved now."""
+        if not self.nested:
+            return None
+        with self.lock:
+            self.counter += 1
+            self.reserved.append(self.counter)
+            return f"{RAY_DIR}/p{self.counter}"
 
     def _ray_cgroup(self) -> str | None:
         """The memory cgroup of the build's Ray clusters (in the sandbox): the sessions'
@@ -560,8 +579,11 @@ class Executor:
         """The session's plan, the name of the memory cgroup made for it, and the folder
         of its own Ray clusters in the sandbox (if any)."""
         with self.lock:
-            self.counter += 1
-            number = self.counter
+            if self.reserved:  # a cluster may be starting in its folder already
+                number = self.reserved.pop(0)
+            else:
+                self.counter += 1
+                number = self.counter
         if self.launcher is not None:
             check_visible(self.launcher, run.post_dir)
         slug = post_slug(run.post)

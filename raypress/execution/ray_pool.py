@@ -64,8 +64,12 @@ class ClusterPool:
         settings: PoolSettings,
         parent: str,
         log: Callable[[str], None],
+        next_folder: Callable[[], str | None] = lambda: None,
+        report: Callable[[str, int], None] = lambda _kind, _cpus: None,
     ) -> None:
         self.server = server
+        self.next_folder = next_folder  # the folder of the next post's clusters (keep_warm)
+        self.report = report  # "cluster-starting"/"cluster-ready"/"cluster-failed", CPUs
         self.base_env = dict(base_env)
         self.settings = settings
         self.parent = parent
@@ -136,7 +140,7 @@ class ClusterPool:
         done.set_result(cluster)
         self._stop_later(done)
         if self.settings.keep_warm and not cluster.failure():
-            self.prepare(cluster.shape)
+            self.prepare(cluster.shape, self.next_folder())
 
     def discard(self, folder: str) -> None:
         """Stop the spares started for ``folder`` (its post has ended)."""
@@ -176,6 +180,7 @@ class ClusterPool:
             temp_dir=f"{folder or self.parent}/c{number}" if self.settings.in_sandbox else None,
             cgroup_procs=self.settings.cgroup_procs,
         )
+        self.report("cluster-starting", int(shape.num_cpus or os.cpu_count() or 1))
         try:
             cluster = start_cluster(self.server, self.base_env, options, self.parent, self.log)
         except ClusterError as exc:
@@ -184,11 +189,14 @@ class ClusterPool:
                 first = self.failures == 1
             if first:  # the same machine, the same story: Ray's log once per build
                 self.log(f"execution: Ray's output from the last start attempt:\n{exc.output}")
+            self.report("cluster-failed", 0)
             future.set_exception(exc)
             return
         except BaseException as exc:
+            self.report("cluster-failed", 0)
             future.set_exception(ClusterError(str(exc)))
             return
+        self.report("cluster-ready", 0)
         with self.lock:
             self.started += 1
         self.log(
@@ -321,5 +329,3 @@ class PostClusters:
         with self.lock:
             self.closed = True
         self.release()
-        if self.folder is not None and self.prepared:
-            self.pool().discard(self.folder)  # a predicted cluster the post never asked for
