@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raypress import __version__
-from raypress.config import load_config
+from raypress.config import EXECUTORS, load_config
 from raypress.errors import SourceError
 from raypress.freeze.build_stamp import current_stamp
 from raypress.terminal import printable
@@ -133,8 +133,15 @@ def _add_site_options(parser: argparse.ArgumentParser, writes_site: bool = True)
     )
     parser.add_argument(
         "--ray-address",
-        help="run snippets on this existing Ray cluster (default: RAY_ADDRESS, "
-        "else a cluster of the build's own)",
+        help="run every post's session on this existing Ray cluster: host:port of its "
+        "GCS, or ray://host:port (Ray Client) (default: RAY_ADDRESS, else a cluster of the "
+        "build's own)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="where sessions run: local (this machine, the default) or ray (on the nodes "
+        "of a Ray cluster; implied by --ray-address)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="print problems only")
 
@@ -184,6 +191,7 @@ _CONFIG_FLAGS = (
     "execute",
     "snippet_timeout",
     "ray_address",
+    "executor",
 )
 
 
@@ -227,7 +235,7 @@ def _run_build(options: argparse.Namespace) -> int:
         )
         return 143 if isinstance(stop, Terminated) else 130
     print_report(report, config.output_dir, quiet=options.quiet)
-    return 0 if report.ok else 1
+    return report.exit_status
 
 
 def _rerun(values: list[str] | None, root: Path) -> bool | frozenset[str]:
@@ -315,7 +323,7 @@ def _run_check(options: argparse.Namespace) -> int:
             print(line)
     if options.junit_xml is not None:
         write_junit(report, options.junit_xml)
-    return 0 if report.ok else 1
+    return report.exit_status
 
 
 @contextlib.contextmanager
@@ -337,7 +345,7 @@ def _log(line: str) -> None:
 
 def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> None:
     """Problems to stderr, one line each; a one-line summary to stdout."""
-    for problem in report.problems + report.execution_problems:
+    for problem in report.problems + report.execution_problems + report.infrastructure_problems:
         print(problem, file=sys.stderr)
     for warning in report.warnings:
         print(printable(f"warning: {warning}"), file=sys.stderr)
@@ -358,6 +366,9 @@ def print_report(report: BuildReport, output_dir: str, quiet: bool = False) -> N
             f"{output_dir}/ left as it was",
             file=sys.stderr,
         )
+        return
+    if report.infrastructure_problems and report.write is None:
+        print(f"build failed: nothing ran; {output_dir}/ left as it was", file=sys.stderr)
         return
     if quiet:
         return

@@ -24,6 +24,9 @@ PERMALINK_STYLES = {  # Jekyll's
 }
 
 
+EXECUTORS = ("local", "ray")  # where sessions run (the `executor` key)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything a build needs to know besides the posts themselves."""
@@ -66,6 +69,7 @@ class Config:
     output_cap_bytes: int = 100_000  # per snippet and stream; the rest is cut with a note
     post_output_cap_bytes: int = 5_000_000  # all a post shows: outputs, values, figures
     ray_address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else one per post)
+    executor: str = "local"  # where sessions run: "local", or "ray" (on a cluster's nodes)
     ray_num_cpus: int = 0  # CPUs of a post whose ray.init names none; 0: Ray's (the cores)
     ray_start_timeout: int = 120  # seconds a cluster's start may take, retries included
     check_slowdown: float = 3.0  # `check` warns when a snippet is this many times slower
@@ -133,6 +137,7 @@ def load_config(root: Path, config_file: Path | None = None, **overrides: Any) -
     given = {k: v for k, v in overrides.items() if v is not None}
     _check_ranges(given, "command line")
     _check_ranges(values, _display(source, root) if source else "command line")
+    _check_executor(values, _display(source, root) if source else "command line")
     values.update(given)
     config = Config(root=root, **values)
     _check_values(config, _display(source, root) if source else "command line")
@@ -193,6 +198,15 @@ def _toml_line(exc: Exception) -> int | None:
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         line = int(found.group(1)) if found else None
     return line
+
+
+def _check_executor(values: dict[str, Any], name: str) -> None:
+    if values.get("executor", "local") not in EXECUTORS:
+        raise SourceError(
+            name,
+            None,
+            f"executor must be one of {', '.join(EXECUTORS)}, not {values['executor']!r}",
+        )
 
 
 # Allowed ranges of numeric options: (least, most, what it means). Out of range is an

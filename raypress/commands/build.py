@@ -86,13 +86,23 @@ class BuildReport:
     warnings: tuple[str, ...] = ()  # unusable records (re-run), records that could not be written
     problems: tuple[Problem, ...] = ()  # in the input: nothing was written
     execution_problems: tuple[Problem, ...] = ()  # snippets that failed: the site was written
+    # runs that failed for a reason outside the posts (exit status 2): records untouched
+    infrastructure_problems: tuple[Problem, ...] = ()
     write: WriteReport | None = None
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.execution_problems
+        return self.exit_status == 0
+
+    @property
+    def exit_status(self) -> int:
+        """0: all good; 1: the posts' own problems; 2: only failures outside the posts
+        (an unreachable cluster, a lost node): running it again may pass."""
+        if self.problems or self.execution_problems:
+            return 1
+        return 2 if self.infrastructure_problems else 0
 
 
 def markdown_settings(config: Config) -> MarkdownSettings:
@@ -203,7 +213,7 @@ def build(
     for message in execution.messages:
         if log:
             log(message)
-    executions = {**frozen.reused, **execution.executions}
+    executions = {**frozen.reused, **_shown(execution.executions, frozen.previous)}
     mark = timed("execute", mark)
 
     previous = PreviousSite(config)  # pages whose inputs did not change are kept from it
@@ -232,9 +242,10 @@ def build(
         unrecorded=tuple(sorted(frozen.unrecorded)),
         problems=tuple(sorted(set(problems), key=_problem_order)),
         execution_problems=tuple(sorted(set(execution.problems), key=_problem_order)),
+        infrastructure_problems=execution.infrastructure,
     )
     cache.save()  # what parsed is worth keeping, whether or not this build can be written
-    if problems:
+    if problems or execution.unavailable:
         return _finish(report, started, stages)
     if rendered is not None:
         rendered(files, static)
@@ -251,7 +262,7 @@ def build(
     written = write_site(config, files, static, previous)
     sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
     notes = tidy_snippets(config, posts, bodies, frozen, saved, sources)
-    if not execution.problems:  # a failing snippet must fail the next build too
+    if not execution.problems and not execution.infrastructure:  # they must fail it again
         due = [p.date for p in all_posts if p.is_future(now) and not config.future]
         digest = stamp_digest(digest, frozen_digest(config, frozen.watched))
         stamp = BuildStamp(digest, min(due, default=None), len(posts), len(files), frozen.watched)
@@ -401,6 +412,17 @@ def post_views(
     link_neighbours(views)
     link_related(views, config.related_posts)
     return views, files + script_files(scripts)
+
+
+def _shown(
+    executions: dict[str, PostExecution], previous: dict[str, PostExecution]
+) -> dict[str, PostExecution]:
+    """What each post that ran shows: its new results, or, when its run failed for a reason
+    outside the post, its record's (that run was not saved; the record still stands)."""
+    return {
+        post: previous.get(post, result) if result.status == "infrastructure" else result
+        for post, result in executions.items()
+    }
 
 
 def _local_refs(

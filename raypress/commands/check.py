@@ -124,6 +124,9 @@ class CheckReport:
     posts: int
     items: tuple[Item, ...]
     problems: tuple[Problem, ...] = ()  # in the input: nothing ran
+    # posts that could not run for a reason outside them (an unreachable cluster, a lost
+    # node): not checked, records untouched, exit status 2 so that CI can run it again
+    infrastructure: tuple[Problem, ...] = ()
     updated: tuple[str, ...] = ()  # records rewritten (``update``)
     seconds: float = 0.0  # wall time of the whole check
     snippet_seconds: float = 0.0  # sum of the snippets' own wall times (every run)
@@ -133,7 +136,15 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not any(item.failed for item in self.items)
+        return self.exit_status == 0
+
+    @property
+    def exit_status(self) -> int:
+        """0: every post as recorded; 1: the posts' own problems; 2: only failures outside
+        the posts, worth running again."""
+        if self.problems or any(item.failed for item in self.items):
+            return 1
+        return 2 if self.infrastructure else 0
 
     @property
     def summary(self) -> str:
@@ -185,7 +196,12 @@ def check(
 
     runs = plan_runs(candidates, bodies, config)
     all_runs = runs + runs if options.twice else runs
-    results, machinery = _execute(all_runs, config, log, options.require_isolation, events)
+    results, machinery, unreachable = _execute(
+        all_runs, config, log, options.require_isolation, events
+    )
+    if unreachable:  # the cluster could not be used: nothing ran (exit status 2)
+        seconds = time.perf_counter() - started
+        return CheckReport(0, (), infrastructure=tuple(unreachable), seconds=seconds)
     if machinery and len(results) < len(all_runs):  # the sandbox could not start
         return CheckReport(0, (), tuple(machinery), seconds=time.perf_counter() - started)
     first = {r.post: r for r in results[: len(runs)]}
@@ -194,9 +210,18 @@ def check(
     versions = InstalledVersions()
     items: list[Item] = []
     updated: list[str] = []
+    infrastructure: list[Problem] = []
     for post in candidates:
         body = bodies[post.source]
         fresh = first[post.source]
+        lost = [r for r in (fresh, second.get(post.source)) if r and r.status == "infrastructure"]
+        if lost:
+            infrastructure += lost[0].problems
+            why = "not checked: " + "; ".join(p.message for p in lost[0].problems)
+            items += [
+                Item(post.source, s.line, snippet_name(s), skipped=why) for s in body.snippets
+            ]
+            continue
         record, unusable = (None, None) if options.update else _record(config, post)
         found = compare_post(body, fresh, record, unusable, slowdown, options.fail_on_slowdown)
         if post.source in second:
@@ -220,6 +245,7 @@ def check(
         posts=len(candidates),
         items=tuple(items),
         problems=tuple(machinery),  # the fork server died: its posts' items say so too
+        infrastructure=tuple(infrastructure),
         updated=tuple(updated),
         seconds=time.perf_counter() - started,
         snippet_seconds=sum(s.wall_s for r in results for s in r.snippets),
@@ -327,7 +353,8 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
                 sections.append((f"{header} {mime}", _RANDOM_ID.sub("<uuid>", data)))
     if result.error is not None:
         sections.append(("error", result.error.traceback))
-    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE)]  # Ray's own lines
+    # Ray's own lines, and where ray.init ran (the run's environment, as in the footer)
+    notes = [n for n in result.notes if not n.startswith(SYSTEM_NOTE) and not _WHERE.match(n)]
     if notes:
         sections.append(("notes", "\n".join(notes)))
     parts = []
@@ -335,6 +362,9 @@ def output_text(result: SnippetResult, mode: str = "strict") -> str:
         body = normalise(text, mode)
         parts.append(f"[{header}]\n{body}" + ("" if body.endswith("\n") or not body else "\n"))
     return "".join(parts)
+
+
+_WHERE = re.compile(r"ray\.init\(.*\): ran on |this time includes .* in ray\.init \(")
 
 
 def source_hash_bytes(data: bytes) -> str:
@@ -484,7 +514,7 @@ def _execute(
     log: Callable[[str], None] | None,
     isolated: bool,
     events: Callable[[ProgressEvent], None] | None = None,
-) -> tuple[list[PostExecution], list[Problem]]:
+) -> tuple[list[PostExecution], list[Problem], list[Problem]]:
     if events is not None and runs:
         events(ProgressEvent("posts-queued", count=len(runs)))
     progress = (lambda r: log(describe(r))) if log else None

@@ -18,7 +18,7 @@ _NOT_XML = re.compile(r"[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
 def console_lines(report: CheckReport) -> Iterator[tuple[str, bool]]:
     """``(line, is_error)`` for the console: each issue headed ``posts/x.md:LINE``, its
     diff below; the summary last."""
-    for problem in report.problems:
+    for problem in report.problems + report.infrastructure:
         yield str(problem), True
     for item in report.items:
         for issue in item.issues:
@@ -30,6 +30,9 @@ def console_lines(report: CheckReport) -> Iterator[tuple[str, bool]]:
     if report.problems and not report.items:
         yield "check failed: the posts have problems; nothing was run", True
         return
+    if report.infrastructure and not report.items:
+        yield "check failed: nothing ran (exit status 2: run it again)", True
+        return
     yield report.summary + _timing(report), False
 
 
@@ -40,7 +43,7 @@ def _timing(report: CheckReport) -> str:
 
 def github_annotations(report: CheckReport) -> Iterator[str]:
     """Workflow commands that GitHub Actions shows on the lines of the pull request."""
-    for problem in report.problems:
+    for problem in report.problems + report.infrastructure:
         yield _annotation("error", problem.path, problem.line, problem.message)
     for item in report.items:
         for issue in item.issues:

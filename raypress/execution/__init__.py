@@ -38,6 +38,20 @@ Design note
   subreaper, adopts, reaps and finally kills what escaped a group (orphaned Ray
   workers). Output is capped per snippet and per post (``capture.Budget``). If the fork
   server dies, the posts it cut short say so and the build reports it once.
+* **Sessions as cluster work** (``--ray-address``, ``--executor ray``): the same sessions,
+  on the nodes of a Ray cluster (``cluster_executor`` on the build side, ``session_host``
+  on the nodes). Chosen design: a session host per node (a threaded Ray actor owning a
+  pre-warmed fork server) and one Ray task per post, scheduled by Ray with the post's
+  ``resources`` and holding them while the post runs. The task hands the post to its
+  node's host, which runs ``driver.drive`` *there*, so fd-level capture, deadlines,
+  SIGKILL of the process group and traceback mapping are local to the node; the network
+  only carries the post's folder (once per folder, through the object store) and the
+  finished ``PostExecution``. The alternative, streaming a session's pipes to the build
+  machine, would put a network hop inside capture and deadlines. The build's bubblewrap
+  sandbox is local to the build machine: sessions on nodes run with reduced isolation,
+  and their pages say so. Addresses are checked before anything runs (``ray_address``);
+  a lost node's post runs again once; what fails outside a post gets status
+  ``infrastructure`` and never replaces a record.
 * **Package import.** This ``__init__`` is lazy: the fork server imports the package
   and must not pay for the build side (``model`` pulls in YAML via ``raypress.publish.snippets``);
   the session side uses its own plan types (``protocol.SnippetCode``, ``InlineCode``).
@@ -88,6 +102,7 @@ __all__ = [
     "SnippetResult",
     "execute_posts",
     "format_duration",
+    "new_engine",
 ]
 
 
@@ -114,7 +129,18 @@ def execute_posts(
     """
     if not runs:
         return []
+    with new_engine(settings, runs) as engine:
+        return engine.run(runs, progress)
+
+
+def new_engine(settings: ExecutionSettings, runs: Sequence[PostRun] = ()) -> Any:
+    """The engine that runs posts: sessions on this machine (``pool.Executor``), or on the
+    nodes of a Ray cluster (``cluster_executor.ClusterExecutor``) with ``ray_address`` or
+    ``executor = "ray"``. Both are context managers with ``run`` and ``close``."""
+    if settings.ray_address or settings.executor == "ray":
+        from raypress.execution.cluster_executor import ClusterExecutor
+
+        return ClusterExecutor(settings, runs)
     from raypress.execution.pool import Executor
 
-    with Executor(settings, runs) as executor:
-        return executor.run(runs, progress)
+    return Executor(settings, runs)

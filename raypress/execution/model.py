@@ -25,7 +25,9 @@ SnippetStatus = Literal[
 ]
 NOT_RUN: frozenset[str] = frozenset({"not-run", "skipped"})  # shown, not executed this time
 FAILED: frozenset[str] = frozenset({"error", "missing-expected-error", "timed-out", "died"})
-PostStatus = Literal["ok", "failed", "died", "timed-out"]
+# "infrastructure": it could not run for a reason outside the post (a lost node, an
+# unreachable cluster); such a run never replaces the post's record
+PostStatus = Literal["ok", "failed", "died", "timed-out", "infrastructure"]
 RayMode = Literal["shared", "isolated"]
 NetworkMode = Literal["auto", "isolated", "host"]
 SandboxMode = Literal["auto", "required", "off"]
@@ -44,10 +46,12 @@ FIGURE_FORMATS = ("png", "svg", "webp")  # what matplotlib figures are saved as 
 
 __all__ = [  # format_duration is re-exported for the other stages
     "GIB",
+    "ClusterUnavailable",
     "DisplayOutput",
     "Environment",
     "ErrorInfo",
     "ExecutionSettings",
+    "ExecutionUnavailable",
     "Image",
     "InlineExpression",
     "InlineResult",
@@ -117,6 +121,17 @@ class InlineExpression:
     after_snippet: int
 
 
+class ExecutionUnavailable(RuntimeError):
+    """The execution engine cannot start (or not with the isolation required): nothing
+    runs and no record is touched."""
+
+
+class ClusterUnavailable(ExecutionUnavailable):
+    """The Ray cluster the sessions were to run on cannot be used (the address is
+    unreachable or not a Ray cluster, Ray Client is missing): a failure outside the
+    posts, so the build or check exits 2 (worth running again)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PostRun:
     """One post to execute: its snippets in document order and its inline expressions."""
@@ -128,6 +143,10 @@ class PostRun:
     timeout: float | None = None  # the post's default per-snippet timeout
     uses_ray: bool = False  # also detected from the snippets' imports
     ray_mode: RayMode = "shared"
+    # what the post's session asks of the cluster (front matter `resources`), as
+    # (name, amount): num_cpus, num_gpus, memory (bytes) or a custom resource
+    resources: tuple[tuple[str, float], ...] = ()
+    resources_line: int | None = None  # its front-matter line, for problems
     figure_format: str = "png"  # matplotlib figures unless a snippet says (fig-format)
 
 
@@ -141,7 +160,9 @@ class ExecutionSettings:
     memory_limit_bytes: int | None = 4 * GIB  # each session's ceiling (None: none)
     output_cap_bytes: int = 100_000  # per stream and snippet
     post_output_cap_bytes: int = 5_000_000  # everything a post shows: outputs, values, images
-    ray_address: str | None = None  # an existing cluster: start and stop nothing
+    ray_address: str | None = None  # an existing cluster: sessions run on its nodes
+    executor: str = "local"  # "ray": sessions run on a cluster even without ray_address
+    ship_raypress: bool = True  # send raypress to the cluster's nodes with the job
     ray_num_cpus: int | None = None  # CPUs for a ray.init() that names none (None: Ray's)
     ray_start_timeout: float = 120.0  # seconds a cluster start may take, retries included
     ray_keep_warm: bool = False  # keep a fresh cluster started for the next post (serve)
@@ -363,6 +384,7 @@ class Environment:
     packages: tuple[tuple[str, str], ...] = ()  # (name, version) of what the session imported
     ray_version: str | None = None
     ray_cluster_cpus: float | None = None
+    node: str | None = None  # the cluster node the session ran on (sessions as cluster work)
     isolation: str = ""  # "" when full; else "reduced — what the machine could not give"
     ray_requested: str | None = None  # ray.init's resource arguments: "num_cpus=4"
     ray_given: str | None = None  # what the post ran on: "a fresh cluster of 4 CPUs, 0 GPUs"

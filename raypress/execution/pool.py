@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from raypress.errors import Problem
-from raypress.execution import ray_cluster
+from raypress.execution import ray_cluster, resources
 from raypress.execution.build_sandbox import (
     RAY_DIR,
     SANDBOX_ENV,
@@ -36,9 +36,11 @@ from raypress.execution.isolation import Isolation, probe
 from raypress.execution.model import (
     GIB,
     ExecutionSettings,
+    ExecutionUnavailable,
     InlineResult,
     PostExecution,
     PostRun,
+    PostStatus,
     ProgressEvent,
     ProgressKind,
     Snippet,
@@ -103,8 +105,128 @@ def check_visible(launcher: Launcher, folder: Path) -> None:
         )
 
 
-class ExecutionUnavailable(RuntimeError):
-    """The execution machinery cannot start (or not with the isolation required)."""
+def report_progress(
+    settings: ExecutionSettings, kind: ProgressKind, post: str = "", **fields: Any
+) -> None:
+    """Tell ``settings.progress`` (a live status) what happens now."""
+    if settings.progress is not None:
+        settings.progress(ProgressEvent(kind, post, **fields))
+
+
+def post_limits(run: PostRun, settings: ExecutionSettings) -> Limits:
+    """The deadlines and output caps of ``run``'s session."""
+    return Limits(
+        snippet_timeouts={
+            s.index: snippet_timeout(run, i, settings) for i, s in enumerate(run.snippets)
+        },
+        post_timeout=settings.post_timeout,
+        output_cap=settings.output_cap_bytes,
+        post_output_cap=settings.post_output_cap_bytes,
+    )
+
+
+def post_slug(post: str) -> str:
+    """A short, safe name for a post's folders and Ray namespace."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", Path(post).stem).strip("-")[:40] or "post"
+
+
+def session_plan(
+    run: PostRun,
+    folder: Path,
+    env: dict[str, str],
+    ray: RayPlan | None,
+    memory_limit_bytes: int | None,
+) -> SessionPlan:
+    """The plan of ``run``'s session outside the build's sandbox (reduced isolation, or a
+    cluster node), its working and temporary folders made in ``folder``."""
+    cwd, tmp = folder / "work", folder / "tmp"
+    cwd.mkdir(parents=True)
+    tmp.mkdir()
+    return SessionPlan(
+        post=run.post,
+        post_dir=str(run.post_dir),
+        cwd=str(cwd),
+        snippets=tuple(snippet_code(s, run.figure_format) for s in run.snippets),
+        inline=tuple(InlineCode(i.index, i.line, i.source, i.after_snippet) for i in run.inline),
+        env=(*env.items(), ("TMPDIR", str(tmp))),
+        marker=new_marker_prefix(),
+        memory_limit_bytes=memory_limit_bytes,
+        ray=ray,
+    )
+
+
+def clean_up_jobs(
+    server: ForkServerClient,
+    run: PostRun,
+    plan: SessionPlan,
+    jobs: tuple[str, ...],
+    scratch: Path | None,
+    machine: MachineInfo,
+    output_cap: int,
+) -> None:
+    """After a killed session: a janitor session removes what its jobs left on an
+    external cluster (detached actors, placement groups). ``scratch``: where to make the
+    janitor's working folder (None: the session's own, in the build's sandbox)."""
+    if not jobs or plan.ray is None or plan.ray.mode != "external":
+        return  # the build's own clusters are stopped with everything on them
+    folder = None
+    cwd = plan.cwd
+    if scratch is not None:
+        folder = scratch / f"janitor-{secrets.token_hex(4)}"
+        (folder / "work").mkdir(parents=True)
+        cwd = str(folder / "work")
+    janitor = dataclasses.replace(
+        plan,
+        cwd=cwd,
+        snippets=(),
+        inline=(),
+        marker=new_marker_prefix(),
+        janitor_jobs=jobs,
+        sandbox=plan.sandbox and dataclasses.replace(plan.sandbox, cgroup_procs=None),
+    )
+    empty = PostRun(run.post, run.post_dir, ())
+    limits = Limits({}, _JANITOR_TIMEOUT_S, output_cap, output_cap)
+    try:
+        drive(server, empty, janitor, limits, machine)
+    except ForkServerError:
+        pass
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def unrun_execution(
+    run: PostRun,
+    status: PostStatus,
+    problem: Problem,
+    started: float,
+    machine: MachineInfo | None = None,
+) -> PostExecution:
+    """The result of a post whose session never ran: ``problem`` says why."""
+    message = problem.message
+    return PostExecution(
+        post=run.post,
+        status=status,
+        snippets=tuple(
+            SnippetResult(s.index, "skipped" if not s.options.eval else "not-run")
+            for s in run.snippets
+        ),
+        inline=tuple(InlineResult(i.index, None, "not evaluated: " + message) for i in run.inline),
+        environment=environment(machine or machine_info(), (), None, None),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        wall_s=time.perf_counter() - started,
+        messages=(message,),
+        problems=(problem,),
+    )
+
+
+def unmet_resources(run: PostRun, nodes: Sequence[dict[str, float]], where: str) -> Problem | None:
+    """A problem on the post's ``resources`` line when no node of ``nodes`` can hold them."""
+    message = resources.unmet(run.resources, nodes, where)
+    if message is None:
+        return None
+    hint = "run it on a Ray cluster that has them (--ray-address), or change `resources`"
+    return Problem(run.post, run.resources_line, message, hint)
 
 
 class Executor:
@@ -271,9 +393,7 @@ class Executor:
         return outcome
 
     def _report(self, kind: ProgressKind, post: str = "", **fields: Any) -> None:
-        """Tell ``settings.progress`` (a live status) what happens now."""
-        if self.settings.progress is not None:
-            self.settings.progress(ProgressEvent(kind, post, **fields))
+        report_progress(self.settings, kind, post, **fields)
 
     def _notifier(self, run: PostRun) -> Callable[[SessionEvent], None] | None:
         """What the driver calls as the post's snippets start and end."""
@@ -295,20 +415,16 @@ class Executor:
         started = time.perf_counter()
         if self.server.death():
             return Outcome(self._unfinished(run, None, started), ())
+        unmet = unmet_resources(run, [resources.this_machine()], "this machine")
+        if unmet is not None:
+            return Outcome(unrun_execution(run, "died", unmet, started, self.machine), ())
         try:
             plan, cgroup, ray_folder = self._plan(run)
         except (ray_cluster.ClusterError, ForkServerError, OSError) as exc:
             if self.server.death():
                 return Outcome(self._unfinished(run, None, started), ())
             return Outcome(self._failed(run, f"could not start the session: {exc}", started), ())
-        limits = Limits(
-            snippet_timeouts={
-                s.index: snippet_timeout(run, i, self.settings) for i, s in enumerate(run.snippets)
-            },
-            post_timeout=self.settings.post_timeout,
-            output_cap=self.settings.output_cap_bytes,
-            post_output_cap=self.settings.post_output_cap_bytes,
-        )
+        limits = post_limits(run, self.settings)
         broker = None
         if plan.ray is not None and plan.ray.mode == "build":
             broker = PostClusters(
@@ -470,7 +586,7 @@ class Executor:
                 number = self.counter
         if self.launcher is not None:
             check_visible(self.launcher, run.post_dir)
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(run.post).stem).strip("-")[:40] or "post"
+        slug = post_slug(run.post)
         sandbox = None
         cgroup = None
         ray_folder = None
@@ -490,19 +606,18 @@ class Executor:
             ray_temp = f"{TMP}/ray" if self.nested else f"{TMP}/s{number}/ray"
         else:
             folder = self.root / f"{number:03d}-{slug}"
-            work, tmp = folder / "work", folder / "tmp"
-            work.mkdir(parents=True)
-            tmp.mkdir()
-            cwd = str(work)
-            env = {**self._env(sandboxed=False), "TMPDIR": str(tmp)}
+            env = self._env(sandboxed=False)
             assert self.short_root is not None
             ray_temp = str(Path(self.short_root) / f"i{number}")
         namespace = f"raypress-{slug}-{secrets.token_hex(4)}"
         ray = self._ray_plan(run, namespace, ray_temp, env)
+        if self.launcher is None:
+            plan = session_plan(run, folder, env, ray, self.settings.memory_limit_bytes)
+            return plan, cgroup, ray_folder
         plan = SessionPlan(
             post=run.post,
             # the sandbox shows real paths only (symlinks above a folder are not in it)
-            post_dir=os.path.realpath(run.post_dir) if self.launcher else str(run.post_dir),
+            post_dir=os.path.realpath(run.post_dir),
             cwd=cwd,
             snippets=tuple(snippet_code(s, run.figure_format) for s in run.snippets),
             inline=tuple(
@@ -534,54 +649,13 @@ class Executor:
         return RayPlan("build", None, namespace, node_ip, None, True)
 
     def _clean_up_jobs(self, run: PostRun, plan: SessionPlan, jobs: tuple[str, ...]) -> None:
-        """After a killed session: a janitor session removes what its jobs left on an
-        external cluster (detached actors, placement groups)."""
-        if not jobs or plan.ray is None or plan.ray.mode != "external":
-            return  # the build's own clusters are stopped with everything on them
-        folder = None
-        cwd = plan.cwd
-        if plan.sandbox is None and self.launcher is None:
-            folder = self.root / f"janitor-{secrets.token_hex(4)}"
-            (folder / "work").mkdir(parents=True)
-            cwd = str(folder / "work")
-        janitor = dataclasses.replace(
-            plan,
-            cwd=cwd,
-            snippets=(),
-            inline=(),
-            marker=new_marker_prefix(),
-            janitor_jobs=jobs,
-            sandbox=plan.sandbox and dataclasses.replace(plan.sandbox, cgroup_procs=None),
-        )
-        empty = PostRun(run.post, run.post_dir, ())
-        limits = Limits(
-            {}, _JANITOR_TIMEOUT_S, self.settings.output_cap_bytes, self.settings.output_cap_bytes
-        )
-        try:
-            drive(self.server, empty, janitor, limits, self.machine)
-        except ForkServerError:
-            pass
-        finally:
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
+        scratch = self.root if plan.sandbox is None and self.launcher is None else None
+        output_cap = self.settings.output_cap_bytes
+        clean_up_jobs(self.server, run, plan, jobs, scratch, self.machine, output_cap)
 
     def _failed(self, run: PostRun, message: str, started: float) -> PostExecution:
-        return PostExecution(
-            post=run.post,
-            status="died",
-            snippets=tuple(
-                SnippetResult(s.index, "skipped" if not s.options.eval else "not-run")
-                for s in run.snippets
-            ),
-            inline=tuple(
-                InlineResult(i.index, None, "not evaluated: " + message) for i in run.inline
-            ),
-            environment=environment(self.machine, (), None, None),
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            wall_s=time.perf_counter() - started,
-            messages=(message,),
-            problems=(Problem(run.post, None, message),),
-        )
+        problem = Problem(run.post, None, message)
+        return unrun_execution(run, "died", problem, started, self.machine)
 
     def _unfinished(
         self, run: PostRun, partial: PostExecution | None, started: float

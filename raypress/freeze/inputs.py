@@ -165,7 +165,10 @@ def post_inputs(
     inputs = Inputs(
         snippets=tuple(snippet_hash(s, config.figure_format) for s in body.snippets),
         inline=_hash([[i.source, i.after_snippet] for i in body.inline]),
-        post=_hash([post.timeout, post.ray_mode]),
+        # resources only when given: records made before the key existed stay current
+        post=_hash(
+            [post.timeout, post.ray_mode] + ([list(post.resources)] if post.resources else [])
+        ),
         files=tuple(sorted(files.items())),
     )
     return inputs, problems, read

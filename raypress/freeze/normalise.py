@@ -7,7 +7,8 @@ differ only in the noise of estimates (rule 9). The rules (the README's "Compari
 outputs" lists them too), strict (the default), in this order:
 
 1. Process ids: in Ray's worker prefixes ``(name pid=1234, ip=10.0.0.5)`` the pid becomes
-   ``<pid>`` and the ip ``<ip>``; a number right after the word ``pid`` (``pid 1234``,
+   ``<pid>`` and the ip goes (which node ran a task is Ray's scheduling, not the code's:
+   ``(name pid=<pid>)``); a number right after the word ``pid`` (``pid 1234``,
    ``pid: 1234``, ``PID=1234``) becomes ``<pid>``; and on a line that carries a worker
    prefix, that worker's pid becomes ``<pid>`` wherever it appears.
 2. Ray ids: ``ObjectRef(…)``, ``ActorID(…)``, ``TaskID(…)``, ``JobID(…)``, ``NodeID(…)``,
@@ -57,7 +58,7 @@ import re
 import tempfile
 
 _RAY_PREFIX = re.compile(r"\((?P<name>[^()\s]+) pid=(?P<pid>\d+)(?P<ip>, ip=[0-9a-fA-F.:]+)?\)")
-_WORKER_LINE = re.compile(r"^\([^()\s]+ pid=<pid>(?:, ip=<ip>)?\) ")
+_WORKER_LINE = re.compile(r"^\([^()\s]+ pid=<pid>\) ")
 _RAY_IDS = re.compile(
     r"\b(?P<kind>ObjectRef|ClientObjectRef|ObjectID|ActorID|TaskID|JobID|NodeID|WorkerID|"
     r"PlacementGroupID)\((?P<quote>['\"]?)[0-9a-fA-F]+(?P=quote)\)"
@@ -222,8 +223,7 @@ def _ray_workers(text: str) -> str:
 
 
 def _prefix(match: re.Match[str]) -> str:
-    ip = ", ip=<ip>" if match["ip"] else ""
-    return f"({match['name']} pid=<pid>{ip})"
+    return f"({match['name']} pid=<pid>)"
 
 
 def _temporary_paths(text: str) -> str:

@@ -57,6 +57,9 @@ class FreezePlan:
 
     reused: dict[str, PostExecution]  # post -> results from its record (lines moved)
     reasons: dict[str, str]  # post -> why it runs now (only when executing)
+    # post -> its record's results, for a post that runs now: shown instead when the run
+    # fails for a reason outside the post (a lost node), since such a run is not saved
+    previous: dict[str, PostExecution]
     inputs: dict[str, Inputs]  # post -> its current inputs (for the new record)
     unrecorded: dict[str, str]  # post -> why it is shown without outputs (--no-exec)
     notes: tuple[str, ...]  # unusable records, for the console
@@ -75,6 +78,7 @@ def plan_freeze(
     versions = versions or InstalledVersions()
     hashes = FileHashes()
     reused: dict[str, PostExecution] = {}
+    previous: dict[str, PostExecution] = {}
     reasons: dict[str, str] = {}
     all_inputs: dict[str, Inputs] = {}
     unrecorded: dict[str, str] = {}
@@ -113,11 +117,14 @@ def plan_freeze(
             reused[post.source] = relocated(record, body)
         elif config.execute:
             reasons[post.source] = why
+            if record is not None and len(record.places) == len(body.snippets):
+                previous[post.source] = relocated(record, body)
         else:
             unrecorded[post.source] = why
     return FreezePlan(
         reused,
         reasons,
+        previous,
         all_inputs,
         unrecorded,
         tuple(notes),

@@ -16,7 +16,9 @@ from raypress.errors import Problem
 from raypress.execution.model import (
     FAILED,
     NOT_RUN,
+    ClusterUnavailable,
     ExecutionSettings,
+    ExecutionUnavailable,
     PostExecution,
     PostRun,
     ProgressEvent,
@@ -34,6 +36,9 @@ class ExecutionReport:
     problems: tuple[Problem, ...]
     messages: tuple[str, ...]
     seconds: float = 0.0
+    # failures outside the posts (a lost node, an unreachable cluster): exit status 2
+    infrastructure: tuple[Problem, ...] = ()
+    unavailable: bool = False  # the engine could not start: nothing ran
 
 
 def runnable(post: Post, body: ParsedBody | None) -> bool:
@@ -60,6 +65,8 @@ def plan_runs(posts: list[Post], bodies: dict[str, ParsedBody], config: Config) 
                 uses_ray=body.uses_ray,
                 ray_mode="isolated" if post.ray_mode == "isolated" else "shared",
                 figure_format=config.figure_format,
+                resources=post.resources,
+                resources_line=post.resources_line,
             )
         )
     return runs
@@ -82,6 +89,7 @@ def execution_settings(
         output_cap_bytes=config.output_cap_bytes,
         post_output_cap_bytes=config.post_output_cap_bytes,
         ray_address=config.ray_address or os.environ.get("RAY_ADDRESS") or None,
+        executor=config.executor,
         ray_num_cpus=config.ray_num_cpus or None,
         ray_start_timeout=float(config.ray_start_timeout),
         temp_root=None,
@@ -108,31 +116,36 @@ def execute_runs(
     settings: ExecutionSettings,
     progress: Callable[[PostExecution], None] | None = None,
     executor: PostExecutor | None = None,
-) -> tuple[list[PostExecution], list[Problem]]:
-    """Run ``runs`` (on ``executor``, else a new engine); the results, and one problem for
-    the machinery itself if it could not start or died (its posts' pages say so)."""
+) -> tuple[list[PostExecution], list[Problem], list[Problem]]:
+    """Run ``runs`` (on ``executor``, else a new engine: local, or on a Ray cluster).
+
+    Returns the results; one problem for the machinery itself if it could not start or
+    died (its posts' pages say so; exit status 1); and one if the cluster the sessions
+    were to run on could not be reached (nothing ran; exit status 2, worth retrying)."""
     if not runs:
-        return [], []
+        return [], [], []
+    from raypress.execution import new_engine  # starts processes: only when needed
     from raypress.execution.forkclient import ForkServerError
-    from raypress.execution.pool import ExecutionUnavailable, Executor  # starts processes
 
     try:
         if executor is not None:
             results = executor.run(runs, progress)
             failure = executor.failure
         else:
-            with Executor(settings, runs) as engine:
+            with new_engine(settings, runs) as engine:
                 results = engine.run(runs, progress)
                 failure = engine.failure
+    except ClusterUnavailable as exc:
+        return [], [], [unavailable(exc)]
     except ExecutionUnavailable as exc:
-        return [], [Problem("execution", None, str(exc), "see README: Security model")]
+        return [], [Problem("execution", None, str(exc), "see README: Security model")], []
     except ForkServerError as exc:
-        return [], [Problem("execution", None, f"the snippets could not run: {exc}")]
+        return [], [Problem("execution", None, f"the snippets could not run: {exc}")], []
     if not failure:
-        return results, []
+        return results, [], []
     unfinished = sum(1 for r in results if r.status == "died" and not r.problems)
     message = f"{failure}; {unfinished} post(s) did not finish (their pages say so)"
-    return results, [Problem("execution", None, message)]
+    return results, [Problem("execution", None, message)], []
 
 
 def run_posts(
@@ -151,10 +164,16 @@ def run_posts(
     if events is not None:
         events(ProgressEvent("posts-queued", count=len(runs)))
     settings = execution_settings(config, log, events)
-    results, problems = execute_runs(runs, settings, progress, executor)
+    results, problems, infrastructure = execute_runs(runs, settings, progress, executor)
     machinery_failed = bool(problems)  # then posts it cut short have no problem of their own
     messages: list[str] = []
+    if infrastructure:  # the engine could not reach its cluster: nothing ran
+        return ExecutionReport({}, (), (), infrastructure=tuple(infrastructure), unavailable=True)
     for result in results:
+        if result.status == "infrastructure":
+            infrastructure += result.problems
+            messages += [f"{result.post}: {m}" for m in result.messages]
+            continue
         problems += result.problems
         if result.status != "ok" and not result.problems and not machinery_failed:
             problems.append(Problem(result.post, None, f"session {result.status}", None))
@@ -164,7 +183,13 @@ def run_posts(
         tuple(problems),
         tuple(messages),
         sum(r.wall_s for r in results),
+        tuple(infrastructure),
     )
+
+
+def unavailable(exc: ClusterUnavailable) -> Problem:
+    """The one console line of an engine that could not start (nothing ran)."""
+    return Problem("raypress", None, str(exc), "nothing ran; exit status 2: worth running again")
 
 
 def describe(execution: PostExecution) -> str:

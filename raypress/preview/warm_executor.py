@@ -39,10 +39,10 @@ class Engine(Protocol):
 
 
 def start_executor(settings: ExecutionSettings, runs: Sequence[PostRun]) -> Engine:
-    """A new Executor (fork server warmed with what ``runs`` import)."""
-    from raypress.execution.pool import Executor  # starts processes: only when needed
+    """A new engine (fork server warmed with what ``runs`` import, or a cluster's)."""
+    from raypress.execution import new_engine  # starts processes: only when needed
 
-    return Executor(settings, runs)
+    return new_engine(settings, runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ def run_key(run: PostRun) -> str:
     snippets = [(s.index, s.language, s.source, s.options) for s in run.snippets]
     inline = [(i.index, i.source, i.after_snippet) for i in run.inline]
     fields = (run.post, str(run.post_dir), snippets, inline, run.timeout, run.uses_ray)
-    return hashlib.sha256(repr((*fields, run.ray_mode)).encode()).hexdigest()
+    return hashlib.sha256(repr((*fields, run.ray_mode, run.resources)).encode()).hexdigest()
 
 
 def shift_lines(execution: PostExecution, old: PostRun, new: PostRun) -> PostExecution:

@@ -58,6 +58,9 @@ class Post:
     execute: bool = True  # front matter 'execute: false' shows the code without running it
     timeout: float | None = None  # default per-snippet timeout of this post, seconds
     ray_mode: str = "shared"  # 'isolated': a private Ray cluster for this post
+    # front matter 'resources': what the post's session asks of a Ray cluster
+    resources: tuple[tuple[str, float], ...] = ()
+    resources_line: int | None = None
     excerpt: str | None = None  # front matter 'excerpt' (Markdown), else from the body
     warnings: tuple[str, ...] = ()  # "posts/x.md:3: unknown layout ..." (the post still builds)
     extra_lines: dict[str, int] = field(default_factory=dict)  # front-matter line of each extra
@@ -260,6 +263,7 @@ def _make_post(
             f"'ray' must be one of {', '.join(RAY_MODES)}, not {ray_mode!r}",
             "'isolated' starts a private cluster for this post",
         )
+    resources = _resources(data.pop("resources", None), source, line_of("resources"))
 
     permalink = _text(data.pop("permalink", None))
     pattern = permalink or config.permalink_pattern
@@ -302,6 +306,8 @@ def _make_post(
         execute=execute,
         timeout=float(timeout) if timeout is not None else None,
         ray_mode=ray_mode,
+        resources=resources,
+        resources_line=lines.get("resources"),
         output_file=output_file,
         layout=layout,
         tags=tags,
@@ -316,6 +322,27 @@ def _make_post(
         warnings=tuple(warnings),
         extra_lines={key: lines[key] for key in data if key in lines},
     )
+
+
+def _resources(value: Any, source: str, line: int | None) -> tuple[tuple[str, float], ...]:
+    """Front matter ``resources: {num_gpus: 1, num_cpus: 2, memory: 4e9, my_resource: 1}``:
+    what the post's session asks of the Ray cluster it is scheduled on."""
+    if value is None:
+        return ()
+    hint = "e.g. `resources: {num_cpus: 2, num_gpus: 1}` (memory in bytes; other names are custom)"
+    if not isinstance(value, dict):
+        raise SourceError(source, line, f"'resources' must be a mapping, not {_kind(value)}", hint)
+    found = []
+    for name, amount in value.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w.:/-]*", name):
+            raise SourceError(source, line, f"'resources' has an invalid name {name!r}", hint)
+        wrong = isinstance(amount, bool) or not isinstance(amount, int | float)
+        if wrong or not 0 <= amount < 1e15 or amount != amount:
+            raise SourceError(
+                source, line, f"resources: {name} must be a non-negative number, not {amount!r}"
+            )
+        found.append((name, float(amount)))
+    return tuple(sorted(found))
 
 
 def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:

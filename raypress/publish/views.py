@@ -76,6 +76,7 @@ class ExecutionView:
     ray: str | None
     cpu: str
     cpu_count: int
+    node: str | None  # the cluster node it ran on, when sessions ran as cluster work
     status: str
     ray_requested: str | None  # what its ray.init asked for: "num_cpus=4"
     ray_given: str | None  # what it ran on: "a fresh cluster of 4 CPUs, 0 GPUs"
@@ -211,6 +212,7 @@ def execution_view(
         ray=environment.ray_version,
         cpu=environment.cpu,
         cpu_count=environment.cpu_count,
+        node=environment.node,
         status=execution.status,
         ray_requested=environment.ray_requested,
         ray_given=environment.ray_given,
