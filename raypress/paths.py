@@ -99,3 +99,15 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             Path(temporary).unlink()
         raise
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (one of another user's counts too): whether a
+    folder named after the process that made it may still be in use."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

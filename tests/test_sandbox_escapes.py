@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from conftest_cluster import LocalCluster
+from serve_process import alive, descendants
 
 from raypress.execution import ExecutionSettings
 from raypress.execution.isolation import probe
@@ -562,44 +563,11 @@ def test_a_post_leaves_no_placement_group_on_an_external_cluster(
 # -- the fork server killed --------------------------------------------------------------
 
 
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc/*/stat parent links)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def alive(pids: set[int]) -> set[int]:
-    living = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            living.add(pid)
-    return living
 
 
 @pytest.mark.slow

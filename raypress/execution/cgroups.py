@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from raypress.execution.isolation import CgroupPlace
+from raypress.paths import pid_alive
 
 _STALE = re.compile(r"raypress-(\d+)-[0-9a-f]+")
 
@@ -97,23 +98,13 @@ def remove_stale(parent: Path) -> None:
         return
     for entry in entries:
         found = _STALE.fullmatch(entry.name)
-        if found is None or _alive(int(found.group(1))):
+        if found is None or pid_alive(int(found.group(1))):
             continue
         with contextlib.suppress(OSError):
             for child in entry.iterdir():
                 if child.is_dir():
                     _remove(child, 0.0)
         _remove(entry, 0.0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(path: Path, wait: float) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
-from raypress.paths import atomic_write, display_path
+from raypress.paths import atomic_write, display_path, pid_alive
 from raypress.publish.posts import walk_files
 from raypress.theme import THEME_PATH
 
@@ -426,7 +426,7 @@ def _remove_stale_temporaries(output: Path) -> None:
     """Delete staging folders left by builds that were killed (their pid is gone)."""
     for leftover in _siblings(output, (".tmp-", ".old-")):
         pid_text = leftover.name.split(".tmp-", 1)[-1].split("-", 1)[0]
-        if ".tmp-" in leftover.name and pid_text.isdigit() and _alive(int(pid_text)):
+        if ".tmp-" in leftover.name and pid_text.isdigit() and pid_alive(int(pid_text)):
             continue
         shutil.rmtree(leftover, ignore_errors=True)
 
@@ -439,13 +439,3 @@ def _siblings(output: Path, markers: Iterable[str]) -> list[Path]:
         for p in output.parent.iterdir()
         if p.is_dir() and any(p.name.startswith(output.name + m) for m in markers)
     ]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
