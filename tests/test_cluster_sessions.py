@@ -184,8 +184,11 @@ def test_a_post_on_a_lost_node_runs_again_on_another(
         build.kill()
         cluster.restart_node(3)
     assert build.returncode == 0, err
-    assert out.count("its node was lost") == 2, out  # node 3 ran two of the six
-    assert out.count("ran again on another node") == 2, out
+    # node 3 ran some of the six (two when they all ran at once; on a busy machine one may
+    # have finished first): each of those ran again elsewhere, and said so
+    lost = out.count("its node was lost")
+    assert lost >= 1, out
+    assert out.count("ran again on another node") == lost, out
     retried = []
     for n in range(1, 7):
         record = _record(root, f"2025-02-0{n}-sleepy-{n}")

@@ -176,6 +176,11 @@ class ForkServerClient:
             self.state.wait_for(lambda: pid in self.exits or self.closed, timeout)
             return self.exits.pop(pid, None)
 
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the server's channel to close; True if it has."""
+        with self.state:
+            return self.state.wait_for(lambda: self.closed, timeout)
+
     def death(self) -> str | None:
         """How the server ended, if it died while the build still needed it."""
         if self.stopping or not self.closed:

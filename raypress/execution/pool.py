@@ -61,6 +61,7 @@ from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _JANITOR_TIMEOUT_S = 30.0
+_SERVER_NEWS_S = 1.0  # how long a died session waits to learn whether the server died too
 
 
 def uses_ray(run: PostRun) -> bool:
@@ -457,6 +458,8 @@ class Executor:
                 self.clusters.discard(ray_folder)  # started for the post, never asked for
             if plan.sandbox is None:
                 shutil.rmtree(Path(plan.cwd).parent, ignore_errors=True)
+        if outcome.execution.status == "died":  # a dying server takes its sessions first:
+            self.server.wait_closed(_SERVER_NEWS_S)  # give its news a moment to arrive
         if self.server.death():
             return Outcome(self._unfinished(run, outcome.execution, started), ())
         if cgroup is not None and self.cgroup is not None:
