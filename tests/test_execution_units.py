@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from raypress.execution import format_duration
+from raypress.execution.bytecode import write_missing_bytecode
 from raypress.execution.capture import SegmentedStream, clean_text, marker, new_marker_prefix
 from raypress.execution.imports import top_level_imports
 from raypress.execution.protocol import (
     Finished,
+    RayRelease,
     SnippetStarted,
     decode_event,
     encode_event,
@@ -103,8 +109,38 @@ def test_imports_are_read_from_syntax_even_when_broken() -> None:
 
 
 def test_session_events_round_trip_as_json() -> None:
-    for event in (SnippetStarted(index=2, seq=5), Finished(packages=[["numpy", "2.0"]])):
-        assert decode_event(encode_event(event)) == event
+    for event in (
+        SnippetStarted(index=2, seq=5),
+        Finished(packages=[["numpy", "2.0"]]),
+        RayRelease(),
+    ):
+        decoded = decode_event(encode_event(event))
+        assert decoded == event and type(decoded) is type(event)
     with pytest.raises(ValueError, match="unknown"):
         decode_event(b'{"type": "Pickle"}')
     assert pickle.loads(pickle.dumps(SnippetStarted(1, 1))) == SnippetStarted(1, 1)
+
+
+def test_the_fork_servers_bytecode_is_written_when_missing_or_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    module = tmp_path / "session_module.py"
+    module.write_text("VALUE = 1\n")
+    assert write_missing_bytecode((str(tmp_path),)) == 1
+    assert write_missing_bytecode((str(tmp_path),)) == 0  # current: nothing to do
+    module.write_text("VALUE = 22\n")  # an edit (another size)
+    assert write_missing_bytecode((str(tmp_path),)) == 1
+    # Python itself takes the written file as the module's current bytecode
+    imported = subprocess.run(
+        [sys.executable, "-B", "-v", "-c", "import session_module; print(session_module.VALUE)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout == "22\n"
+    assert f"code object from '{importlib.util.cache_from_source(str(module))}'" in imported.stderr
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # PYTHONDONTWRITEBYTECODE, -B
+    module.write_text("VALUE = 333\n")
+    assert write_missing_bytecode((str(tmp_path),)) == 0

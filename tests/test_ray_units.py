@@ -118,6 +118,7 @@ def test_worker_logs_become_prefixed_output_and_ray_notes(tmp_path: Path) -> Non
             ":task_name:square",
             "2025-11-26 04:55:19,123\tINFO worker.py:12 -- chatter",
             "[2025-11-26 04:55:19,123 W 101 101] core_worker.cc:77: a warning",
+            "[mutex.cc : 452] RAW: Lock blocking 0x55d4   @ 0x7f01 0x7f02",
             "*** SIGABRT received at time=1795667499 on cpu 1 ***",
             "PC: @     0x7efd2c6a8eec  (unknown)  (unknown)",
             ":task_name:again",
@@ -135,7 +136,7 @@ def test_worker_logs_become_prefixed_output_and_ray_notes(tmp_path: Path) -> Non
     assert new.stderr == "(again pid=101, ip=127.0.0.3) a user warning\n"
     (note,) = new.notes  # one note per worker and read: the warning and the crash dump
     assert note.startswith(SYSTEM_NOTE + "square pid=101, ip=127.0.0.3): [2025")
-    assert "a warning" in note and "SIGABRT" in note and "PC: @" in note
+    assert "a warning" in note and "RAW: Lock blocking" in note and "SIGABRT" in note and "PC: @" in note
     assert "chatter" not in note  # INFO lines are dropped
     assert new.bars == (f'{{"{TQDM_MAGIC}": 1}}',)
     assert tail.read_new().stdout == ""  # read once

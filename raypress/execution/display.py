@@ -17,13 +17,12 @@ snippet (inline expressions) shows nothing.
 from __future__ import annotations
 
 import builtins
-import importlib.abc
-import importlib.machinery
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from raypress.execution.import_hooks import patch_on_import
 from raypress.execution.protocol import Displayed, SessionEvent, SnippetCode
 from raypress.execution.rich_output import (
     close_all_figures,
@@ -50,10 +49,7 @@ class Displayer:
     def install(self) -> None:
         """Make ``display`` a builtin and route IPython's display functions here."""
         builtins.display = self.display  # type: ignore[attr-defined]
-        if IPYTHON_DISPLAY_MODULE in sys.modules:  # imported before this session started
-            self.patch_ipython(sys.modules[IPYTHON_DISPLAY_MODULE])
-        else:
-            sys.meta_path.insert(0, _PatchOnImport(IPYTHON_DISPLAY_MODULE, self.patch_ipython))
+        patch_on_import(IPYTHON_DISPLAY_MODULE, self.patch_ipython)
 
     def patch_ipython(self, module: Any) -> None:
         module.display = self.display
@@ -144,32 +140,3 @@ def _only(
 
 def _ignore(*args: Any, **kwargs: Any) -> None:
     """``clear_output`` and ``update_display``: a static page keeps what was shown."""
-
-
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when ``name`` is imported, patches the module once it ran."""
-
-    def __init__(self, name: str, patch: Callable[[Any], None]) -> None:
-        self.name = name
-        self.patch = patch
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != self.name:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _PatchingLoader(spec.loader, self.patch)
-        return spec
-
-
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any, patch: Callable[[Any], None]) -> None:
-        self.loader = loader
-        self.patch = patch
-
-    def create_module(self, spec: Any) -> Any:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self.loader.exec_module(module)
-        self.patch(module)

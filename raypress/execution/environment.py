@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ class MachineInfo:
 
 def machine_info() -> MachineInfo:
     """Describe this interpreter and machine."""
+    import platform  # not at the top: sessions import this module, and only the build needs it
+
     return MachineInfo(
         python=platform.python_version(),
         platform=platform.platform(terse=True),
@@ -42,6 +43,8 @@ def cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    import platform
+
     return platform.processor() or platform.machine()
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from raypress.execution.bytecode import write_missing_bytecode
 from raypress.execution.protocol import (
     Exited,
     FrameReader,
@@ -66,6 +67,7 @@ class ForkServerClient:
         warm: Sequence[str],
         launcher: Launcher | None = None,
     ) -> None:
+        write_missing_bytecode()  # the sandbox cannot write it: see bytecode.py
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         inner = [
             sys.executable,

@@ -7,16 +7,13 @@ workers, so the build process never unpickles what it sends. A session's own cha
 carries JSON only, and its frames are bounded (:class:`FrameReader` ``limit``).
 """
 
-from __future__ import annotations
-
 import base64
 import json
 import pickle
 import socket
 import struct
 from collections import deque
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 _HEADER = struct.Struct("!I")
 MAX_FDS = 8
@@ -28,8 +25,7 @@ SERVER_CGROUP = f"{CGROUP_DIR}/server/cgroup.procs"
 # --- the plan a session runs (build process -> fork server -> session, pickled) ---------
 
 
-@dataclass(frozen=True, slots=True)
-class SnippetCode:
+class SnippetCode(NamedTuple):
     """What a session needs of a snippet (not ``publish.snippets``: the fork server stays lean)."""
 
     index: int
@@ -43,8 +39,7 @@ class SnippetCode:
     fig_dpi: int | None = None  # dots per inch of the 1x image (None: the figure's own)
 
 
-@dataclass(frozen=True, slots=True)
-class InlineCode:
+class InlineCode(NamedTuple):
     """An inline expression, evaluated after snippet ``after_snippet`` (-1: first)."""
 
     index: int
@@ -53,8 +48,7 @@ class InlineCode:
     after_snippet: int
 
 
-@dataclass(frozen=True, slots=True)
-class RayPlan:
+class RayPlan(NamedTuple):
     """How a session's ``ray.init`` behaves."""
 
     # "build": ask the build process for a fresh cluster of the call's shape (RayRequest);
@@ -67,8 +61,7 @@ class RayPlan:
     read_logs: bool  # read the job's worker logs (False: let Ray forward them)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionSandbox:
+class SessionSandbox(NamedTuple):
     """The namespaces a session makes for itself inside the build's sandbox (paths are
     as the sandbox sees them)."""
 
@@ -83,8 +76,7 @@ class SessionSandbox:
     seed: tuple[str, ...]  # files copied to the same path in the private /tmp (font cache)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionPlan:
+class SessionPlan(NamedTuple):
     """Everything a forked session needs to run one post."""
 
     post: str
@@ -103,16 +95,14 @@ class SessionPlan:
 # --- control channel (pickled) ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Spawn:
+class Spawn(NamedTuple):
     """Fork a session; the frame carries its channel and its stdout and stderr pipes."""
 
     token: int
     plan: SessionPlan
 
 
-@dataclass(frozen=True, slots=True)
-class Launch:
+class Launch(NamedTuple):
     """Start a command (the Ray head) in its own session; the frame carries its stdout."""
 
     token: int
@@ -122,23 +112,20 @@ class Launch:
     cgroup_procs: str | None = None  # the memory cgroup it joins before it starts
 
 
-@dataclass(frozen=True, slots=True)
-class Kill:
+class Kill(NamedTuple):
     """SIGKILL the process group of a child of the fork server (if not yet reaped)."""
 
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
-class Warm:
+class Warm(NamedTuple):
     """Import these modules in the fork server so sessions start with them loaded."""
 
     token: int
     modules: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Started:
+class Started(NamedTuple):
     """Reply to Spawn, Launch or Warm; ``pid`` 0 and ``error`` set when it failed."""
 
     token: int
@@ -146,8 +133,7 @@ class Started:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Ready:
+class Ready(NamedTuple):
     """The fork server's first message."""
 
     pid: int
@@ -156,8 +142,7 @@ class Ready:
     nested: str | None = None  # why sessions cannot make namespaces of their own (None: they can)
 
 
-@dataclass(frozen=True, slots=True)
-class Exited:
+class Exited(NamedTuple):
     """A child of the fork server ended; ``status`` is the raw wait status."""
 
     pid: int
@@ -194,7 +179,7 @@ _REPLY_FIELDS = {
 
 def send_reply(sock: socket.socket, message: Reply) -> None:
     """Send a reply (fork server -> build process) as JSON."""
-    send_frame(sock, json.dumps({"type": type(message).__name__, **asdict(message)}).encode())
+    send_frame(sock, json.dumps({"type": type(message).__name__, **message._asdict()}).encode())
 
 
 def decode_reply(frame: bytes) -> Reply:
@@ -205,7 +190,7 @@ def decode_reply(frame: bytes) -> Reply:
     cls = _REPLY_TYPES.get(data.pop("type", None))
     if cls is None:
         raise ValueError("unknown reply")
-    names = {f.name for f in fields(cls)}
+    names = set(cls._fields)
     if not set(data) <= names:
         raise ValueError(f"bad fields for {cls.__name__}")
     for name, value in data.items():
@@ -261,16 +246,14 @@ class FrameReader:
 # --- session channel (JSON) -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SnippetStarted:
+class SnippetStarted(NamedTuple):
     """A snippet starts; its output ends with marker ``seq``."""
 
     index: int
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class Displayed:
+class Displayed(NamedTuple):
     """A rich output of snippet ``index``: what fds 1 and 2 got before marker ``seq`` comes
     before it on the page. ``data`` is a Jupyter MIME bundle (binary images in base64,
     JSON types as JSON values), unchecked: the build process bounds and sanitises it.
@@ -283,8 +266,7 @@ class Displayed:
     result: bool
 
 
-@dataclass(frozen=True, slots=True)
-class SnippetDone:
+class SnippetDone(NamedTuple):
     """A snippet ended; its last output is what fds 1 and 2 got before marker ``seq``
     (the output before each of its ``Displayed`` events ended at that event's marker)."""
 
@@ -298,8 +280,7 @@ class SnippetDone:
     notes: list[str]
 
 
-@dataclass(frozen=True, slots=True)
-class InlineDone:
+class InlineDone(NamedTuple):
     """An inline expression was evaluated."""
 
     index: int
@@ -307,15 +288,13 @@ class InlineDone:
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(NamedTuple):
     """A message for the build log."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class RayJob:
+class RayJob(NamedTuple):
     """The session connected to Ray as this job, on a cluster that has ``given``."""
 
     job_id: str
@@ -325,8 +304,7 @@ class RayJob:
     given: str  # what the job's cluster has, e.g. "4 CPUs, 0 GPUs"
 
 
-@dataclass(frozen=True, slots=True)
-class RayRequest:
+class RayRequest(NamedTuple):
     """``ray.init`` asks for a fresh cluster of this shape; the session then waits for
     the build process's :class:`RayReply` on its channel."""
 
@@ -334,13 +312,11 @@ class RayRequest:
     shape: dict[str, Any]  # ray_shape.ClusterShape.to_json()
 
 
-@dataclass(frozen=True, slots=True)
-class RayRelease:
+class RayRelease(NamedTuple):
     """The session called ``ray.shutdown()``: its cluster can go."""
 
 
-@dataclass(frozen=True, slots=True)
-class Finished:
+class Finished(NamedTuple):
     """The session ran everything it was asked to; ``packages``: (name, version) imported."""
 
     packages: list[list[str]]
@@ -362,7 +338,7 @@ _EVENT_TYPES = {cls.__name__: cls for cls in SessionEvent.__args__}  # type: ign
 
 def encode_event(event: SessionEvent) -> bytes:
     """JSON for a session event."""
-    return json.dumps({"type": type(event).__name__, **asdict(event)}).encode()
+    return json.dumps({"type": type(event).__name__, **event._asdict()}).encode()
 
 
 def decode_event(frame: bytes) -> SessionEvent:
@@ -373,7 +349,7 @@ def decode_event(frame: bytes) -> SessionEvent:
     cls = _EVENT_TYPES.get(data.pop("type", None))
     if cls is None:
         raise ValueError("unknown session event")
-    names = {f.name for f in fields(cls)}
+    names = set(cls._fields)
     if set(data) != names:
         raise ValueError(f"bad fields for {cls.__name__}")
     return cls(**data)
@@ -382,8 +358,7 @@ def decode_event(frame: bytes) -> SessionEvent:
 # --- replies on a session's channel (build process -> session, JSON) ---------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RayReply:
+class RayReply(NamedTuple):
     """The answer to a RayRequest: a cluster's address, or why there is none."""
 
     address: str | None
@@ -392,13 +367,13 @@ class RayReply:
 
 
 def encode_ray_reply(reply: RayReply) -> bytes:
-    return json.dumps(asdict(reply)).encode()
+    return json.dumps(reply._asdict()).encode()
 
 
 def decode_ray_reply(frame: bytes) -> RayReply:
     """Parse a RayReply; ValueError when malformed."""
     data = json.loads(frame)
-    if not isinstance(data, dict) or set(data) != {f.name for f in fields(RayReply)}:
+    if not isinstance(data, dict) or set(data) != set(RayReply._fields):
         raise ValueError("malformed reply")
     return RayReply(**data)
 

@@ -41,6 +41,9 @@ _RAY_PY = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\t(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
     r"\S+:\d+ -- "
 )
+# absl's raw log lines, which bypass Ray's format (a contended mutex, a failed check):
+# "[mutex.cc : 452] RAW: Lock blocking 0x... @ 0x... 0x...".
+_ABSL_RAW = re.compile(r"^\[[\w.+-]+ : \d+\] RAW: ")
 # The start of a crash dump: absl's failure signal handler, Python's faulthandler.
 _DUMP_START = re.compile(
     r"^\*\*\* (?:SIG\w+|Aborted) received at time=|^Fatal Python error: |^\*\*\* Check failure"
@@ -189,6 +192,8 @@ def _system_line(line: str, state: _FileState) -> str | None:
         return f"[crash dump cut after {_DUMP_LINES} lines]" if state.dump == _DUMP_LINES else ""
     if _DUMP_START.match(line):
         state.dump = 0
+        return line
+    if _ABSL_RAW.match(line):
         return line
     found = _RAY_CPP.match(line) or _RAY_PY.match(line)
     if found is None:

@@ -28,7 +28,6 @@ snippet that waits for it, in seconds (``ray_watch``); output is read by ``ray_o
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import os
 import sys
 import threading
@@ -37,6 +36,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+from raypress.execution.import_hooks import patch_on_import
 from raypress.execution.protocol import (
     Note,
     RayJob,
@@ -116,11 +116,7 @@ class RayShim:
 
     def install(self) -> None:
         """Patch ``ray`` now if it is imported, else right after it is."""
-        module = sys.modules.get("ray")
-        if module is not None:
-            self.patch(module)
-        else:
-            sys.meta_path.insert(0, _ImportHook(self.patch))
+        patch_on_import("ray", self.patch)
 
     def patch(self, module: ModuleType) -> None:
         """Replace ``module.init`` and ``module.shutdown``; route Ray's messages to notes."""
@@ -401,33 +397,3 @@ def _seconds(value: float) -> str:
     from raypress.execution.durations import format_duration
 
     return format_duration(value)
-
-
-class _ImportHook(importlib.abc.MetaPathFinder):
-    """Calls ``after(module)`` once ``ray`` has been imported (then leaves sys.meta_path)."""
-
-    def __init__(self, after: Callable[[ModuleType], None]) -> None:
-        self.after = after
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "ray":
-            return None
-        sys.meta_path.remove(self)
-        spec = None
-        for finder in sys.meta_path:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(name, path, target) if find_spec else None
-            if spec is not None:
-                break
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-        after = self.after
-
-        def exec_and_patch(module: ModuleType) -> None:
-            exec_module(module)
-            after(module)
-
-        loader.exec_module = exec_and_patch  # type: ignore[method-assign]
-        return spec
