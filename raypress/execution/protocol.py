@@ -5,6 +5,10 @@ channel carries pickles from the build process to the fork server (with file des
 via SCM_RIGHTS) and JSON back: the fork server runs in the sandbox beside the posts' Ray
 workers, so the build process never unpickles what it sends. A session's own channel
 carries JSON only, and its frames are bounded (:class:`FrameReader` ``limit``).
+
+The messages are ``NamedTuple``s rather than frozen dataclasses: every build's fork server
+and session imports them all, and 22 frozen dataclasses take about 30 ms to create.
+Compare them with their type too (a NamedTuple equals any tuple of the same values).
 """
 
 import base64
