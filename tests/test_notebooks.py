@@ -48,6 +48,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
         "```python\n#| eval: false\nnot run\n```\n\nThe end.\n",
         encoding="utf-8",
     )
+    (root / "posts" / "2025-01-03-rich.md").write_text(
+        "---\ntitle: Rich\n---\n\nÜnïcode prose.\n\n```python\nclass Table:\n"
+        "    def _repr_html_(self):\n        return '<table>\\n<tr><td>é</td></tr>\\n</table>'\n\n"
+        "print('one\\ntwo')\nTable()\n```\n",
+        encoding="utf-8",
+    )
     (root / "site.toml").write_text(SITE_TOML)
     report = build(load_config(root))
     assert not report.problems, report.problems
@@ -96,6 +102,26 @@ def test_each_post_offers_its_notebook_with_real_outputs(built: tuple[Path, obje
     assert [o.output_type for o in ran.outputs] == ["stream", "execute_result"]
     assert shown.source == "#| eval: false\nnot run" and shown.outputs == []
     assert markdown.cells[4].source == "The end."
+
+
+def test_published_notebooks_are_what_nbformat_itself_writes(
+    built: tuple[Path, object],
+) -> None:
+    """raypress writes notebooks without nbformat (start-up time): the bytes must be
+    those nbformat writes for the same notebook, and the schema must accept it."""
+    root, _ = built
+    for page in (
+        "2025/01/05/notebook/notebook",
+        "2025/01/04/markdown/markdown",
+        "2025/01/03/rich/rich",
+    ):
+        published = (root / "_site" / f"{page}.ipynb").read_text(encoding="utf-8")
+        notebook = nbformat.reads(published, as_version=nbformat.NO_CONVERT)
+        nbformat.validate(notebook)
+        assert nbformat.writes(notebook) == published
+    rich = nbformat.reads(published, as_version=4).cells[-1].outputs  # the last: rich's
+    assert rich[0].text == "one\ntwo\n" and "<td>é</td>" in rich[1].data["text/html"]
+    assert '"text/html": [\n       "<table>\\n",' in published  # split into lines, as nbformat does
 
 
 def test_colab_and_binder_links_with_repository_url(built: tuple[Path, object]) -> None:

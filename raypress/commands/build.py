@@ -25,9 +25,17 @@ from raypress.freeze.build_stamp import (
     save_stamp,
     stamp_digest,
 )
+from raypress.freeze.early_engine import EarlyEngine, will_run
 from raypress.freeze.inputs import InstalledVersions
 from raypress.freeze.plan import Rerun, plan_freeze, recorded_posts, save_run, tidy_snippets
-from raypress.freeze.run_plan import PostExecutor, describe, plan_runs, run_posts, runnable
+from raypress.freeze.run_plan import (
+    PostExecutor,
+    describe,
+    execution_settings,
+    plan_runs,
+    run_posts,
+    runnable,
+)
 from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
 from raypress.publish.jupytext_script import post_script, script_name
@@ -138,6 +146,25 @@ def build(
     the site's files once they are all rendered without problems, before they are written.
     ``events`` hears what runs as it runs (a live status on the console).
     """
+    early: list[EarlyEngine] = []  # an engine started while the posts are parsed
+    try:
+        return _build(config, now, log, rerun, executor, theme, rendered, events, early)
+    finally:
+        for engine in early:
+            engine.close()
+
+
+def _build(
+    config: Config,
+    now: datetime | None,
+    log: Callable[[str], None] | None,
+    rerun: Rerun,
+    executor: PostExecutor | None,
+    theme: Theme | None,
+    rendered: Callable[[list[SiteFile], list[StaticFile]], None] | None,
+    events: Callable[[ProgressEvent], None] | None,
+    early: list[EarlyEngine],
+) -> BuildReport:
     started = time.perf_counter()
     stages: dict[str, float] = {}
     now = now or datetime.now(config.zone)
@@ -172,6 +199,9 @@ def build(
         problems += orphaned_records(config)
     posts = select_posts(all_posts, config, now)
     problems += duplicate_urls(posts)
+    if executor is None and not problems and will_run(posts, config, rerun):
+        early.append(EarlyEngine(execution_settings(config, log, events), posts, config.root))
+        executor = early[0]
     mark = timed("read", mark)
 
     templates: list[Problem] = []  # compiled while worker processes parse, if there are any

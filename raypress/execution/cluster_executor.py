@@ -28,7 +28,6 @@ from typing import Any
 from raypress.errors import Problem
 from raypress.execution import ray_cluster
 from raypress.execution.forkclient import ForkServerClient
-from raypress.execution.forkserver import WARMABLE
 from raypress.execution.imports import top_level_imports
 from raypress.execution.model import (
     ClusterUnavailable,
@@ -44,6 +43,7 @@ from raypress.execution.pool import (
     unmet_resources,
     unrun_execution,
 )
+from raypress.execution.protocol import WARMABLE
 from raypress.execution.ray_address import AddressError, check_address
 from raypress.execution.ray_shape import ClusterShape
 from raypress.execution.session_env import base_env

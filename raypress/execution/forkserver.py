@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from raypress.execution import netns, sandbox, session, session_ns
 from raypress.execution.protocol import (
     SERVER_CGROUP,
+    WARMABLE,
     Exited,
     FrameReader,
     Kill,
@@ -49,16 +50,6 @@ if TYPE_CHECKING:
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_DUMPABLE = 4
-
-# Modules a session may find already imported (with the submodules most posts touch);
-# others are imported by the sessions themselves. All are fork-safe: no threads at import.
-WARMABLE: dict[str, tuple[str, ...]] = {
-    "numpy": ("numpy", "numpy.random"),
-    "matplotlib": ("matplotlib", "matplotlib.pyplot"),
-    "matplotlib.pyplot": ("matplotlib", "matplotlib.pyplot"),
-    "pandas": ("pandas",),
-    "ray": ("ray",),
-}
 
 
 class ForkServer:

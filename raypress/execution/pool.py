@@ -30,7 +30,6 @@ from raypress.execution.cgroups import BuildCgroup
 from raypress.execution.driver import Limits, Outcome, drive
 from raypress.execution.environment import MachineInfo, environment, machine_info
 from raypress.execution.forkclient import ForkServerClient, ForkServerError
-from raypress.execution.forkserver import WARMABLE
 from raypress.execution.imports import needs_ray, top_level_imports
 from raypress.execution.isolation import Isolation, probe
 from raypress.execution.model import (
@@ -48,6 +47,7 @@ from raypress.execution.model import (
 )
 from raypress.execution.protocol import (
     CGROUP_DIR,
+    WARMABLE,
     InlineCode,
     RayPlan,
     SessionEvent,
@@ -295,6 +295,7 @@ class Executor:
                     f"cannot create a memory cgroup ({exc.strerror or exc})"
                 )
         warm = self._warm_modules(runs)
+        self.warmed = set(warm)
         self.launcher: Launcher | None = None
         if isolation.bwrap:
             projects = [p for p in (settings.project_root,) if p is not None]
@@ -365,6 +366,7 @@ class Executor:
         If the fork server dies, the posts that had not finished are marked so (status
         "died", no problems of their own) and :attr:`failure` says what happened.
         """
+        self._warm_for(runs)
         self._prepare_ray(runs)
         results: list[PostExecution | None] = [None] * len(runs)
         order = sorted(range(len(runs)), key=lambda i: uses_ray(runs[i]))  # Ray posts last
@@ -510,6 +512,16 @@ class Executor:
                     wanted.add("matplotlib.pyplot")
         wanted.discard("ray")  # imported on request, once a post needs it
         return tuple(sorted(wanted))
+
+    def _warm_for(self, runs: Sequence[PostRun]) -> None:
+        """Warm what ``runs`` import that the fork server has not imported yet (it may have
+        started before the posts were parsed: ``freeze.early_engine``). It answers in
+        order, so every session it forks after this has them."""
+        with self.lock:
+            missing = [m for m in self._warm_modules(runs) if m not in self.warmed]
+            self.warmed.update(missing)
+        if missing:
+            self.server.warm(missing)
 
     def ray_pool(self) -> ClusterPool:
         """The build's Ray clusters (created on first use); ClusterError if the memory

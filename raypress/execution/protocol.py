@@ -26,6 +26,18 @@ CGROUP_DIR = "/run/raypress/cgroup"
 SERVER_CGROUP = f"{CGROUP_DIR}/server/cgroup.procs"
 
 
+# What a Warm request may import in the fork server, by the name a snippet imports (with
+# the submodules most posts touch): a session may find these already imported; it imports
+# others itself. All are fork-safe: no threads at import.
+WARMABLE: dict[str, tuple[str, ...]] = {
+    "numpy": ("numpy", "numpy.random"),
+    "matplotlib": ("matplotlib", "matplotlib.pyplot"),
+    "matplotlib.pyplot": ("matplotlib", "matplotlib.pyplot"),
+    "pandas": ("pandas",),
+    "ray": ("ray",),
+}
+
+
 # --- the plan a session runs (build process -> fork server -> session, pickled) ---------
 
 

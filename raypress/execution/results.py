@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import statistics
 
 from raypress.errors import Problem
 from raypress.execution.capture import Budget, Segment, clean_text, size_text
@@ -37,7 +36,6 @@ from raypress.execution.model import (
     StreamOutput,
 )
 from raypress.execution.protocol import Displayed, InlineDone, SnippetDone, unb64
-from raypress.execution.safe_svg import sanitize_svg
 from raypress.execution.tracebacks import console_message, looks_like_shell
 
 SHELL_HINT = "this looks like a shell command: fence it as ```bash, or mark it `#| eval: false`"
@@ -157,6 +155,8 @@ def display_output(
                     notes.append(f"an SVG output was left out: {len(value):,} characters")
                     cut = True
                     continue
+                from raypress.execution.safe_svg import sanitize_svg  # xml: 20 ms to import
+
                 cleaned = sanitize_svg(value.encode())
                 if cleaned is None:
                     notes.append("an SVG output was left out: not an SVG raypress can check")
@@ -205,6 +205,8 @@ def snippet_result(
         )
     repeat = None
     if len(done.runs) > 1:
+        import statistics  # only for repeated snippets
+
         runs = [float(r) for r in done.runs]
         repeat = RepeatStats(
             n=len(runs),

@@ -8,13 +8,9 @@ closed silently. :func:`to_mathml` refuses those (and the converter's own errors
 
 from __future__ import annotations
 
+import functools
 import re
 
-from latex2mathml import commands
-from latex2mathml.converter import convert
-
-# Environments latex2mathml renders (\begin{pmatrix} ...); others are silently dropped.
-_ENVIRONMENTS = frozenset(name.removeprefix("\\") for name in commands.MATRICES)
 _BEGIN = re.compile(r"\\begin\s*\{([^}]*)\}")
 _LEFTOVER_COMMAND = re.compile(r">(\\[A-Za-z]+)<")  # an unknown command, kept as text
 _EXCEPTION_WORDS = re.compile(r"(?<=[a-z])(?=[A-Z])")
@@ -24,12 +20,23 @@ class MathError(ValueError):
     """A formula the converter cannot render faithfully; the message says why."""
 
 
+@functools.cache
+def _environments() -> frozenset[str]:
+    """Environments latex2mathml renders (\\begin{pmatrix} ...); others it drops silently."""
+    from latex2mathml import commands  # 60 ms to import: only for a post with a formula
+
+    return frozenset(name.removeprefix("\\") for name in commands.MATRICES)
+
+
 def to_mathml(latex: str, display: bool) -> str:
     """The ``<math>`` element for ``latex`` (``display``: a block formula)."""
+    from latex2mathml.converter import convert
+
     _check_braces(latex)
+    environments = _environments()
     for name in _BEGIN.findall(latex):
-        if name.strip() not in _ENVIRONMENTS:
-            known = ", ".join(sorted(n for n in _ENVIRONMENTS if n.isalpha()))
+        if name.strip() not in environments:
+            known = ", ".join(sorted(n for n in environments if n.isalpha()))
             raise MathError(f"environment {{{name}}} is not supported (supported: {known})")
     try:
         mathml = convert(latex, display="block" if display else "inline")

@@ -1,11 +1,16 @@
 """A post as a Jupyter notebook with its real outputs (``<slug>.ipynb`` beside its page).
 
-The notebook is made with nbformat: the prose between snippets becomes Markdown cells,
+The notebook is nbformat 4.5 JSON: the prose between snippets becomes Markdown cells,
 each Python snippet a code cell (its ``#|`` options kept, as Quarto keeps them) with the
 outputs it produced in this build, in order (streams, ``display_data``,
 ``execute_result``, ``error``), and execution counts in the order they ran. Snippets
-that were not run (``eval: false``) are code cells without outputs or count. The result
-is validated against the notebook schema before it is published.
+that were not run (``eval: false``) are code cells without outputs or count.
+
+It is written as plain dictionaries, serialised exactly as ``nbformat.writes`` does
+(multi-line text split into lines, sorted keys, one-space indent), not with nbformat
+itself: importing nbformat and validating with jsonschema cost about 130 ms in every
+build that publishes a notebook. The tests hold it to nbformat: the same bytes as
+``nbformat.writes`` and valid against the schema (``tests/test_notebooks.py``).
 """
 
 from __future__ import annotations
@@ -35,12 +40,9 @@ def post_notebook(
     post: Post, body: ParsedBody, execution: PostExecution | None, page_url: str
 ) -> str:
     """The post as ``.ipynb`` JSON text (nbformat 4), with outputs when it was executed."""
-    import nbformat
-    from nbformat import v4
-
     results = {r.index: r for r in execution.snippets} if execution else {}
     lines = post.body.split("\n")
-    cells = [v4.new_markdown_cell(f"# {post.title}\n\n*From {page_url}*")]
+    cells = [_markdown_cell(f"# {post.title}\n\n*From {page_url}*")]
     position = 0  # index into ``lines`` of what is not yet in a cell
     count = 0
     for snippet in body.snippets:
@@ -48,61 +50,91 @@ def post_notebook(
         closing = snippet.code_line - post.body_line + snippet.source.count("\n")
         prose = "\n".join(lines[position:fence]).strip("\n")
         if prose.strip():
-            cells.append(v4.new_markdown_cell(prose))
+            cells.append(_markdown_cell(prose))
         source = "\n".join(lines[fence + 1 : closing]) if 0 <= fence < closing else snippet.source
-        cell = v4.new_code_cell(source.rstrip("\n"))
+        cell: dict[str, Any] = {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": source.rstrip("\n"),
+        }
         result = results.get(snippet.index)
         if result is not None and result.status not in NOT_RUN:
             count += 1
-            cell.execution_count = count
-            cell.outputs = _outputs(result, count, snippet)
+            cell["execution_count"] = count
+            cell["outputs"] = _outputs(result, count, snippet)
         if snippet.options.error:
-            cell.metadata["tags"] = ["raises-exception"]
+            cell["metadata"]["tags"] = ["raises-exception"]
         cells.append(cell)
         position = max(position, closing + 1)
     rest = "\n".join(lines[position:]).strip("\n")
     if rest.strip():
-        cells.append(v4.new_markdown_cell(rest))
-    for number, cell in enumerate(cells):  # nbformat draws random ids: builds must not differ
+        cells.append(_markdown_cell(rest))
+    for number, cell in enumerate(cells):  # stable ids (nbformat draws random ones)
         cell["id"] = f"cell-{number}"
-    notebook = v4.new_notebook(
-        cells=cells,
-        metadata={
+    notebook = {
+        "cells": cells,
+        "metadata": {
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
             "raypress": {"source": post.source, "url": page_url},
         },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return notebook_json(notebook)
+
+
+def notebook_json(notebook: dict[str, Any]) -> str:
+    """``notebook`` as nbformat writes it (``nbformat.v4.nbjson.JSONWriter``): source,
+    stream text and textual MIME data split into lines, keys sorted, indented by one."""
+    for cell in notebook["cells"]:
+        cell["source"] = cell["source"].splitlines(True)
+        for output in cell.get("outputs", ()):
+            if output["output_type"] == "stream":
+                output["text"] = output["text"].splitlines(True)
+            elif "data" in output:
+                output["data"] = {
+                    mime: value.splitlines(True)
+                    if isinstance(value, str) and (mime.startswith("text/") or mime in _SPLIT_MIMES)
+                    else value
+                    for mime, value in output["data"].items()
+                }
+    return json.dumps(
+        notebook, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False
     )
-    nbformat.validate(notebook)
-    return nbformat.writes(notebook)
+
+
+_SPLIT_MIMES = frozenset({"application/javascript", "image/svg+xml"})  # as nbformat splits
+
+
+def _markdown_cell(text: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
 
 
 def _outputs(result: SnippetResult, count: int, snippet: Snippet) -> list[Any]:
-    from nbformat import v4
-
     outputs: list[Any] = []
     if snippet.options.output:
         for output in result.outputs:
             if isinstance(output, StreamOutput):
-                outputs.append(v4.new_output("stream", name=output.name, text=output.text))
+                outputs.append({"name": output.name, "output_type": "stream", "text": output.text})
             else:
                 outputs.append(_display(output, count))
     error = result.error
     if error is not None:
         outputs.append(
-            v4.new_output(
-                "error",
-                ename=error.type,
-                evalue=error.message,
-                traceback=error.traceback.splitlines(),
-            )
+            {
+                "ename": error.type,
+                "evalue": error.message,
+                "output_type": "error",
+                "traceback": error.traceback.splitlines(),
+            }
         )
     return outputs
 
 
-def _display(output: DisplayOutput, count: int) -> Any:
-    from nbformat import v4
-
+def _display(output: DisplayOutput, count: int) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for mime, value in output.data:
         if isinstance(value, bytes):
@@ -111,8 +143,7 @@ def _display(output: DisplayOutput, count: int) -> Any:
             data[mime] = json.loads(value)
         else:
             data[mime] = value
+    shown = {"data": data, "metadata": dict(output.meta)}
     if output.result:
-        return v4.new_output(
-            "execute_result", data=data, metadata=output.meta, execution_count=count
-        )
-    return v4.new_output("display_data", data=data, metadata=output.meta)
+        return {**shown, "execution_count": count, "output_type": "execute_result"}
+    return {**shown, "output_type": "display_data"}

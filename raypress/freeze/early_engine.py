@@ -1,0 +1,107 @@
+"""Start the execution engine while the posts are still being parsed.
+
+Starting the engine (the sandbox, the fork server and its imports) takes about 150 ms,
+and parsing the posts and compiling the templates about as long; neither needs the
+other. So when a build will almost surely run something, it starts the engine in a
+thread right after reading the posts, and the execute stage uses it as it would use
+``serve``'s warm engine (:class:`raypress.freeze.run_plan.PostExecutor`).
+
+"Almost surely" is judged from the raw post files, before any parsing: a post that may
+execute, has a Python fence or an inline ``{python}`` expression, and has no record in
+``snippets/`` yet (or is to be run again). A wrong guess costs a fork server started
+for nothing (closed at the end of the build), or a start as late as before. Only local
+engines start early: ``--ray-address`` and ``executor = "ray"`` connect to a cluster
+when the runs are known.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from raypress.config import Config
+from raypress.execution.model import ExecutionSettings, PostExecution, PostRun
+from raypress.freeze.plan import Rerun
+from raypress.freeze.records import record_files
+from raypress.publish.posts import Post
+
+# a fence of python, py or python3 (```python, ```{python}, ~~~ py), or an inline expression
+_RUNS_PYTHON = re.compile(
+    r"^[ \t>]*(?:`{3,}|~{3,})[ \t]*\{?[ \t]*(?:python3?|py)\b|`\{python\}", re.MULTILINE
+)
+
+
+def will_run(posts: Sequence[Post], config: Config, rerun: Rerun) -> list[Post]:
+    """The posts that will almost surely run (a guess from the raw files, see above)."""
+    if not config.execute or config.executor != "local" or config.ray_address:
+        return []
+    return [
+        post
+        for post in posts
+        if post.execute
+        and _RUNS_PYTHON.search(post.body)
+        and (
+            rerun is True
+            or (not isinstance(rerun, bool) and post.source in rerun)
+            or not record_files(config, post.source).json.exists()
+        )
+    ]
+
+
+class EarlyEngine:
+    """A local engine being started in a thread; :meth:`run` waits for it.
+
+    It runs whatever posts it is given (their post folders were shown to its sandbox
+    when it started: the folders of ``posts``), and re-raises at :meth:`run` whatever
+    stopped it from starting, where the execute stage expects it."""
+
+    def __init__(self, settings: ExecutionSettings, posts: Sequence[Post], root: Path) -> None:
+        # imported in the build's thread: a thread that imports while the other one parses
+        # waits for the GIL at every step (the start took 535 ms instead of 150)
+        from raypress.execution.pool import Executor
+
+        self.executor_class = Executor
+        folders = sorted({(root / post.source).parent.resolve() for post in posts})
+        # one empty run per post folder: the sandbox shows them; modules are warmed per run
+        self.placeholders = [PostRun(f"early-{i}", folder, ()) for i, folder in enumerate(folders)]
+        self.settings = settings
+        self.engine: Any = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        # The thread that starts the engine lives as long as it: bubblewrap's
+        # --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that started it ends.
+        self.thread = threading.Thread(target=self._serve, name="raypress-early-engine")
+        self.thread.start()
+
+    @property
+    def failure(self) -> str | None:
+        return self.engine.failure if self.engine is not None else None
+
+    def _serve(self) -> None:
+        try:
+            self.engine = self.executor_class(self.settings, self.placeholders)
+        except BaseException as exc:  # re-raised by run(), in the build's thread
+            self.error = exc
+            return
+        finally:
+            self.ready.set()
+        self.done.wait()
+        self.engine.close()
+
+    def run(
+        self, runs: Sequence[PostRun], progress: Callable[[PostExecution], None] | None = None
+    ) -> list[PostExecution]:
+        """Wait for the engine, then run ``runs`` on it."""
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+        return self.engine.run(runs, progress)
+
+    def close(self) -> None:
+        """Stop the engine (once it has started), and wait until it has stopped."""
+        self.done.set()
+        self.thread.join()
