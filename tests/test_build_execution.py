@@ -912,3 +912,75 @@ def test_timings_page_does_not_call_prose_only_posts_not_run(project: Project) -
     not_run = timings.split('id="not-run"', 1)[1]
     assert 'href="/2025/01/03/off/"' in not_run  # skipped on purpose: listed
     assert 'href="/2025/01/02/prose/"' not in not_run, not_run  # nothing to run
+
+
+def _fork_servers_of_this_process() -> list[str]:
+    """The command lines of this process's children that are sandboxes or fork servers."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue  # ended meanwhile
+            if "forkserver" in argv or "bwrap" in argv or "sandbox_launch" in argv:
+                found.append(argv)
+    return found
+
+
+def test_the_engine_starts_early_only_for_posts_that_will_run(project: Project) -> None:
+    """A guess from the raw files (see freeze/early_engine.py): a post that executes, with a
+    Python fence and no record yet (or --rerun) starts the engine while the posts are
+    parsed; no other (an inline expression alone runs nothing)."""
+    from raypress.commands.build import available_layouts
+    from raypress.config import load_config
+    from raypress.freeze.early_engine import will_run
+    from raypress.publish.posts import read_post
+
+    project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
+    project.post("2025-01-02-tilde.md", "---\ntitle: T\n---\n\n~~~ {python}\nx = 1\n~~~\n")
+    project.post("2025-01-03-inline.md", "---\ntitle: I\n---\n\nIt is `{python} 6 * 7`.\n")
+    project.post("2025-01-04-bash.md", post("Bash", "2025-01-04", "```bash\nls\n```"))
+    project.post("2025-01-05-off.md", post("Off", "2025-01-05", fence("1"), execute="false"))
+    config = load_config(project.root)
+    layouts = available_layouts(config)
+    posts = [read_post(p, config, layouts) for p in sorted((project.root / "posts").iterdir())]
+
+    def names(rerun: bool | frozenset[str] = False) -> list[str]:
+        return [Path(p.source).stem[11:] for p in will_run(posts, config, rerun)]
+
+    assert names() == ["code", "tilde"]
+    assert project.build("--quiet", execute=True).code == 0  # records now exist
+    assert names() == []  # a rebuild starts no engine before it knows it needs one
+    assert names(frozenset({"posts/2025-01-01-code.md"})) == ["code"]
+    assert names(True) == ["code", "tilde"]
+
+
+def test_an_engine_started_early_is_stopped_when_the_build_stops_before_running(
+    project: Project,
+) -> None:
+    """A template error is found while the posts are parsed, after the engine started:
+    nothing runs, the build fails, and no sandbox or fork server outlives it."""
+    project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
+    project.write("templates/post.html", "{% if %}broken{% endif %}")
+    result = project.build(execute=True)
+    assert result.code != 0 and "post.html" in result.out + result.err, str(result)
+    assert not (project.root / "snippets").exists()  # nothing ran, nothing recorded
+    assert _fork_servers_of_this_process() == []
+
+
+def test_a_cold_build_with_an_early_engine_matches_a_rerun(project: Project) -> None:
+    """The engine started early (cold: no records) and the one started after parsing
+    (--rerun with records) give the same pages, modules warmed per run included."""
+    project.post(
+        "2025-01-01-numpy.md",
+        post("NumPy", "2025-01-01", fence("import numpy as np\nprint(np.arange(4).sum())")),
+    )
+    project.post("2025-01-02-plain.md", post("Plain", "2025-01-02", fence("print('plain')")))
+    assert project.build("--quiet", execute=True).code == 0
+    cold = figures_of(project.site, "/2025/01/01/numpy/")[0].text("stdout")
+    plain = figures_of(project.site, "/2025/01/02/plain/")[0].text("stdout")
+    assert (cold, plain) == ("6\n", "plain\n")
+    assert _fork_servers_of_this_process() == []
+    assert project.build("--quiet", "--rerun", execute=True).code == 0
+    assert figures_of(project.site, "/2025/01/01/numpy/")[0].text("stdout") == cold

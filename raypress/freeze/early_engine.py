@@ -7,7 +7,7 @@ thread right after reading the posts, and the execute stage uses it as it would 
 ``serve``'s warm engine (:class:`raypress.freeze.run_plan.PostExecutor`).
 
 "Almost surely" is judged from the raw post files, before any parsing: a post that may
-execute, has a Python fence or an inline ``{python}`` expression, and has no record in
+execute, has a Python fence, and has no record in
 ``snippets/`` yet (or is to be run again). A wrong guess costs a fork server started
 for nothing (closed at the end of the build), or a start as late as before. Only local
 engines start early: ``--ray-address`` and ``executor = "ray"`` connect to a cluster
@@ -28,10 +28,9 @@ from raypress.freeze.plan import Rerun
 from raypress.freeze.records import record_files
 from raypress.publish.posts import Post
 
-# a fence of python, py or python3 (```python, ```{python}, ~~~ py), or an inline expression
-_RUNS_PYTHON = re.compile(
-    r"^[ \t>]*(?:`{3,}|~{3,})[ \t]*\{?[ \t]*(?:python3?|py)\b|`\{python\}", re.MULTILINE
-)
+# a fence of python, py or python3 (```python, ```{python}, ~~~ py); inline expressions
+# alone run nothing (a post runs when it has a snippet to run: ``run_plan.runnable``)
+_RUNS_PYTHON = re.compile(r"^[ \t>]*(?:`{3,}|~{3,})[ \t]*\{?[ \t]*(?:python3?|py)\b", re.MULTILINE)
 
 
 def will_run(posts: Sequence[Post], config: Config, rerun: Rerun) -> list[Post]:
