@@ -930,8 +930,8 @@ def _fork_servers_of_this_process() -> list[str]:
 
 def test_the_engine_starts_early_only_for_posts_that_will_run(project: Project) -> None:
     """A guess from the raw files (see freeze/early_engine.py): a post that executes, with a
-    Python fence and no record yet (or --rerun) starts the engine while the posts are
-    parsed; no other (an inline expression alone runs nothing)."""
+    Python fence not marked ``eval: false`` and no record yet (or --rerun) starts the
+    engine while the posts are parsed; no other (an inline expression alone runs nothing)."""
     from raypress.commands.build import available_layouts
     from raypress.config import load_config
     from raypress.freeze.early_engine import will_run
@@ -942,6 +942,7 @@ def test_the_engine_starts_early_only_for_posts_that_will_run(project: Project) 
     project.post("2025-01-03-inline.md", "---\ntitle: I\n---\n\nIt is `{python} 6 * 7`.\n")
     project.post("2025-01-04-bash.md", post("Bash", "2025-01-04", "```bash\nls\n```"))
     project.post("2025-01-05-off.md", post("Off", "2025-01-05", fence("1"), execute="false"))
+    project.post("2025-01-06-shown.md", post("Shown", "2025-01-06", fence("1", "eval: false")))
     config = load_config(project.root)
     layouts = available_layouts(config)
     posts = [read_post(p, config, layouts) for p in sorted((project.root / "posts").iterdir())]

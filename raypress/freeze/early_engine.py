@@ -7,7 +7,7 @@ thread right after reading the posts, and the execute stage uses it as it would 
 ``serve``'s warm engine (:class:`raypress.freeze.run_plan.PostExecutor`).
 
 "Almost surely" is judged from the raw post files, before any parsing: a post that may
-execute, has a Python fence, and has no record in
+execute, has a Python fence not marked ``eval: false``, and has no record in
 ``snippets/`` yet (or is to be run again). A wrong guess costs a fork server started
 for nothing (closed at the end of the build), or a start as late as before. Only local
 engines start early: ``--ray-address`` and ``executor = "ray"`` connect to a cluster
@@ -28,9 +28,18 @@ from raypress.freeze.plan import Rerun
 from raypress.freeze.records import record_files
 from raypress.publish.posts import Post
 
-# a fence of python, py or python3 (```python, ```{python}, ~~~ py); inline expressions
-# alone run nothing (a post runs when it has a snippet to run: ``run_plan.runnable``)
-_RUNS_PYTHON = re.compile(r"^[ \t>]*(?:`{3,}|~{3,})[ \t]*\{?[ \t]*(?:python3?|py)\b", re.MULTILINE)
+# a fence of python, py or python3 (```python, ```{python}, ~~~ py) and its ``#|`` option
+# lines; inline expressions alone run nothing (``run_plan.runnable`` wants a snippet)
+_PYTHON_FENCE = re.compile(
+    r"^[ \t>]*(?:`{3,}|~{3,})[ \t]*\{?[ \t]*(?:python3?|py)\b.*\n((?:[ \t>]*#\|.*\n)*)",
+    re.MULTILINE,
+)
+_NOT_EVALUATED = re.compile(r"#\|[ \t]*eval[ \t]*:[ \t]*(?:false|no|off)\b", re.IGNORECASE)
+
+
+def _has_snippet_to_run(body: str) -> bool:
+    """A Python fence whose options do not say ``eval: false``."""
+    return any(not _NOT_EVALUATED.search(m.group(1)) for m in _PYTHON_FENCE.finditer(body))
 
 
 def will_run(posts: Sequence[Post], config: Config, rerun: Rerun) -> list[Post]:
@@ -41,7 +50,7 @@ def will_run(posts: Sequence[Post], config: Config, rerun: Rerun) -> list[Post]:
         post
         for post in posts
         if post.execute
-        and _RUNS_PYTHON.search(post.body)
+        and _has_snippet_to_run(post.body)
         and (
             rerun is True
             or (not isinstance(rerun, bool) and post.source in rerun)
