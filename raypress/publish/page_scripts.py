@@ -9,7 +9,6 @@ are ``defer`` scripts: the page is parsed and shown first.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,7 +26,9 @@ def _plotly_file() -> tuple[str, Path] | None:
     path = Path(spec.origin).parent / "package_data" / "plotly.min.js"
     if not path.is_file():
         return None
-    version = importlib.metadata.version("plotly")
+    from importlib.metadata import version as installed  # 20 ms: only for a plotly page
+
+    version = installed("plotly")
     return f"/assets/vendor/plotly-{version}.min.js", path
 
 

@@ -21,7 +21,6 @@ import pickle
 import re
 import subprocess
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from raypress.config import Config
@@ -53,10 +52,14 @@ def search_index(
     cache = config.cache_path / CACHE_NAME
     stored_key, stored_bundle, known = _cached(cache)
     searched = {page.path: _searched(page, known) for page in indexed}
-    key = _key(searched)
+    try:
+        executable = get_executable()
+    except OSError as exc:  # the package without its binary (a broken install)
+        return [], [_problem(f"Pagefind's program is missing: {exc}")]
+    key = _key(searched, executable)
     if stored_key == key:
         return stored_bundle, []
-    bundle, problems = _run_pagefind(indexed, get_executable())
+    bundle, problems = _run_pagefind(indexed, executable)
     if not problems:
         atomic_write(cache, pickle.dumps((key, bundle, searched)), durable=False)
     return bundle, problems
@@ -81,13 +84,14 @@ def _searched(page: SiteFile, known: dict[str, Searched]) -> Searched:
     return page.inputs, digest.hexdigest()
 
 
-def _key(searched: dict[str, Searched]) -> str:
-    """What the index is made of: Pagefind's version, each page's path and what is
-    searched of it."""
+def _key(searched: dict[str, Searched], executable: Path) -> str:
+    """What the index is made of: the Pagefind binary (its path, size and modification
+    time: an upgrade replaces it), each page's path and what is searched of it."""
     digest = hashlib.sha256()
     try:
-        digest.update(version("pagefind_bin").encode())
-    except PackageNotFoundError:
+        stat = executable.stat()
+        digest.update(f"{executable}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    except OSError:
         digest.update(b"unknown")
     for path, (_, text) in sorted(searched.items()):
         digest.update(f"{path}\0{text}\0".encode())
