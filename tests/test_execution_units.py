@@ -144,3 +144,22 @@ def test_the_fork_servers_bytecode_is_written_when_missing_or_stale(
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # PYTHONDONTWRITEBYTECODE, -B
     module.write_text("VALUE = 333\n")
     assert write_missing_bytecode((str(tmp_path),)) == 0
+
+
+def test_absl_raw_lines_on_stderr_become_notes_not_output() -> None:
+    """A driver's core worker writes absl's raw lines (a contended mutex) straight to the
+    snippet's stderr; they are the runtime's, so `check` must not compare them."""
+    from raypress.execution.capture import Segment
+    from raypress.execution.ray_logs import SYSTEM_NOTE
+    from raypress.execution.results import outputs_of
+
+    err = b"a warning of the program\n[mutex.cc : 452] RAW: Lock blocking 0x55d4 @ 0x7f01\n"
+    out = b"result\n"
+    pieces = [(Segment(bytearray(out), len(out)), Segment(bytearray(err), len(err)), None)]
+    outputs, notes, cut = outputs_of(pieces, cap=1 << 20)
+    assert [(o.name, o.text) for o in outputs] == [  # type: ignore[union-attr]
+        ("stdout", "result\n"),
+        ("stderr", "a warning of the program\n"),
+    ]
+    assert notes == [f"{SYSTEM_NOTE}driver): [mutex.cc : 452] RAW: Lock blocking 0x55d4 @ 0x7f01"]
+    assert not cut

@@ -183,6 +183,18 @@ def system_note(source: str, text: str) -> str:
     return f"{SYSTEM_NOTE}{source}): {text}"
 
 
+def split_absl_lines(text: str) -> tuple[str, list[str]]:
+    """``text`` without absl's raw log lines, and those lines. A driver's own (its core
+    worker's contended mutex, say) reach the snippet's stderr directly, not a log file."""
+    if "] RAW: " not in text:
+        return text, []
+    kept: list[str] = []
+    found: list[str] = []
+    for line in text.splitlines(keepends=True):
+        (found if _ABSL_RAW.match(line) else kept).append(line)
+    return "".join(kept), [line.rstrip("\n") for line in found]
+
+
 def _system_line(line: str, state: _FileState) -> str | None:
     """None for the program's own output; else the text of a note ("" to drop the line)."""
     if state.dump >= 0:

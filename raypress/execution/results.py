@@ -36,6 +36,7 @@ from raypress.execution.model import (
     StreamOutput,
 )
 from raypress.execution.protocol import Displayed, InlineDone, SnippetDone, unb64
+from raypress.execution.ray_logs import split_absl_lines, system_note
 from raypress.execution.tracebacks import console_message, looks_like_shell
 
 SHELL_HINT = "this looks like a shell command: fence it as ```bash, or mark it `#| eval: false`"
@@ -75,6 +76,9 @@ def outputs_of(
             dropped[name] = dropped[name] or segment.dropped
             starved[name] = starved[name] or segment.starved
             text = clean_text(bytes(segment.kept))
+            if name == "stderr":  # absl's raw lines are the runtime's, not the program's
+                text, runtime = split_absl_lines(text)
+                notes.extend(system_note("driver", line) for line in runtime)
             if len(text.encode()) > room[name]:
                 text = text.encode()[: room[name]].decode(errors="ignore")
                 dropped[name] = True
