@@ -178,10 +178,14 @@ class ForkServerClient:
             self.state.wait_for(lambda: pid in self.exits or self.closed, timeout)
             return self.exits.pop(pid, None)
 
-    def wait_closed(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for the server's channel to close; True if it has."""
-        with self.state:
-            return self.state.wait_for(lambda: self.closed, timeout)
+    def answers(self, timeout: float) -> bool:
+        """Whether the server is alive: it answers a request that does nothing within
+        ``timeout``. A dead one never answers: False once its channel has closed."""
+        try:
+            self.warm(()).result(timeout)
+        except (ForkServerError, TimeoutError):
+            return False
+        return True
 
     def death(self) -> str | None:
         """How the server ended, if it died while the build still needed it."""

@@ -61,7 +61,10 @@ from raypress.execution.session_env import base_env
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _JANITOR_TIMEOUT_S = 30.0
-_SERVER_NEWS_S = 1.0  # how long a died session waits to learn whether the server died too
+# How long a died session waits to learn whether the server died too: a live server
+# answers at once; a dead one's channel closes once the kernel has killed everything in
+# its sandbox (Ray's processes too), which took over a second on a busy machine.
+_SERVER_NEWS_S = 15.0
 
 
 def uses_ray(run: PostRun) -> bool:
@@ -176,14 +179,13 @@ def clean_up_jobs(
         folder = scratch / f"janitor-{secrets.token_hex(4)}"
         (folder / "work").mkdir(parents=True)
         cwd = str(folder / "work")
-    janitor = dataclasses.replace(
-        plan,
+    janitor = plan._replace(  # protocol messages are NamedTuples
         cwd=cwd,
         snippets=(),
         inline=(),
         marker=new_marker_prefix(),
         janitor_jobs=jobs,
-        sandbox=plan.sandbox and dataclasses.replace(plan.sandbox, cgroup_procs=None),
+        sandbox=plan.sandbox and plan.sandbox._replace(cgroup_procs=None),
     )
     empty = PostRun(run.post, run.post_dir, ())
     limits = Limits({}, _JANITOR_TIMEOUT_S, output_cap, output_cap)
@@ -461,7 +463,7 @@ class Executor:
             if plan.sandbox is None:
                 shutil.rmtree(Path(plan.cwd).parent, ignore_errors=True)
         if outcome.execution.status == "died":  # a dying server takes its sessions first:
-            self.server.wait_closed(_SERVER_NEWS_S)  # give its news a moment to arrive
+            self.server.answers(_SERVER_NEWS_S)  # alive, or dead once its channel closes
         if self.server.death():
             return Outcome(self._unfinished(run, outcome.execution, started), ())
         if cgroup is not None and self.cgroup is not None:
