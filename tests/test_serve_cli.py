@@ -92,7 +92,7 @@ def test_warns_when_not_bound_to_loopback(tmp_path: Path) -> None:
     server = ServeProcess(root, "--no-exec", "--host", "0.0.0.0")
     try:
         server.wait_for(r"warning: listening on 0\.0\.0\.0, not on loopback", err=True)
-        assert server.interrupt() == 0
+        assert server.interrupt() == 0, server.output  # (once seen exiting 1 in CI, unexplained)
     finally:
         server.kill()
 
