@@ -928,13 +928,16 @@ def _fork_servers_of_this_process() -> list[str]:
     return found
 
 
-def test_the_engine_starts_early_only_for_posts_that_will_run(project: Project) -> None:
+def test_the_engine_starts_early_only_for_posts_that_will_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A guess from the raw files (see freeze/early_engine.py): a post that executes, with a
     Python fence not marked ``eval: false`` and no record yet (or --rerun) starts the
     engine while the posts are parsed; no other (an inline expression alone runs nothing)."""
     from raypress.commands.build import available_layouts
     from raypress.config import load_config
     from raypress.freeze.early_engine import will_run
+    from raypress.freeze.run_plan import execution_settings
     from raypress.publish.posts import read_post
 
     project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
@@ -948,13 +951,16 @@ def test_the_engine_starts_early_only_for_posts_that_will_run(project: Project) 
     posts = [read_post(p, config, layouts) for p in sorted((project.root / "posts").iterdir())]
 
     def names(rerun: bool | frozenset[str] = False) -> list[str]:
-        return [Path(p.source).stem[11:] for p in will_run(posts, config, rerun)]
+        settings = execution_settings(config, None)
+        return [Path(p.source).stem[11:] for p in will_run(posts, config, settings, rerun)]
 
     assert names() == ["code", "tilde"]
     assert project.build("--quiet", execute=True).code == 0  # records now exist
     assert names() == []  # a rebuild starts no engine before it knows it needs one
     assert names(frozenset({"posts/2025-01-01-code.md"})) == ["code"]
     assert names(True) == ["code", "tilde"]
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # sessions go to that cluster
+    assert names(True) == []
 
 
 def test_an_engine_started_early_is_stopped_when_the_build_stops_before_running(

@@ -199,8 +199,9 @@ def _build(
         problems += orphaned_records(config)
     posts = select_posts(all_posts, config, now)
     problems += duplicate_urls(posts)
-    if executor is None and not problems and will_run(posts, config, rerun):
-        early.append(EarlyEngine(execution_settings(config, log, events), posts, config.root))
+    settings = execution_settings(config, log, events)
+    if executor is None and not problems and will_run(posts, config, settings, rerun):
+        early.append(EarlyEngine(settings, posts, config.root))
         executor = early[0]
     mark = timed("read", mark)
 

@@ -52,9 +52,13 @@ def _has_snippet_to_run(body: str) -> bool:
     return False
 
 
-def will_run(posts: Sequence[Post], config: Config, rerun: Rerun) -> list[Post]:
-    """The posts that will almost surely run (a guess from the raw files, see above)."""
-    if not config.execute or config.executor != "local" or config.ray_address:
+def will_run(
+    posts: Sequence[Post], config: Config, settings: ExecutionSettings, rerun: Rerun
+) -> list[Post]:
+    """The posts that will almost surely run on a local engine (a guess from the raw
+    files, see above); none when ``settings`` send the sessions to a cluster (the
+    configuration's ``ray_address`` or ``executor``, or ``RAY_ADDRESS``: ``new_engine``)."""
+    if not config.execute or settings.executor != "local" or settings.ray_address:
         return []
     return [
         post
