@@ -83,6 +83,7 @@ class Config:
     image: str = ""  # default social-card image (site path or URL); "": the theme's icon
     twitter_site: str = ""  # the site's @account on X/Twitter, for twitter:site
     search: bool = True  # a Pagefind full-text index and the search page
+    search_shard_size: int = 200  # posts per shard of the index (an edit re-indexes one)
     related_posts: int = 3  # posts sharing tags listed at the end of a post; 0: none
 
     @property
@@ -229,6 +230,7 @@ RANGES: dict[str, tuple[int | float, int | float, str]] = {
     "words_per_minute": (1, 100_000, "words"),
     "output_lines": (0, 1_000_000, "lines, 0 never to fold"),
     "related_posts": (0, 1000, "posts, 0 for none"),
+    "search_shard_size": (1, 1_000_000, "posts"),
 }
 _FLAGS = {"snippet_timeout": "--timeout", "jobs": "--jobs"}
 

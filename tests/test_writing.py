@@ -9,6 +9,7 @@ tests that need outputs run the snippets for real.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -574,6 +575,72 @@ def test_search_index_is_reused_while_the_posts_content_is_unchanged(project: Pr
     project.build_ok()
     assert cache.stat().st_mtime_ns != made  # the words changed: indexed again
     assert {n: d for n, d in project.tree().items() if n.startswith("pagefind/")} != index
+
+
+WORDS = ["apricot", "blueberry", "cherry", "damson", "elderberry", "fig", "guava"]
+
+
+def test_search_index_in_shards_reindexes_only_the_edited_shard(project: Project) -> None:
+    project.configure(url=SITE_URL, search_shard_size=2)
+    for day, word in enumerate(WORDS, start=1):
+        body = f"Fruit of the day: {word}.\n\n```python\nprint({day})\n```\n"
+        project.post(f"2025-01-0{day}-{word}.md", post_text(body, title=word.title()))
+    project.build_ok("--no-exec")
+    shards = json.loads((project.site / "pagefind/shards.json").read_text())
+    assert shards == ["1/", "2/", "3/"]  # ceil(7 / 2) bundles: the first, then three more
+    folders = ["pagefind/", *(f"pagefind/{s}" for s in shards)]
+    counts = [
+        json.loads((project.site / f / "pagefind-entry.json").read_text())["languages"]["en"][
+            "page_count"
+        ]
+        for f in folders
+    ]
+    assert sum(counts) == len(WORDS) and all(counts), counts  # every post in one shard
+    files = project.files()
+    assert "pagefind/pagefind.js" in files
+    assert not any(f.startswith("pagefind/1/") and f.endswith(".js") for f in files)
+
+    def bundles() -> dict[str, dict[str, bytes]]:
+        tree = project.tree()
+        inner = [f for f in folders if f != "pagefind/"]
+        found = {f: {n: d for n, d in tree.items() if n.startswith(f)} for f in inner}
+        found["pagefind/"] = {
+            n: d
+            for n, d in tree.items()
+            if n.startswith("pagefind/") and not n.startswith(tuple(inner))
+        }
+        return found
+
+    before = bundles()
+    edited = "2025-01-06-fig.md"
+    project.post(edited, post_text("Fruit of the day: fig and quince.\n", title="Fig"))
+    project.build_ok("--no-exec")
+    after = bundles()
+    changed = [f for f in folders if after[f] != before[f]]
+    assert len(changed) == 1, changed  # the edited post's shard, and no other
+    fragments = [  # Pagefind's fragments (a page's text and meta) are gzipped JSON
+        gzip.decompress(d) for n, d in after[changed[0]].items() if n.endswith(".pf_fragment")
+    ]
+    assert any(b"quince" in f for f in fragments), fragments
+    project.configure(url=SITE_URL, search_shard_size=100)  # one bundle again
+    project.build_ok("--no-exec")
+    assert json.loads((project.site / "pagefind/shards.json").read_text()) == []
+    assert not any(f.startswith("pagefind/1/") for f in project.files())
+    entry = json.loads((project.site / "pagefind/pagefind-entry.json").read_text())
+    assert entry["languages"]["en"]["page_count"] == len(WORDS)
+
+
+def test_pagefind_reads_pages_without_pygments_spans() -> None:
+    from raypress.publish.search_index import searchable
+
+    code = b'<pre><code><span class="k">def</span> <span class="nf">f</span>():</code></pre>'
+    assert searchable(code) == b"<pre><code>def f():</code></pre>"
+    for kept in (  # another kind of span: its end tag must stay paired with it
+        b'<span class="k">a</span><span data-pagefind-ignore>b</span>',
+        b"<span>a</span>",
+        b'<SPAN class="x" data-pagefind-meta="title">a</SPAN>',
+    ):
+        assert searchable(kept) == kept
 
 
 def test_search_can_be_switched_off(project: Project) -> None:

@@ -22,6 +22,7 @@ CHROMIUM = os.environ.get("RAYPRESS_CHROMIUM") or shutil.which("chromium") or "/
 ARTIFACTS = REPO / "tests" / "_artifacts"
 FIXTURE = REPO / "tests" / "fixtures" / "writing"
 POST_URL = "/2025/11/20/writing-features/"
+FRUITS = ["apricot", "blueberry", "cherry", "damson", "elderberry", "fig", "guava"]
 WAIT_MS = 60_000
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -41,6 +42,26 @@ def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "site.toml").write_text('title = "raypress examples"\nurl = "http://127.0.0.1"\n')
     done = run_command([sys.executable, "-m", "raypress", "build", "--root", str(root)], root, 600)
     assert done.returncode == 0, done.stdout + done.stderr
+    yield from _served(root)
+
+
+@pytest.fixture(scope="module")
+def sharded_site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Seven posts whose search index is split in shards of two posts, served on loopback."""
+    root = tmp_path_factory.mktemp("sharded") / "site"
+    for day, word in enumerate(FRUITS, start=1):
+        post = f"---\ntitle: {word.title()}\n---\n\nFruit of the day: {word}.\n"
+        (root / "posts").mkdir(parents=True, exist_ok=True)
+        (root / "posts" / f"2025-01-0{day}-{word}.md").write_text(post)
+    (root / "site.toml").write_text('title = "Fruits"\nsearch_shard_size = 2\n')
+    done = run_command([sys.executable, "-m", "raypress", "build", "--root", str(root)], root, 600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (root / "_site/pagefind/3/pagefind-entry.json").is_file()
+    yield from _served(root)
+
+
+def _served(root: Path) -> Iterator[str]:
+    """The URL of ``root/_site`` served by a plain static file server on loopback."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "-b", "127.0.0.1", "-d", "_site"],
@@ -182,6 +203,23 @@ def test_search_page_finds_posts(site_url: str, browser: object) -> None:
         timeout=WAIT_MS,
     )
     page.screenshot(path=str(ARTIFACTS / "writing-search-mobile.png"))
+
+
+def test_search_merges_the_shards_of_a_large_index(sharded_site_url: str, browser: object) -> None:
+    page = new_page(browser)
+    page.goto(sharded_site_url + "/search/?q=fruit")
+    page.wait_for_function(
+        "document.querySelectorAll('ol.search-results li').length === 7", timeout=WAIT_MS
+    )
+    titles = sorted(page.locator(".search-result-title a").all_inner_texts())
+    assert titles == sorted(w.title() for w in FRUITS), titles  # every shard answered
+    for word in FRUITS:  # each post is found by its own word, whichever shard holds it
+        page.fill("#search-q", word)
+        page.wait_for_function(
+            f"document.querySelector('.search-status').innerText.includes('“{word}”')",
+            timeout=WAIT_MS,
+        )
+        assert page.locator(".search-result-title a").all_inner_texts() == [word.title()]
 
 
 def test_timings_table_scrolls_sideways_on_a_phone(site_url: str, browser: object) -> None:

@@ -1,26 +1,41 @@
-"""The full-text search index: Pagefind over the rendered post pages.
+"""The full-text search index: Pagefind over the rendered post pages, in shards.
 
 Pagefind (its PyPI package ships the binary) indexes the site's HTML into a static bundle
 of small files that the search page's script queries in the browser: no server. The post
-pages rendered in memory are written to a temporary folder, Pagefind's command line indexes
-them there (its Python API was ~100x slower, one request per page), and its bundle comes
+pages rendered in memory are written to a scratch folder (``/dev/shm`` where there is one:
+thousands of small files cost far less there than on a disk), Pagefind's command line
+indexes them (its Python API was ~100x slower, one request per page), and its bundle comes
 back as output files under ``pagefind/``, so the site writer writes it with the rest of the
-site in one atomic swap. Only what a post's ``data-pagefind-body`` marks is indexed.
+site in one atomic swap. Only what a post's ``data-pagefind-body`` marks is indexed; the
+pages Pagefind reads lose Pygments' ``<span class="...">`` tags first (a third of a code-
+heavy page, and text-neutral: Pagefind does not break words at inline elements; the
+bundle is byte for byte the same).
 
-Indexing costs Pagefind about 8 ms of CPU per post (it has no incremental mode), so the
-bundle is kept in the cache folder under a key made of what it indexes (each post page's
-path, language and ``<main>``): a build whose posts' content did not change (a stylesheet,
-a header template, a static file edited) reuses it.
+Pagefind has no incremental mode and costs about 4 ms of CPU per post, so a large site's
+posts are split by a hash of their path into shards of about ``search_shard_size`` posts:
+shard 0 is the bundle at ``pagefind/``, shard N one at ``pagefind/N/``, and
+``pagefind/shards.json`` lists the others for the search page, which merges them
+(Pagefind's ``mergeIndex``). Each shard is kept in the cache folder under a key made of
+what it indexes (each post page's path, language and ``<main>``), so an edit re-indexes
+one shard and a build whose posts' content did not change (a stylesheet, a header
+template) indexes none. Shards that must be made run side by side. The price is paid by
+readers: each shard brings its own copy of Pagefind's search engine (~70 KB, fetched once
+on the first search), which is why shards are a few hundred posts, not a few.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from raypress.config import Config
@@ -29,18 +44,31 @@ from raypress.paths import atomic_write
 from raypress.publish.site_writer import OutputFile, SiteFile
 
 BUNDLE = "pagefind"
+SHARD_LIST = "shards.json"  # the bundles the search page merges into the first one
 # Pagefind's own UIs: the theme's search page has a script of its own (assets/search.js)
 _UNUSED = ("pagefind-ui.", "pagefind-modular-ui.", "pagefind-component-ui.", "pagefind-highlight.")
+_SCRIPTS = (".js", ".css")  # only the first bundle's are loaded
 TIMEOUT_S = 300
 CACHE_NAME = "search-index.pickle"
 _MAIN = re.compile(rb"<main\b.*?</main>", re.DOTALL)
 _LANG = re.compile(rb"<html\b[^>]*>")
+_CLASS_SPAN = re.compile(rb'<span class="[^"<>]*">|</span>', re.IGNORECASE)
+_OTHER_SPAN = re.compile(rb'<span\b(?! class="[^"<>]*">)', re.IGNORECASE)
+_SCRATCH = "/dev/shm"  # a private folder is made in it
+
+
+@dataclass(frozen=True, slots=True)
+class _Shard:
+    """One bundle: where it goes under the output folder, and its pages."""
+
+    folder: str  # "pagefind/" or "pagefind/N/"
+    pages: tuple[SiteFile, ...]
 
 
 def search_index(
     files: list[SiteFile], post_pages: set[str], config: Config
 ) -> tuple[list[OutputFile], list[Problem]]:
-    """The Pagefind bundle for the post pages among ``files`` (``post_pages``: their paths
+    """The Pagefind bundles for the post pages among ``files`` (``post_pages``: their paths
     in the output folder; not their URLs, which may be percent-encoded)."""
     try:
         from pagefind_bin import get_executable
@@ -50,19 +78,49 @@ def search_index(
     if not indexed:  # nothing to search: the search page says so
         return [], []
     cache = config.cache_path / CACHE_NAME
-    stored_key, stored_bundle, known = _cached(cache)
+    stored, known = _cached(cache)
     searched = {page.path: _searched(page, known) for page in indexed}
     try:
         executable = get_executable()
     except OSError as exc:  # the package without its binary (a broken install)
         return [], [_problem(f"Pagefind's program is missing: {exc}")]
-    key = _key(searched, executable)
-    if stored_key == key:
-        return stored_bundle, []
-    bundle, problems = _run_pagefind(indexed, executable)
-    if not problems:
-        atomic_write(cache, pickle.dumps((key, bundle, searched)), durable=False)
-    return bundle, problems
+    shards = shard_pages(indexed, config.search_shard_size)
+    binary = _binary_key(executable)
+    keys = {s.folder: _key(binary, s, searched) for s in shards}
+    bundles = {
+        s.folder: stored[s.folder][1]
+        for s in shards
+        if s.folder in stored and stored[s.folder][0] == keys[s.folder]
+    }
+    missing = [s for s in shards if s.folder not in bundles]
+    problems: list[Problem] = []
+    if missing:
+        workers = max(1, min(len(missing), config.jobs or os.cpu_count() or 1, 4))
+        with ThreadPoolExecutor(workers) as pool:
+            for shard, (made, failed) in zip(
+                missing, pool.map(lambda s: _run_pagefind(s, executable), missing), strict=True
+            ):
+                bundles[shard.folder] = made
+                problems += failed
+        if problems:
+            return [], problems
+        kept = {s.folder: (keys[s.folder], bundles[s.folder]) for s in shards}
+        atomic_write(cache, pickle.dumps((kept, searched)), durable=False)
+    listing = json.dumps([s.folder.removeprefix(f"{BUNDLE}/") for s in shards[1:]])
+    index = [f for s in shards for f in bundles[s.folder]]
+    return [*index, OutputFile(f"{BUNDLE}/{SHARD_LIST}", listing.encode(), "search")], []
+
+
+def shard_pages(pages: list[SiteFile], shard_size: int) -> list[_Shard]:
+    """``pages`` in shards of about ``shard_size``, each page's shard chosen by a hash of
+    its path (adding a post changes one shard, until the number of shards grows)."""
+    count = max(1, math.ceil(len(pages) / shard_size))
+    members: list[list[SiteFile]] = [[] for _ in range(count)]
+    for page in pages:
+        digest = hashlib.sha256(page.path.encode()).digest()
+        members[int.from_bytes(digest[:8], "big") % count].append(page)
+    folders = [f"{BUNDLE}/"] + [f"{BUNDLE}/{n}/" for n in range(1, count)]
+    return [_Shard(f, tuple(m)) for f, m in zip(folders, members, strict=True) if m]
 
 
 Searched = tuple[str, str]  # (the page's inputs digest, the digest of what is searched)
@@ -84,60 +142,97 @@ def _searched(page: SiteFile, known: dict[str, Searched]) -> Searched:
     return page.inputs, digest.hexdigest()
 
 
-def _key(searched: dict[str, Searched], executable: Path) -> str:
-    """What the index is made of: the Pagefind binary (its path, size and modification
-    time: an upgrade replaces it), each page's path and what is searched of it."""
-    digest = hashlib.sha256()
+def _binary_key(executable: Path) -> str:
+    """The Pagefind binary: its path, size and modification time (an upgrade replaces it)."""
     try:
         stat = executable.stat()
-        digest.update(f"{executable}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     except OSError:
-        digest.update(b"unknown")
-    for path, (_, text) in sorted(searched.items()):
-        digest.update(f"{path}\0{text}\0".encode())
+        return "unknown"
+    return f"{executable}\0{stat.st_size}\0{stat.st_mtime_ns}"
+
+
+def _key(binary: str, shard: _Shard, searched: dict[str, Searched]) -> str:
+    """What a shard's bundle is made of: the binary, and each page's path and searched part."""
+    digest = hashlib.sha256(f"{binary}\0{shard.folder}\0".encode())
+    for page in shard.pages:
+        digest.update(f"{page.path}\0{searched[page.path][1]}\0".encode())
     return digest.hexdigest()
 
 
-def _cached(path: Path) -> tuple[str, list[OutputFile], dict[str, Searched]]:
-    """The last index: its key, its files and what was searched of each page."""
+def _cached(path: Path) -> tuple[dict[str, tuple[str, list[OutputFile]]], dict[str, Searched]]:
+    """The last index: each shard's key and files, and what was searched of each page."""
     try:
-        key, files, searched = pickle.loads(path.read_bytes())
+        shards, searched = pickle.loads(path.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
-        return "", [], {}
-    return key, files, searched
+        return {}, {}
+    if not isinstance(shards, dict) or not isinstance(searched, dict):
+        return {}, {}
+    return shards, searched
 
 
-def _run_pagefind(
-    pages: list[SiteFile], executable: Path
+def searchable(page: bytes) -> bytes:
+    """``page`` as Pagefind is given it: without Pygments' class-only ``<span>`` tags
+    (unless the page has another kind of span, whose end tags must stay paired)."""
+    if _OTHER_SPAN.search(page):
+        return page
+    return _CLASS_SPAN.sub(b"", page)
+
+
+def _scratch_root() -> str | None:
+    """A memory-backed folder for the pages Pagefind reads, where there is one."""
+    if os.path.isdir(_SCRATCH) and os.access(_SCRATCH, os.W_OK | os.X_OK):  # noqa: PTH112
+        return _SCRATCH
+    return None
+
+
+def _run_pagefind(shard: _Shard, executable: Path) -> tuple[list[OutputFile], list[Problem]]:
+    try:
+        folder = tempfile.mkdtemp(prefix="raypress-search-", dir=_scratch_root())
+    except OSError:
+        folder = tempfile.mkdtemp(prefix="raypress-search-")
+    try:
+        return _index_in(Path(folder), shard, executable)
+    except OSError as exc:  # a full scratch folder, ...
+        return [], [_problem(f"Pagefind's pages could not be written: {exc}")]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _index_in(
+    folder: Path, shard: _Shard, executable: Path
 ) -> tuple[list[OutputFile], list[Problem]]:
-    with tempfile.TemporaryDirectory(prefix="raypress-search-") as folder:
-        site, bundle = Path(folder, "site"), Path(folder, BUNDLE)
-        site.mkdir()
-        for item in pages:
-            target = site / item.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(item.data)
-        command = [str(executable), "--site", str(site), "--output-path", str(bundle)]
-        try:
-            done = subprocess.run(
-                [*command, "--silent"],
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-                check=False,
-                env={**os.environ, "NO_COLOR": "1"},
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return [], [_problem(f"Pagefind did not run: {exc}")]
-        if done.returncode != 0:
-            message = (done.stderr or done.stdout).strip().splitlines()
-            return [], [_problem(f"Pagefind failed: {message[-1] if message else done.returncode}")]
-        found = sorted(p for p in bundle.rglob("*") if p.is_file())
-        return [
-            OutputFile(f"{BUNDLE}/{p.relative_to(bundle).as_posix()}", p.read_bytes(), "search")
-            for p in found
-            if not p.name.startswith(_UNUSED)
-        ], []
+    site, bundle = folder / "site", folder / BUNDLE
+    made: set[str] = set()
+    for item in shard.pages:
+        target = f"{site}/{item.path}"
+        parent = os.path.dirname(target)  # noqa: PTH120
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)  # noqa: PTH103
+            made.add(parent)
+        with open(target, "wb") as handle:  # noqa: PTH123
+            handle.write(searchable(item.data))
+    command = [str(executable), "--site", str(site), "--output-path", str(bundle), "--silent"]
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [], [_problem(f"Pagefind did not run: {exc}")]
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip().splitlines()
+        return [], [_problem(f"Pagefind failed: {message[-1] if message else done.returncode}")]
+    first = shard.folder == f"{BUNDLE}/"
+    found = sorted(p for p in bundle.rglob("*") if p.is_file())
+    return [
+        OutputFile(shard.folder + p.relative_to(bundle).as_posix(), p.read_bytes(), "search")
+        for p in found
+        if not p.name.startswith(_UNUSED) and (first or not p.name.endswith(_SCRIPTS))
+    ], []
 
 
 def _problem(message: str) -> Problem:

@@ -8,10 +8,20 @@ const shown = 10;
 
 let pagefind = null;
 try {
-  pagefind = await import(form.dataset.bundle + "pagefind.js");
+  const bundle = form.dataset.bundle;
+  pagefind = await import(bundle + "pagefind.js");
   await pagefind.options({ baseUrl: form.dataset.baseurl });
+  // A large site's index comes in shards (bundles of a few hundred posts each): the build
+  // lists all but the first in shards.json, and Pagefind searches them as one.
+  const listed = await fetch(bundle + "shards.json")
+    .then((r) => (r.ok ? r.json() : []))
+    .catch(() => []);
+  for (const shard of listed) {
+    await pagefind.mergeIndex(bundle + shard, { baseUrl: form.dataset.baseurl });
+  }
   pagefind.init();
 } catch {
+  pagefind = null;
   status.textContent = "There is nothing to search yet: this site has no search index.";
 }
 
