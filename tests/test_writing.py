@@ -633,14 +633,16 @@ def test_search_index_in_shards_reindexes_only_the_edited_shard(project: Project
 def test_pagefind_reads_pages_without_pygments_spans() -> None:
     from raypress.publish.search_index import searchable
 
-    code = b'<pre><code><span class="k">def</span> <span class="nf">f</span>():</code></pre>'
-    assert searchable(code) == b"<pre><code>def f():</code></pre>"
+    block = b'<div class="highlight" data-lang="python"><pre><code>%s</code></pre></div>'
+    code = block % b'<span class="k">def</span> <span class="nf">f</span>():'
+    page = b'<p><span aria-hidden="true">#</span> <span class="k">x</span></p>' + code
+    assert searchable(page) == page.replace(code, block % b"def f():")  # code blocks only
     for kept in (  # another kind of span: its end tag must stay paired with it
         b'<span class="k">a</span><span data-pagefind-ignore>b</span>',
         b"<span>a</span>",
         b'<SPAN class="x" data-pagefind-meta="title">a</SPAN>',
     ):
-        assert searchable(kept) == kept
+        assert searchable(block % kept) == block % kept
 
 
 def test_search_can_be_switched_off(project: Project) -> None:

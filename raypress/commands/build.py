@@ -10,6 +10,7 @@ import hashlib
 import posixpath
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -229,18 +230,23 @@ def _build(
     to_run = [p for p in candidates if p.source in frozen.reasons]
     runs = [] if problems else plan_runs(to_run, bodies, config)
     saved: list[str] = []
+    # Records are written durably (fsync) by one thread of their own while the other
+    # posts run: in order, and all of them before anything reads snippets/ again.
+    saves: list[Future[str | None]] = []
 
     def finished(result: PostExecution) -> None:
-        warning = save_run(result, to_run, bodies, frozen, config, versions, saved)
-        if warning:
-            warnings.append(warning)
+        saves.append(
+            record_writer.submit(save_run, result, to_run, bodies, frozen, config, versions, saved)
+        )
         if log:
             reason = frozen.reasons.get(result.post)
             log(describe(result) + (f" ({reason})" if reason else ""))
 
-    execution = run_posts(
-        runs, config, progress=finished, log=log, executor=executor, events=events
-    )
+    with ThreadPoolExecutor(1, thread_name_prefix="records") as record_writer:
+        execution = run_posts(
+            runs, config, progress=finished, log=log, executor=executor, events=events
+        )
+    warnings += [w for w in (s.result() for s in saves) if w]
     for message in execution.messages:
         if log:
             log(message)

@@ -7,9 +7,9 @@ thousands of small files cost far less there than on a disk), Pagefind's command
 indexes them (its Python API was ~100x slower, one request per page), and its bundle comes
 back as output files under ``pagefind/``, so the site writer writes it with the rest of the
 site in one atomic swap. Only what a post's ``data-pagefind-body`` marks is indexed; the
-pages Pagefind reads lose Pygments' ``<span class="...">`` tags first (a third of a code-
-heavy page, and text-neutral: Pagefind does not break words at inline elements; the
-bundle is byte for byte the same).
+highlighted code blocks of the pages Pagefind reads lose Pygments' ``<span class="...">``
+tags first (a third of a code-heavy page, and text-neutral: Pagefind does not break words
+at inline elements; the bundle is byte for byte the same).
 
 Pagefind has no incremental mode and costs about 4 ms of CPU per post, so a large site's
 posts are split by a hash of their path into shards of about ``search_shard_size`` posts:
@@ -54,6 +54,9 @@ _MAIN = re.compile(rb"<main\b.*?</main>", re.DOTALL)
 _LANG = re.compile(rb"<html\b[^>]*>")
 _CLASS_SPAN = re.compile(rb'<span class="[^"<>]*">|</span>', re.IGNORECASE)
 _OTHER_SPAN = re.compile(rb'<span\b(?! class="[^"<>]*">)', re.IGNORECASE)
+_HIGHLIGHTED = re.compile(
+    rb'(<div class="highlight"[^>]*><pre><code>)(.*?)(</code></pre>)', re.DOTALL
+)
 _SCRATCH = "/dev/shm"  # a private folder is made in it
 
 
@@ -171,11 +174,17 @@ def _cached(path: Path) -> tuple[dict[str, tuple[str, list[OutputFile]]], dict[s
 
 
 def searchable(page: bytes) -> bytes:
-    """``page`` as Pagefind is given it: without Pygments' class-only ``<span>`` tags
-    (unless the page has another kind of span, whose end tags must stay paired)."""
-    if _OTHER_SPAN.search(page):
-        return page
-    return _CLASS_SPAN.sub(b"", page)
+    """``page`` as Pagefind is given it: its highlighted code blocks without Pygments'
+    class-only ``<span>`` tags (a block with another kind of span is left as it is: end
+    tags must stay paired with their start tags)."""
+    return _HIGHLIGHTED.sub(_without_spans, page)
+
+
+def _without_spans(block: re.Match[bytes]) -> bytes:
+    code = block[2]
+    if _OTHER_SPAN.search(code):
+        return block[0]
+    return block[1] + _CLASS_SPAN.sub(b"", code) + block[3]
 
 
 def _scratch_root() -> str | None:
