@@ -183,3 +183,41 @@ def test_a_prose_edit_does_not_load_pygments(project: Project):
     )
     assert result.stdout.split() == ["0", "[]"], result.stdout + result.stderr
     assert "Paragraph 2" in project.page("2025/03/02/post-02/")
+
+
+def test_a_previewed_page_is_the_page_the_build_then_writes(project: Project) -> None:
+    """``serve`` shows an edited post's page rendered from the last build's models, ahead
+    of the build: that page must be the one the build then writes, byte for byte; and it
+    must not be guessed at all where it cannot be right without a build."""
+    from datetime import datetime
+
+    from raypress.commands.build import RenderedSite, preview_post
+    from raypress.publish.render import Theme
+
+    for number in range(1, 6):
+        project.post(f"2025-03-{number:02d}-post-{number}.md", _post(number))
+    config = load_config(project.root, execute=False)
+    theme = Theme(config)
+    seen: list[RenderedSite] = []
+    assert build(config, theme=theme, rendered=seen.append).ok
+    models = seen[-1].models
+    path = project.root / "posts/2025-03-03-post-3.md"
+    path.write_text(_post(3).replace("Paragraph two", "Paragraph two, edited,"), "utf-8")
+    now = datetime.now(config.zone)
+    page = preview_post(path, models, config, theme, now)
+    assert page is not None and b"Paragraph two, edited, of post 3" in page.data
+    assert b'href="/2025/03/04/post-4/"' in page.data  # its neighbours, from the last build
+    assert build(config, theme=theme).ok
+    assert (project.site / page.path).read_bytes() == page.data
+
+    cannot = {  # each needs the build: a snippet to run, a new URL, a broken post
+        "snippet": _post(3).replace("print('hello')", "print('changed')"),
+        "permalink": _post(3, permalink="/moved/"),
+        "front matter": _post(3).replace("title:", "title: [unclosed"),
+    }
+    for why, text in cannot.items():
+        path.write_text(text, "utf-8")
+        assert preview_post(path, models, config, theme, now) is None, why
+    new = project.root / "posts/2025-03-09-post-9.md"
+    new.write_text(_post(9), "utf-8")
+    assert preview_post(new, models, config, theme, now) is None  # not in the last build

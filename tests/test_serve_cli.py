@@ -35,13 +35,18 @@ def test_saves_rebuild_and_bad_saves_are_survived(tmp_path: Path) -> None:
         stream = EventStream(server.port)
         seen = len(stream.events)
 
-        # a prose edit: that post's page changes, nothing runs, the pages may update in place
+        # a prose edit: that post's page changes, nothing runs, the pages may update in place;
+        # the page is previewed first (rendered alone from the last build's models), then
+        # the build makes the whole site and the pages are told again
         post.write_text(original.replace("Et voila!", "Et voila, edited live!"), "utf-8")
         event = stream.next_after(seen)
         assert event["soft"] is True
         assert "Et voila, edited live!" in server.get(SEED_URL)[1]
+        previewed = server.wait_for(r"previewed \d{4}/\d\d/\d\d/using-the-ray-library/index\.html")
         line = server.wait_for(rf"{SEED} changed: .* ran nothing")
-        assert "\n" not in line
+        assert "\n" not in line and server.out.index(previewed) < server.out.index(line)
+        assert stream.next_after(seen + 1)["soft"] is True  # the build's own
+        seen += 1
 
         # a bad save: the error on the console and in every page; the old site is served
         broken = original.replace('title: "Using the ray library"', 'title: "Using the ray')
@@ -54,9 +59,10 @@ def test_saves_rebuild_and_bad_saves_are_survived(tmp_path: Path) -> None:
         assert "Et voila, edited live!" in server.get(SEED_URL)[1]
         assert server.process.poll() is None
 
-        # the next good save recovers
+        # the next good save recovers (previewed: the last good build's models still hold)
         post.write_text(original, "utf-8")
-        stream.next_after(seen + 2)
+        stream.next_after(seen + 3)
+        seen += 1
         assert page_state(server.get("/")[1])["problems"] == []
         assert "Et voila, edited live!" not in server.get(SEED_URL)[1]
 

@@ -49,12 +49,14 @@ from raypress.publish.posts import Post, find_post_files, read_post
 from raypress.publish.render import (
     SITE_TEMPLATES,
     TIMINGS_URL,
+    PageJob,
     Theme,
     available_layouts,
+    render_jobs,
     render_pages,
     timings_id,
 )
-from raypress.publish.search_index import search_index
+from raypress.publish.search_index import IndexFailed, search_index
 from raypress.publish.site_writer import (
     OutputFile,
     PreviousSite,
@@ -114,6 +116,69 @@ class BuildReport:
         return 2 if self.infrastructure_problems else 0
 
 
+@dataclass(frozen=True, slots=True)
+class ModelsOfPages:
+    """What the post pages of a build were rendered from, by post file."""
+
+    bodies: dict[str, ParsedBody]
+    executions: dict[str, PostExecution]
+    views: dict[str, PostView]
+    unrecorded: dict[str, str]  # --no-exec: posts shown without outputs, and why
+    static_paths: frozenset[str]  # the copied files (relative_urls leaves links to them)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedSite:
+    """A build's site, rendered and not yet written: for ``serve``, which shows it from
+    memory and keeps its models to preview the next edit of a post (``preview_post``)."""
+
+    files: list[SiteFile]
+    static: list[StaticFile]
+    models: ModelsOfPages
+
+
+def preview_post(
+    path: Path, last: ModelsOfPages, config: Config, theme: Theme, now: datetime
+) -> OutputFile | None:
+    """The page of the post file at ``path`` after an edit, rendered from it and the last
+    build's models of the other posts (its neighbours, related posts and, when its
+    snippets did not change, its outputs), ahead of the build that follows it. None when
+    that cannot be right without a build: a post that is new, moved to another URL or
+    layout, unreadable or broken, or whose snippets changed (they must run)."""
+    source = display_path(path, config.root)
+    before = last.views.get(source)
+    old_body = last.bodies.get(source)
+    if before is None or old_body is None:
+        return None
+    try:
+        post = read_post(path, config, available_layouts(config))
+    except (SourceError, OSError):
+        return None
+    if post.url != before.url or post.draft != before.draft or post.is_future(now):
+        return None
+    try:
+        body = parse_body(post, markdown_settings(config))
+    except (RecursionError, MemoryError, ValueError, IndexError):
+        return None
+    if body.problems or _snippets_of(body) != _snippets_of(old_body):
+        return None
+    execution = last.executions.get(source)
+    executions = {source: execution} if execution is not None else {}
+    views, _ = post_views([post], {source: body}, executions, config, now, last.unrecorded)
+    view = views[0]
+    view.previous, view.next, view.related = before.previous, before.next, before.related
+    job = PageJob(f"{post.layout}.html", post.url, source, {"post": view})
+    pages, problems = render_jobs(theme, [job], "", None, 1, last.static_paths)
+    page = pages[0] if pages and not problems else None
+    return page if isinstance(page, OutputFile) else None
+
+
+def _snippets_of(body: ParsedBody) -> tuple[list[tuple], list[tuple]]:
+    """What runs of a body: its snippets and inline expressions, without their lines."""
+    snippets = [(s.language, s.source, s.options) for s in body.snippets]
+    return snippets, [(i.source, i.after_snippet) for i in body.inline]
+
+
 def markdown_settings(config: Config) -> MarkdownSettings:
     """The Markdown options taken from the configuration."""
     return MarkdownSettings(
@@ -132,7 +197,7 @@ def build(
     rerun: Rerun = False,
     executor: PostExecutor | None = None,
     theme: Theme | None = None,
-    rendered: Callable[[list[SiteFile], list[StaticFile]], None] | None = None,
+    rendered: Callable[[RenderedSite], None] | None = None,
     events: Callable[[ProgressEvent], None] | None = None,
 ) -> BuildReport:
     """Build the site described by ``config`` into its output folder.
@@ -144,7 +209,8 @@ def build(
     a set of ``posts/x.md``, runs them anyway); every finished run writes its record.
     For a long-lived caller (``serve``): ``executor`` runs the posts instead of a new
     engine, ``theme`` keeps compiled templates between builds, and ``rendered`` receives
-    the site's files once they are all rendered without problems, before they are written.
+    the site's files (and what they were made from) once they are all rendered without
+    problems, before they are written.
     ``events`` hears what runs as it runs (a live status on the console).
     """
     early: list[EarlyEngine] = []  # an engine started while the posts are parsed
@@ -162,7 +228,7 @@ def _build(
     rerun: Rerun,
     executor: PostExecutor | None,
     theme: Theme | None,
-    rendered: Callable[[list[SiteFile], list[StaticFile]], None] | None,
+    rendered: Callable[[RenderedSite], None] | None,
     events: Callable[[ProgressEvent], None] | None,
     early: list[EarlyEngine],
 ) -> BuildReport:
@@ -281,28 +347,31 @@ def _build(
         execution_problems=tuple(sorted(set(execution.problems), key=_problem_order)),
         infrastructure_problems=execution.infrastructure,
     )
-    cache.save()  # what parsed is worth keeping, whether or not this build can be written
     if problems or execution.unavailable:
+        cache.save()  # what parsed is worth keeping, whether or not this build can be written
         return _finish(report, started, stages)
     if rendered is not None:
-        rendered(files, static)
-    if config.search:  # after the pages are handed to serve: a preview does not wait for it
-        index, index_problems = search_index(files, {p.output_file for p in posts}, config)
-        if index_problems:
-            return _finish(
-                BuildReport(**{**_fields(report), "problems": tuple(index_problems)}),
-                started,
-                stages,
-            )
-        files += index
-        mark = timed("search", mark)
-    written = write_site(config, files, static, previous)
+        views_by_post = {v.source_path: v for v in views}
+        made = ModelsOfPages(bodies, executions, views_by_post, frozen.unrecorded, static_paths)
+        rendered(RenderedSite(files, static, made))
+    with ThreadPoolExecutor(1, thread_name_prefix="search") as indexer:
+        # Pagefind runs while the rest of the site is written (after the pages are handed to
+        # serve: a preview does not wait for it); the site is swapped in with its index.
+        post_pages = {p.output_file for p in posts}
+        index = indexer.submit(search_index, files, post_pages, config) if config.search else None
+        cache.save()
+        try:
+            written = write_site(config, files, static, previous, _index_files(index))
+        except IndexFailed as failed:
+            problems = {"problems": tuple(failed.problems)}
+            return _finish(BuildReport(**{**_fields(report), **problems}), started, stages)
     sources = [p.source for p in all_posts]  # every post file read cleanly: drafts too
     notes = tidy_snippets(config, posts, bodies, frozen, saved, sources)
     if not execution.problems and not execution.infrastructure:  # they must fail it again
         due = [p.date for p in all_posts if p.is_future(now) and not config.future]
         digest = stamp_digest(digest, frozen_digest(config, frozen.watched))
-        stamp = BuildStamp(digest, min(due, default=None), len(posts), len(files), frozen.watched)
+        pages = len(files) + (len(index.result()[0]) if index else 0)
+        stamp = BuildStamp(digest, min(due, default=None), len(posts), pages, frozen.watched)
         save_stamp(config, stamp)
     timed("write", mark)
     extra = {"write": written, "notes": tuple(notes), "warnings": tuple(warnings)}
@@ -509,6 +578,23 @@ def colliding_outputs(files: list[SiteFile], static: list[StaticFile]) -> list[P
 
 def _templates_used(posts: list[Post]) -> list[str]:
     return sorted({f"{p.layout}.html" for p in posts}) + list(SITE_TEMPLATES)
+
+
+def _index_files(
+    index: Future[tuple[list[OutputFile], list[Problem]]] | None,
+) -> Callable[[], list[OutputFile]] | None:
+    """What the site writer calls for the search index's files once the rest is written:
+    they are waited for then; problems stop the write (the previous site stays)."""
+    if index is None:
+        return None
+
+    def files() -> list[OutputFile]:
+        made, problems = index.result()
+        if problems:
+            raise IndexFailed(problems)
+        return made
+
+    return files
 
 
 def _fields(report: BuildReport) -> dict:

@@ -43,8 +43,8 @@ from raypress.terminal import printable
 from raypress.theme import THEME_PATH
 
 if TYPE_CHECKING:
+    from raypress.commands.build import ModelsOfPages, RenderedSite
     from raypress.publish.render import Theme
-    from raypress.publish.site_writer import SiteFile, StaticFile
 
 CONFIG_FILES = ("site.toml", "pyproject.toml")
 
@@ -116,6 +116,7 @@ class DevSite:
         self.early = False  # this build's pages were told to reload before it wrote
         self.soft = False  # only posts changed: pages may swap their body in place
         self.theme: Theme | None = None  # compiled templates, kept while the config holds
+        self.models: ModelsOfPages | None = None  # the last build's, to preview an edit
 
     @property
     def served(self) -> Served:
@@ -149,6 +150,8 @@ class DevSite:
             for path in changed:
                 if path.is_relative_to(self.config.posts_path) and path.suffix not in POST_SUFFIXES:
                     self.warm.forget(path)  # a data file or module that posts may read
+            if self.soft:
+                self._preview(changed, started)
             outcome = self._build()
         with self.run_lock:
             self.run_state = RunState()
@@ -183,21 +186,45 @@ class DevSite:
                 running.insert(0, Running("starting the Ray cluster", now - state.cluster_started))
         self.hub.set_running(tuple(running))
 
-    def _rendered(self, files: list[SiteFile], static: list[StaticFile]) -> None:
+    def _rendered(self, site: RenderedSite) -> None:
         """The build has rendered the new site (it writes the output folder next): serve
         it from memory now and, when nothing ran (a prose or template edit), reload the
         pages at once, with the problems they had. Kept pages are served from the output
         folder, which the write leaves as they are."""
         from raypress.publish.site_writer import KeptFile
 
+        files, static = site.files, site.static
         kept = [(f.path, f.source) for f in files if isinstance(f, KeptFile)]
         self.snapshot = Snapshot.of(
             ((f.path, f.data) for f in files if not isinstance(f, KeptFile)),
             [*((s.path, s.source) for s in static), *kept],
         )
+        self.models = site.models
         if not self.warm.last.ran:
             self.hub.publish((), self.page_problems, self.soft)
             self.early = True
+
+    def _preview(self, changed: list[Path], started: float) -> None:
+        """Show the edited posts' pages at once, rendered from the last build's models, and
+        reload the pages; the build that follows makes the whole site (and reloads them
+        again). Nothing is shown when a post's page cannot be previewed (a new post, a
+        snippet to run, ...): the build alone decides then."""
+        from raypress.commands.build import preview_post
+
+        if self.models is None or self.theme is None or self.snapshot is None:
+            return
+        now = datetime.now(self.config.zone)
+        pages = [preview_post(p, self.models, self.config, self.theme, now) for p in changed]
+        if not pages or any(page is None for page in pages):
+            return
+        new = {page.path: page.data for page in pages if page}
+        last = self.snapshot  # the pages were there already (same URLs): so are their folders
+        static = {path: source for path, source in last.static.items() if path not in new}
+        self.snapshot = Snapshot({**last.files, **new}, static, last.folders)
+        state = self.hub.state  # the problems shown stay until the build says otherwise
+        self.hub.publish(state.problems, state.page_problems, soft=True)
+        shown = ", ".join(page.path for page in pages if page)
+        self.console.line(f"previewed {shown} ({_seconds(time.perf_counter() - started)})")
 
     def _reload_config(self, changed: list[Path]) -> tuple[Problem, ...]:
         _, files = self.watched()

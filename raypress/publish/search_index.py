@@ -60,6 +60,14 @@ _HIGHLIGHTED = re.compile(
 _SCRATCH = "/dev/shm"  # a private folder is made in it
 
 
+class IndexFailed(Exception):
+    """The index could not be made: its problems (the site must not be written)."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
 @dataclass(frozen=True, slots=True)
 class _Shard:
     """One bundle: where it goes under the output folder, and its pages."""

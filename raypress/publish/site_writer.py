@@ -29,7 +29,7 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,9 +161,12 @@ def write_site(
     files: list[SiteFile],
     static: list[StaticFile],
     previous: PreviousSite | None = None,
+    later: Callable[[], list[OutputFile]] | None = None,
 ) -> WriteReport:
-    """Make the output folder hold exactly ``files`` and ``static``: in place when few
-    files change, else atomically as a whole (see the module's note)."""
+    """Make the output folder hold exactly ``files``, ``static`` and what ``later``
+    returns: in place when few files change, else atomically as a whole (see the module's
+    note). ``later`` (files still being made) is called once the others are written when
+    the whole site is written, else first; what it raises leaves the old site as it was."""
     output = config.output_path
     previous = previous or PreviousSite(config)
     wanted: dict[str, str] = {}
@@ -179,6 +182,14 @@ def write_site(
     old = previous.manifest
     changed = [p for p in wanted if p not in previous.intact or old[p].get("key") != wanted[p]]
     extra = [p for p in previous.on_disk if p not in wanted]
+    if later is not None:
+        in_place_possible = old and output.is_dir() and len(changed) <= len(wanted) // 4
+        if in_place_possible:  # deciding needs every file: wait for the late ones now
+            return write_site(config, [*later(), *files], static, previous)
+        # else the whole site is written whatever the late files are: they come last
+        sources = {s.path: s.source for s in static}
+        by_path = {f.path: f for f in files}
+        return _write_whole(config, wanted, inputs, by_path, sources, previous, later)
     if old and output.is_dir() and not changed and not extra:
         if any(old[p].get("inputs", "") != inputs.get(p, "") for p in wanted):
             _write_manifest(manifest_path, output, _records(old, wanted, inputs, {}))
@@ -261,8 +272,10 @@ def _write_whole(
     by_path: dict[str, SiteFile],
     sources: dict[str, Path],
     previous: PreviousSite,
+    later: Callable[[], list[OutputFile]] | None = None,
 ) -> WriteReport:
-    """Write every file into a new folder (unchanged ones hard-linked) and swap it in."""
+    """Write every file into a new folder (unchanged ones hard-linked), then ``later``'s,
+    and swap it in."""
     output = config.output_path
     old = previous.manifest
     _remove_stale_temporaries(output)
@@ -273,7 +286,7 @@ def _write_whole(
         stats: dict[str, list[int]] = {}
         made: set[str] = {""}
         top, current_top = str(staging), str(output)
-        for relative, key in wanted.items():  # plain strings: thousands of files
+        for relative, key in _wanted_then_later(wanted, inputs, by_path, later):
             folder = posixpath.dirname(relative)
             if folder not in made:
                 os.makedirs(f"{top}/{folder}", exist_ok=True)  # noqa: PTH103
@@ -301,6 +314,26 @@ def _write_whole(
     manifest_path = config.cache_path / MANIFEST_NAME
     _write_manifest(manifest_path, output, _records(old, wanted, inputs, stats))
     return WriteReport(written, linked, removed, changed=True)
+
+
+def _wanted_then_later(
+    wanted: dict[str, str],
+    inputs: dict[str, str],
+    by_path: dict[str, SiteFile],
+    later: Callable[[], list[OutputFile]] | None,
+) -> Iterator[tuple[str, str]]:
+    """``wanted``'s (path, key) pairs, then those of ``later``'s files, which are added to
+    ``wanted`` and ``by_path`` as they come (where a path comes twice, the first wins, as
+    when everything is written in place)."""
+    yield from list(wanted.items())
+    for file in later() if later is not None else []:
+        if file.path in wanted:
+            continue
+        wanted[file.path] = _digest(file.data)
+        by_path[file.path] = file
+        if file.inputs:
+            inputs[file.path] = file.inputs
+        yield file.path, wanted[file.path]
 
 
 def output_intact(config: Config) -> bool:
