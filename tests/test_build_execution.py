@@ -936,7 +936,7 @@ def test_the_engine_starts_early_only_for_posts_that_will_run(
     engine while the posts are parsed; no other (an inline expression alone runs nothing)."""
     from raypress.commands.build import available_layouts
     from raypress.config import load_config
-    from raypress.freeze.early_engine import will_run
+    from raypress.freeze.early_engine import modules_to_warm, will_run
     from raypress.freeze.run_plan import execution_settings
     from raypress.publish.posts import read_post
 
@@ -955,6 +955,13 @@ def test_the_engine_starts_early_only_for_posts_that_will_run(
         return [Path(p.source).stem[11:] for p in will_run(posts, config, settings, rerun)]
 
     assert names() == ["code", "tilde"]
+    assert modules_to_warm(posts) == []
+    project.post("2025-01-07-np.md", post("NP", "2025-01-07", fence("import numpy as np\n1")))
+    project.post("2025-01-08-mpl.md", "---\ntitle: M\n---\n\n> from matplotlib import x\n")
+    project.post("2025-01-09-prose.md", "---\ntitle: P\n---\n\nWe never import numpy here.\n")
+    more = [read_post(project.root / "posts" / n, config, layouts) for n in (
+        "2025-01-07-np.md", "2025-01-08-mpl.md", "2025-01-09-prose.md")]  # fmt: skip
+    assert modules_to_warm(more) == ["matplotlib", "numpy"]  # warmed while parsing
     assert project.build("--quiet", execute=True).code == 0  # records now exist
     assert names() == []  # a rebuild starts no engine before it knows it needs one
     assert names(frozenset({"posts/2025-01-01-code.md"})) == ["code"]

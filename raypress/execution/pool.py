@@ -517,10 +517,17 @@ class Executor:
 
     def _warm_for(self, runs: Sequence[PostRun]) -> None:
         """Warm what ``runs`` import that the fork server has not imported yet (it may have
-        started before the posts were parsed: ``freeze.early_engine``). It answers in
-        order, so every session it forks after this has them."""
+        started before the posts were parsed: ``freeze.early_engine``)."""
+        self.warm(self._warm_modules(runs))
+
+    def warm(self, modules: Sequence[str]) -> None:
+        """Have the fork server import those of ``modules`` (names of WARMABLE) it has not
+        imported yet. It answers in order, so every session it forks after this has them."""
+        modules = [m for m in modules if m in WARMABLE]
+        if "matplotlib" in modules:
+            modules.append("matplotlib.pyplot")
         with self.lock:
-            missing = [m for m in self._warm_modules(runs) if m not in self.warmed]
+            missing = sorted({m for m in modules if m not in self.warmed and m != "ray"})
             self.warmed.update(missing)
         if missing:
             self.server.warm(missing)
