@@ -33,6 +33,7 @@ from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import (
     NOT_RUN,
+    ExecutionSettings,
     InlineExpression,
     InlineResult,
     PostExecution,
@@ -44,6 +45,7 @@ from raypress.execution.model import (
     format_duration,
 )
 from raypress.execution.ray_logs import SYSTEM_NOTE
+from raypress.freeze.early_engine import EarlyEngine, will_run
 from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
 from raypress.freeze.normalise import normalise, same
 from raypress.freeze.plan import relocated, save_record, should_save
@@ -163,6 +165,21 @@ def check(
 ) -> CheckReport:
     """Run every selected post afresh and compare it with its record; ``events`` hears
     what runs as it runs (a live status)."""
+    early: list[EarlyEngine] = []  # started while the posts are parsed, as build does
+    try:
+        return _check(config, options, log, events, early)
+    finally:
+        for engine in early:
+            engine.close()
+
+
+def _check(
+    config: Config,
+    options: CheckOptions,
+    log: Callable[[str], None] | None,
+    events: Callable[[ProgressEvent], None] | None,
+    early: list[EarlyEngine],
+) -> CheckReport:
     started = time.perf_counter()
     config = dataclasses.replace(config, execute=True)
     cache = BuildCache(config.cache_path)
@@ -179,6 +196,9 @@ def check(
             for name in sorted(options.posts - known)
         ]
         posts = [p for p in posts if p.source in options.posts]
+    settings = execution_settings(config, log, events, options.require_isolation)
+    if not problems and (will := will_run(posts, config, settings, rerun=True)):
+        early.append(EarlyEngine(settings, will, config.root))
     bodies, parse_problems, _ = parse_bodies(
         posts, markdown_settings(config), cache, config.jobs, config.render_timeout
     )
@@ -197,7 +217,7 @@ def check(
     runs = plan_runs(candidates, bodies, config)
     all_runs = runs + runs if options.twice else runs
     results, machinery, unreachable = _execute(
-        all_runs, config, log, options.require_isolation, events
+        all_runs, settings, log, events, early[0] if early else None
     )
     if unreachable:  # the cluster could not be used: nothing ran (exit status 2)
         seconds = time.perf_counter() - started
@@ -510,12 +530,12 @@ def _record(config: Config, post: Post) -> tuple[Record | None, str | None]:
 
 def _execute(
     runs: list[PostRun],
-    config: Config,
+    settings: ExecutionSettings,
     log: Callable[[str], None] | None,
-    isolated: bool,
     events: Callable[[ProgressEvent], None] | None = None,
+    executor: EarlyEngine | None = None,
 ) -> tuple[list[PostExecution], list[Problem], list[Problem]]:
     if events is not None and runs:
         events(ProgressEvent("posts-queued", count=len(runs)))
     progress = (lambda r: log(describe(r))) if log else None
-    return execute_runs(runs, execution_settings(config, log, events, isolated), progress)
+    return execute_runs(runs, settings, progress, executor)
