@@ -46,6 +46,21 @@ def test_same_tokens_as_pygments(language: str, monkeypatch: pytest.MonkeyPatch)
         assert len(fast_lexing._combined_states(type(lexer))) > 0
 
 
+def test_prepared_ahead_the_fast_path_gives_the_same_tokens_at_once() -> None:
+    """``prepare`` (before the parse workers fork) sets the fast path up and switches it
+    on: the first text a worker lexes takes it, with Pygments' own tokens."""
+    from raypress.publish.highlight import lexer_for
+
+    fast_lexing.prepare("python")
+    lexer = lexer_for("python")
+    states = fast_lexing._combined_states(type(lexer))
+    assert states.seen > fast_lexing.WARM_UP and states.get("root")  # root state is built
+    compiled = len(states["root"])
+    for text in _texts():
+        assert list(tokens_of(lexer, text)) == list(lexer.get_tokens(text)), text[:60]
+    assert len(states["root"]) >= compiled > 5  # the sample built the common alternations
+
+
 def test_the_common_languages_take_the_fast_path() -> None:
     for language in ("python", "bash", "javascript", "rust"):
         assert _is_plain_regex_lexer(get_lexer_by_name(language))

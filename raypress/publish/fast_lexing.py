@@ -67,6 +67,43 @@ def tokens_of(lexer: Lexer, text: str) -> Iterator[tuple[Any, str]]:
     yield from stream
 
 
+# Python as blog posts show it: the common states and characters of Pygments' lexer
+_PYTHON_SAMPLE = '''import numpy as np
+from collections import defaultdict  # a comment
+
+@decorator(key="value")
+class Model(Base):
+    """Docstring with {braces}."""
+
+    def method(self, a: int, *args, b=2.5e-3, **kw) -> list[str]:
+        x = [i ** 2 for i in range(10) if i % 2 == 0 and not a]
+        y = {"k": (1, 2), 'q': None, f"f{x!r:>10}": b'bytes'}
+        try:
+            return await self.call(x, y) or lambda z: z | 0x1F
+        except (ValueError, KeyError) as exc:
+            raise RuntimeError(f"failed: {exc}") from exc
+        finally:
+            print(r"raw\n", end="")
+    >>> 1 + 1
+    2
+'''
+
+
+def prepare(language: str) -> None:
+    """Set the fast path up for ``language`` now, in this process (a process about to
+    fork workers that will lex a lot: they inherit it instead of each warming up)."""
+    from raypress.publish.highlight import lexer_for
+
+    lexer = lexer_for(language)
+    if not _is_plain_regex_lexer(lexer):
+        return
+    states = _combined_states(type(lexer))
+    states.seen = max(states.seen, WARM_UP + 1)
+    if language in ("python", "py", "python3"):
+        for _ in _unprocessed(lexer, states, lexer._preprocess_lexer_input(_PYTHON_SAMPLE)):
+            pass
+
+
 def _is_plain_regex_lexer(lexer: Lexer) -> bool:
     method = type(lexer).get_tokens_unprocessed
     return isinstance(lexer, RegexLexer) and method is RegexLexer.get_tokens_unprocessed

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 Fence = tuple[str, str]  # (language, code)
 
 
+def lexer_for(language: str) -> Lexer:
+    """Pygments' lexer for a fence's language (the text lexer when it knows none)."""
+    return _lexer(language.lower())
+
+
 @lru_cache(maxsize=64)
 def _lexer(language: str) -> Lexer:
     from pygments.lexers import get_lexer_by_name
