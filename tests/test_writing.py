@@ -630,6 +630,32 @@ def test_search_index_in_shards_reindexes_only_the_edited_shard(project: Project
     assert entry["languages"]["en"]["page_count"] == len(WORDS)
 
 
+@pytest.mark.parametrize("edited", ["one post", "every post"])
+def test_a_failing_search_index_leaves_the_previous_site(
+    project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, edited: str
+) -> None:
+    """Pagefind runs while the rest of the site is written; when it fails, nothing of that
+    build reaches the output folder (an update in place waits for it; a whole write is
+    thrown away before the swap)."""
+    for day, word in enumerate(WORDS, start=1):
+        project.post(f"2025-01-0{day}-{word}.md", post_text(f"{word}.\n", title=word.title()))
+    project.build_ok()
+    before = project.tree()
+    failing = tmp_path / "pagefind"
+    failing.write_text("#!/bin/sh\necho 'Error: the disk is on fire' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    import pagefind_bin
+
+    monkeypatch.setattr(pagefind_bin, "get_executable", lambda: failing)
+    for day, word in enumerate(WORDS[:1] if edited == "one post" else WORDS, start=1):
+        text = post_text(f"{word}, edited.\n", title=word.title())
+        project.post(f"2025-01-0{day}-{word}.md", text)
+    result = project.build()
+    assert result.code == 1 and "Pagefind failed: Error: the disk is on fire" in result.err
+    assert project.tree() == before
+    assert [p.name for p in project.root.iterdir() if p.name.startswith("_site")] == ["_site"]
+
+
 def test_pagefind_reads_pages_without_pygments_spans() -> None:
     from raypress.publish.search_index import searchable
 
