@@ -656,6 +656,23 @@ def test_a_failing_search_index_leaves_the_previous_site(
     assert [p.name for p in project.root.iterdir() if p.name.startswith("_site")] == ["_site"]
 
 
+def test_what_is_searched_of_a_page_is_its_first_main_element() -> None:
+    from raypress.publish.search_index import _main_of
+
+    expected = re.compile(rb"<main\b.*?</main>", re.DOTALL)  # what it means, slowly
+    for page in (
+        b"",
+        b"<main>x</main>",
+        b"a<mainx>b</main><main id=1>c</main>",
+        b"<main",
+        b"<main_a>q</main><main>r</main>",
+        b"<MAIN>x</MAIN>",
+        b"<main>\n</main></main>",
+    ):
+        found = expected.search(page)
+        assert _main_of(page) == (found[0] if found else None), page
+
+
 def test_pagefind_reads_pages_without_pygments_spans() -> None:
     from raypress.publish.search_index import searchable
 

@@ -50,13 +50,10 @@ _UNUSED = ("pagefind-ui.", "pagefind-modular-ui.", "pagefind-component-ui.", "pa
 _SCRIPTS = (".js", ".css")  # only the first bundle's are loaded
 TIMEOUT_S = 300
 CACHE_NAME = "search-index.pickle"
-_MAIN = re.compile(rb"<main\b.*?</main>", re.DOTALL)
 _LANG = re.compile(rb"<html\b[^>]*>")
-_CLASS_SPAN = re.compile(rb'<span class="[^"<>]*">|</span>', re.IGNORECASE)
-_OTHER_SPAN = re.compile(rb'<span\b(?! class="[^"<>]*">)', re.IGNORECASE)
-_HIGHLIGHTED = re.compile(
-    rb'(<div class="highlight"[^>]*><pre><code>)(.*?)(</code></pre>)', re.DOTALL
-)
+_CLASS_SPAN = re.compile(rb'<span class="[^"<>]*">')  # Pygments' (closed by </span>)
+# any other start or end tag of a span, in any case: the code block is then left alone
+_OTHER_SPAN = re.compile(rb'<(?!(?-i:span class="[^"<>]*">|/span>))/?span\b', re.IGNORECASE)
 _SCRATCH = "/dev/shm"  # a private folder is made in it
 
 
@@ -145,12 +142,24 @@ def _searched(page: SiteFile, known: dict[str, Searched]) -> Searched:
     if page.inputs and last is not None and last[0] == page.inputs:
         return last
     data = page.data
-    main = _MAIN.search(data)
+    main = _main_of(data)
     lang = _LANG.search(data)
     digest = hashlib.sha256()
-    for part in (lang[0] if lang else b"", main[0] if main else data):
+    for part in (lang[0] if lang else b"", data if main is None else main):
         digest.update(len(part).to_bytes(8, "big") + part)
     return page.inputs, digest.hexdigest()
+
+
+def _main_of(page: bytes) -> bytes | None:
+    """The page's first ``<main ...>...</main>`` (``bytes.find``: a lazy regex over every
+    page cost 0.4 s for 1,000 pages)."""
+    start = page.find(b"<main")
+    while start >= 0 and (
+        page[start + 5 : start + 6].isalnum() or page[start + 5 : start + 6] == b"_"
+    ):
+        start = page.find(b"<main", start + 5)  # <mainframe>, <main_x>: not the element
+    end = page.find(b"</main>", start) if start >= 0 else -1
+    return page[start : end + len(b"</main>")] if end >= 0 else None
 
 
 def _binary_key(executable: Path) -> str:
@@ -184,15 +193,23 @@ def _cached(path: Path) -> tuple[dict[str, tuple[str, list[OutputFile]]], dict[s
 def searchable(page: bytes) -> bytes:
     """``page`` as Pagefind is given it: its highlighted code blocks without Pygments'
     class-only ``<span>`` tags (a block with another kind of span is left as it is: end
-    tags must stay paired with their start tags)."""
-    return _HIGHLIGHTED.sub(_without_spans, page)
-
-
-def _without_spans(block: re.Match[bytes]) -> bytes:
-    code = block[2]
-    if _OTHER_SPAN.search(code):
-        return block[0]
-    return block[1] + _CLASS_SPAN.sub(b"", code) + block[3]
+    tags must stay paired with their start tags). Found with ``bytes.find``: a regex with
+    a lazy ``.*?`` over each block took 1.6 s for 1,000 pages, this 0.2."""
+    parts: list[bytes] = []
+    done = 0
+    while (start := page.find(b'<div class="highlight"', done)) >= 0:
+        body = page.find(b"<pre><code>", start)
+        end = page.find(b"</code></pre>", body)
+        if body < 0 or end < 0:
+            break
+        body += len(b"<pre><code>")
+        code = page[body:end]
+        if _OTHER_SPAN.search(code) is None:
+            code = _CLASS_SPAN.sub(b"", code).replace(b"</span>", b"")
+        parts += (page[done:body], code)
+        done = end
+    parts.append(page[done:])
+    return b"".join(parts)
 
 
 def _scratch_root() -> str | None:
