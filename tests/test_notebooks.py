@@ -156,3 +156,33 @@ def test_cell_lines_follow_the_json_text() -> None:
     for cell, line in zip(_notebook().cells, cell_lines(text), strict=True):
         first = cell.source.split("\n")[0]
         assert first.replace("'", "\\'")[:10] in lines[line - 1] or first[:10] in lines[line - 1]
+
+
+def test_notebook_json_is_json_dumps_text_for_any_json_value() -> None:
+    """The notebook writer's own encoder writes what ``json.dumps(indent=1,
+    sort_keys=True, separators=(",", ": "), ensure_ascii=False)`` writes (nbformat's
+    layout), for every JSON value: NaN, infinities, -0.0, control and non-BMP characters."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from raypress.publish.notebook_output import _encode
+
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(values)
+    def same(value: object) -> None:
+        parts: list[str] = []
+        _encode(value, "\n", parts)
+        expected = json.dumps(
+            value, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False
+        )
+        assert "".join(parts) == expected
+
+    same()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from raypress.execution.model import (
@@ -101,9 +103,65 @@ def notebook_json(notebook: dict[str, Any]) -> str:
                     else value
                     for mime, value in output["data"].items()
                 }
-    return json.dumps(
-        notebook, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False
-    )
+    parts: list[str] = []
+    try:
+        _encode(notebook, "\n", parts)
+    except TypeError:  # a value nbformat's JSON would not hold either: json says what
+        return json.dumps(
+            notebook, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False
+        )
+    return "".join(parts)
+
+
+def _encode(value: Any, newline: str, parts: list[str]) -> None:
+    """``json.dumps(value, indent=1, sort_keys=True, separators=(",", ": "),
+    ensure_ascii=False)``, appended to ``parts``: the same text, twice as fast (json's
+    indenting encoder is its pure-Python one; a cold 1,000-post build writes a notebook
+    per post). Anything but JSON's own types raises TypeError."""
+    if isinstance(value, str):
+        parts.append(encode_basestring(value))
+    elif value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        parts.append(int.__repr__(value))
+    elif isinstance(value, float):
+        parts.append(_float(value))
+    elif isinstance(value, list | tuple):
+        if not value:
+            parts.append("[]")
+            return
+        inner = newline + " "
+        parts.append("[")
+        for number, item in enumerate(value):
+            parts.append("," + inner if number else inner)
+            _encode(item, inner, parts)
+        parts.append(newline + "]")
+    elif isinstance(value, dict):
+        if not value:
+            parts.append("{}")
+            return
+        inner = newline + " "
+        parts.append("{")
+        for number, (key, item) in enumerate(sorted(value.items())):
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r}")
+            parts.append(("," + inner if number else inner) + encode_basestring(key) + ": ")
+            _encode(item, inner, parts)
+        parts.append(newline + "}")
+    else:
+        raise TypeError(type(value).__name__)
+
+
+def _float(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
 
 
 _SPLIT_MIMES = frozenset({"application/javascript", "image/svg+xml"})  # as nbformat splits
