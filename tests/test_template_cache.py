@@ -98,7 +98,8 @@ def poison(project: Project) -> Path:
 def site_templates(project: Project) -> set[str]:
     """The site's own templates (the repository's overrides, copied into each project)."""
     folder = project.root / "templates"
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    return {n for n in found if n.endswith((".html", ".xml", ".txt"))}
 
 
 def test_a_cold_build_reuses_the_theme_an_earlier_build_compiled(
