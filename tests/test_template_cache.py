@@ -274,3 +274,14 @@ def test_a_new_url_or_baseurl_reaches_links_of_constant_paths(site: Project) -> 
     site.build_ok()  # the project's cache and _site kept, as in everyday use
     assert 'href="/blog/assets/favicon.svg"' in site.page("")
     assert "<icon>https://moved.example.com/blog/assets/favicon.svg</icon>" in site.page("feed.xml")
+
+
+def test_the_pygments_stylesheet_is_kept_per_user(site: Project, cache_home: Path) -> None:
+    first = cold_build(site)
+    (kept,) = (cache_home / "raypress" / "pygments").glob("*.css")
+    assert kept.read_bytes() == first["assets/pygments.css"]
+    assert kept.stat().st_mode & 0o777 == 0o600
+    kept.write_text("/* from the cache */\n", encoding="utf-8")
+    assert cold_build(site)["assets/pygments.css"] == b"/* from the cache */\n"
+    kept.chmod(0o666)  # writable by others: not read, made again
+    assert cold_build(site) == first

@@ -6,10 +6,16 @@ last build (:class:`Highlighter`) does not load it at all.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from raypress import __version__
+from raypress.publish.user_cache import read_private, user_folder, write_private
 
 if TYPE_CHECKING:
     from pygments.lexer import Lexer
@@ -73,7 +79,36 @@ def pygments_version() -> str:
 
 
 def stylesheet(light_style: str, dark_style: str) -> str:
-    """CSS for highlighted code, light by default and dark under prefers-color-scheme."""
+    """CSS for highlighted code, light by default and dark under prefers-color-scheme;
+    kept per user (:mod:`raypress.publish.user_cache`) for Pygments' own styles, whose
+    CSS only a new Pygments changes: a build then does not import its formatters."""
+    path = _stylesheet_file(light_style, dark_style)
+    kept = read_private(path) if path else None
+    if kept is not None:
+        with contextlib.suppress(UnicodeDecodeError):
+            return kept.decode("utf-8")
+    css = _stylesheet(light_style, dark_style)
+    if path:
+        write_private(path, css.encode("utf-8"))
+    return css
+
+
+def _stylesheet_file(light_style: str, dark_style: str) -> Path | None:
+    """Where the CSS of two of Pygments' own styles is kept (a plugin's style may change
+    without a new Pygments: not kept)."""
+    from pygments.styles._mapping import STYLES
+
+    own = {name for _, name, _ in STYLES.values()}
+    if light_style not in own or dark_style not in own:
+        return None
+    folder = user_folder("pygments")
+    if folder is None:
+        return None
+    key = repr((__version__, pygments_version(), light_style, dark_style))
+    return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.css"
+
+
+def _stylesheet(light_style: str, dark_style: str) -> str:
     from pygments.formatters import HtmlFormatter
 
     light = HtmlFormatter(style=light_style).get_style_defs(".highlight")

@@ -1,10 +1,10 @@
-"""Compiled templates kept between builds: the built-in theme's per user, like Python's
-``__pycache__``, so that even a cold build (no ``.raypress-cache``) does not compile them.
+"""Compiled templates kept between builds: the built-in theme's per user (see
+:mod:`raypress.publish.user_cache`), so that even a cold build does not compile them.
 
 Compiling the theme's templates was most of a one-post build after the imports (about
-170 ms). The theme's compiled code is kept in ``$XDG_CACHE_HOME/raypress/jinja-<key>/``
-(``~/.cache/…`` when unset), the site's own templates' in the project's
-``.raypress-cache/jinja-<key>/`` (so the per-user folder holds one theme per ``key``).
+170 ms). The theme's compiled code is kept in ``<user cache>/jinja-<key>/``, the site's own
+templates' in the project's ``.raypress-cache/jinja-<key>/`` (so the per-user folder holds
+one theme per ``key``), the theme's there too where the per-user folder cannot be used.
 ``key`` digests raypress's, Jinja's and Python's versions and the Environment's settings
 that the generated code depends on: delimiters, whitespace rules, autoescape, the filters
 and tests and what each is passed. A file is found by the template's name and path and
@@ -12,22 +12,16 @@ holds a checksum of its source: a template edited since is compiled again (Jinja
 ``Bucket``). Jinja folds filters of constants into the code it generates, so a filter
 whose result depends on the site must stop that (see ``render._site_filter``).
 
-Threat model: the templates are trusted, but a cache file is unpickled and executed, so
-nobody else may be able to write one. A folder is made 0700 and used only if it is a
-real folder owned by this user and writable by nobody else; each file is opened without
-following links and read only if it is a regular file owned by this user and writable by
-nobody else. Anything else, or any error reading or writing (a corrupt file, a read-only
-home, a full disk), means the template is simply compiled: the cache never fails a build.
+A file is unpickled and executed: it is read only under the rules of ``user_cache``
+(this user's, writable by nobody else, no links), and a file that is not whole (pickle and
+marshal raise many kinds of errors) or holds no code is ignored: the template is compiled.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import stat
 import sys
-import tempfile
 from pathlib import Path
 from types import CodeType
 
@@ -35,6 +29,7 @@ import jinja2
 from jinja2.bccache import Bucket
 
 from raypress import __version__
+from raypress.publish.user_cache import private_folder, read_private, user_folder, write_private
 
 CODE_SETTINGS = (  # Environment attributes that the compiled code depends on
     "block_start_string",
@@ -54,19 +49,6 @@ CODE_SETTINGS = (  # Environment attributes that the compiled code depends on
     "finalize",
     "is_async",
 )
-
-
-def user_cache_root() -> Path | None:
-    """``$XDG_CACHE_HOME/raypress`` (an absolute path only, as the XDG spec says), else
-    ``~/.cache/raypress``; None where there is no home."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if base and Path(base).is_absolute():
-        return Path(base) / "raypress"
-    try:
-        home = Path.home()
-    except (RuntimeError, KeyError):
-        return None
-    return home / ".cache" / "raypress" if home.is_absolute() else None
 
 
 def code_key(env: jinja2.Environment) -> str:
@@ -92,23 +74,6 @@ def _setting(value: object) -> str:
     return repr(value)
 
 
-def private_folder(path: Path) -> Path | None:
-    """``path``, made if missing (mode 0700), when it is a folder of this user that no one
-    else can write to; else None."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=0o700)
-        info = path.lstat()
-    except OSError:
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        return None
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return None
-    return path
-
-
 class TemplateCache(jinja2.BytecodeCache):
     """Jinja's compiled templates in private folders: the built-in theme's in ``theme``
     (per user), the site's own in ``site`` (the project's); None: not cached."""
@@ -127,40 +92,20 @@ class TemplateCache(jinja2.BytecodeCache):
 
     def load_bytecode(self, bucket: Bucket) -> None:
         path = self._file(bucket)
+        data = read_private(path) if path else None
+        if data is None:
+            return  # not cached yet (or not to be trusted): compiled
         try:
-            fd = os.open(path or "", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            return  # not cached yet (or not readable): compiled
-        try:
-            with os.fdopen(fd, "rb") as f:
-                info = os.fstat(f.fileno())
-                if (
-                    stat.S_ISREG(info.st_mode)
-                    and info.st_uid == os.geteuid()
-                    and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-                ):
-                    bucket.load_bytecode(f)
-        except Exception:  # a corrupt file: pickle and marshal raise many kinds of errors
+            bucket.bytecode_from_string(data)
+        except Exception:  # not whole: pickle and marshal raise many kinds of errors
             bucket.reset()
         if not isinstance(bucket.code, CodeType):
             bucket.reset()
 
     def dump_bytecode(self, bucket: Bucket) -> None:
-        target = self._file(bucket)
-        if target is None:
-            return
-        try:
-            fd, name = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
-        except OSError:
-            return
-        temporary = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                bucket.write_bytecode(f)
-            temporary.replace(target)  # whole or not at all, for builds running at once
-        except Exception:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+        path = self._file(bucket)
+        if path is not None:
+            write_private(path, bucket.bytecode_to_string())
 
 
 def template_cache(
@@ -170,8 +115,7 @@ def template_cache(
     per-user folder, the site's own in the project's ``.raypress-cache``, the theme's there
     too where the per-user folder cannot be used; None where neither can."""
     key = code_key(env)
-    root = user_cache_root()
-    user = private_folder(root / f"jinja-{key}") if root else None
+    user = user_folder(f"jinja-{key}")
     project = private_folder(project_cache / f"jinja-{key}")
     if user is None and project is None:
         return None
