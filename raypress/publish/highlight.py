@@ -11,7 +11,6 @@ import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
 from html import escape
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raypress import __version__
@@ -82,30 +81,25 @@ def stylesheet(light_style: str, dark_style: str) -> str:
     """CSS for highlighted code, light by default and dark under prefers-color-scheme;
     kept per user (:mod:`raypress.publish.user_cache`) for Pygments' own styles, whose
     CSS only a new Pygments changes: a build then does not import its formatters."""
-    path = _stylesheet_file(light_style, dark_style)
+    folder = user_folder("pygments")
+    key = repr((__version__, pygments_version(), light_style, dark_style))
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.css" if folder else None
     kept = read_private(path) if path else None
     if kept is not None:
         with contextlib.suppress(UnicodeDecodeError):
             return kept.decode("utf-8")
     css = _stylesheet(light_style, dark_style)
-    if path:
+    if path and _pygments_own(light_style) and _pygments_own(dark_style):
         write_private(path, css.encode("utf-8"))
     return css
 
 
-def _stylesheet_file(light_style: str, dark_style: str) -> Path | None:
-    """Where the CSS of two of Pygments' own styles is kept (a plugin's style may change
-    without a new Pygments: not kept)."""
+def _pygments_own(style: str) -> bool:
+    """Whether ``style`` is one of Pygments' own (it then wins over a plugin's of that
+    name), whose CSS the version of Pygments decides; a plugin's style may change alone."""
     from pygments.styles._mapping import STYLES
 
-    own = {name for _, name, _ in STYLES.values()}
-    if light_style not in own or dark_style not in own:
-        return None
-    folder = user_folder("pygments")
-    if folder is None:
-        return None
-    key = repr((__version__, pygments_version(), light_style, dark_style))
-    return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.css"
+    return any(name == style for _, name, _ in STYLES.values())
 
 
 def _stylesheet(light_style: str, dark_style: str) -> str:
