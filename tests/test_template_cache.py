@@ -1,6 +1,7 @@
-"""The per-user cache of compiled templates (raypress/publish/template_cache.py): a cold
-build reuses what an earlier build compiled, an edited template is compiled again, and a
-cache file that is corrupt, or that someone else could have written, is never used."""
+"""The per-user caches (publish/template_cache.py, publish/user_cache.py): a cold build
+reuses the templates an earlier build compiled and its Pygments stylesheet, an edited
+template is compiled again, and a cache file that is corrupt, or that someone else could
+have written, is never used."""
 
 from __future__ import annotations
 
