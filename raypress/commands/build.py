@@ -321,7 +321,7 @@ def _build(
 
     previous = PreviousSite(config)  # pages whose inputs did not change are kept from it
     views, extra_files = post_views(posts, bodies, executions, config, now, frozen.unrecorded)
-    static, static_problems = collect_static(config)
+    static, static_problems = collect_static(config, any(v.has_diagrams for v in views))
     problems += static_problems
     static = _needed_static(static, views) + beside_posts
     static_paths = frozenset(s.path for s in static)

@@ -6,10 +6,15 @@ last build (:class:`Highlighter`) does not load it at all.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
 from html import escape
 from typing import TYPE_CHECKING, Any
+
+from raypress import __version__
+from raypress.publish.user_cache import read_private, user_folder, write_private
 
 if TYPE_CHECKING:
     from pygments.lexer import Lexer
@@ -78,7 +83,31 @@ def pygments_version() -> str:
 
 
 def stylesheet(light_style: str, dark_style: str) -> str:
-    """CSS for highlighted code, light by default and dark under prefers-color-scheme."""
+    """CSS for highlighted code, light by default and dark under prefers-color-scheme;
+    kept per user (:mod:`raypress.publish.user_cache`) for Pygments' own styles, whose
+    CSS only a new Pygments changes: a build then does not import its formatters."""
+    folder = user_folder("pygments")
+    key = repr((__version__, pygments_version(), light_style, dark_style))
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.css" if folder else None
+    kept = read_private(path) if path else None
+    if kept is not None:
+        with contextlib.suppress(UnicodeDecodeError):
+            return kept.decode("utf-8")
+    css = _stylesheet(light_style, dark_style)
+    if path and _pygments_own(light_style) and _pygments_own(dark_style):
+        write_private(path, css.encode("utf-8"))
+    return css
+
+
+def _pygments_own(style: str) -> bool:
+    """Whether ``style`` is one of Pygments' own (it then wins over a plugin's of that
+    name), whose CSS the version of Pygments decides; a plugin's style may change alone."""
+    from pygments.styles._mapping import STYLES
+
+    return any(name == style for _, name, _ in STYLES.values())
+
+
+def _stylesheet(light_style: str, dark_style: str) -> str:
     from pygments.formatters import HtmlFormatter
 
     light = HtmlFormatter(style=light_style).get_style_defs(".highlight")

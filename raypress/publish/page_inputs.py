@@ -48,6 +48,7 @@ from typing import Any
 from raypress import __version__
 from raypress.publish.views import PostView
 
+THEME_ASSETS = ("theme", "assets")  # in raypress's code: scripts and styles, no Python
 _LEAVES = (str, bytes, int, float, bool, type(None))
 
 
@@ -60,18 +61,18 @@ def base_digest(template_folders: Iterable[Path], config: Any, globals_: Mapping
     digest = hashlib.sha256()
     code = Path(__file__).resolve().parents[1]
     digest.update(repr((__version__, _library_versions(), config)).encode())
-    for folder, pattern in [*((f, "*") for f in template_folders), (code, "*.py")]:
-        if not folder.is_dir():
+    # the theme's assets are copied, never read by a template (and are megabytes)
+    walks = [*((f, "", {("assets",)}) for f in template_folders), (code, ".py", {THEME_ASSETS})]
+    for folder, suffix, skipped in walks:
+        if not folder.is_dir() or "__pycache__" in folder.parts:
             continue
-        for path in sorted(folder.rglob(pattern)):
-            relative = path.relative_to(folder)
-            # the theme's assets are copied, never read by a template (and are megabytes)
-            if "__pycache__" in path.parts or relative.parts[0] == "assets":
+        for parts in _files_under(folder, suffix, skipped):
+            path = os.path.join(folder, *parts)  # noqa: PTH118 (os.path: 2x faster here)
+            if not os.path.isfile(path):  # noqa: PTH113
                 continue
-            if not path.is_file():
-                continue
-            digest.update(f"\0{relative}\0".encode())
-            digest.update(path.read_bytes())
+            digest.update(f"\0{'/'.join(parts)}\0".encode())  # str() of a PosixPath
+            with open(path, "rb") as f:  # noqa: PTH123
+                digest.update(f.read())
     static = getattr(config, "static_path", None)
     if static is not None and static.is_dir():  # a template helper may read these
         for path in sorted(static.rglob("*")):
@@ -85,6 +86,19 @@ def base_digest(template_folders: Iterable[Path], config: Any, globals_: Mapping
         except Unencodable:
             digest.update(os.urandom(16))  # never equal in another build: always render
     return digest.hexdigest()
+
+
+def _files_under(folder: Path, suffix: str, skipped: set[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The files under ``folder`` whose names end with ``suffix``, as parts relative to
+    it, in the order of sorted ``Path``s; ``__pycache__`` and the ``skipped`` folders
+    (parts relative to ``folder``) not entered, nor links to folders."""
+    found: list[tuple[str, ...]] = []
+    for top, folders, names in os.walk(folder):
+        relative = os.path.relpath(top, folder)
+        parts = () if relative == "." else tuple(relative.split("/"))
+        folders[:] = [d for d in folders if d != "__pycache__" and (*parts, d) not in skipped]
+        found += [(*parts, name) for name in names if name.endswith(suffix)]
+    return sorted(found)
 
 
 def _library_versions() -> tuple[str, ...]:

@@ -345,8 +345,11 @@ def _resources(value: Any, source: str, line: int | None) -> tuple[tuple[str, fl
     return tuple(sorted(found))
 
 
-def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
-    """Yield files below ``folder``; symlinks must stay inside ``root`` (else refused)."""
+def _walk(
+    folder: Path, root: Path, problems: list[Problem], skipped: frozenset[Path] = frozenset()
+) -> Iterator[Path]:
+    """Yield files below ``folder``; symlinks must stay inside ``root`` (else refused); the
+    ``skipped`` folders are not entered."""
     if not folder.is_dir():
         return
     seen: set[Path] = set()
@@ -368,6 +371,8 @@ def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
         seen.add(real_here)
         kept = []
         for name in sorted(d for d in dirs if not d.startswith((".", "_"))):
+            if here / name in skipped:
+                continue
             if inside((here / name).resolve(), real_root):
                 kept.append(name)
             elif (here / name).is_symlink():
@@ -393,9 +398,12 @@ def _walk(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
             yield path
 
 
-def walk_files(folder: Path, root: Path, problems: list[Problem]) -> Iterator[Path]:
-    """Files below ``folder`` (static copies), with the same symlink rule as posts."""
-    return _walk(folder, root, problems)
+def walk_files(
+    folder: Path, root: Path, problems: list[Problem], skipped: frozenset[Path] = frozenset()
+) -> Iterator[Path]:
+    """Files below ``folder`` (static copies), with the same symlink rule as posts; the
+    ``skipped`` folders are not entered."""
+    return _walk(folder, root, problems, skipped)
 
 
 def _outside_link(path: Path, root: Path) -> Problem:

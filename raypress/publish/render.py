@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from raypress.publish.page_inputs import PageInputs, base_digest
 from raypress.publish.posts import url_path
 from raypress.publish.relative_links import page_links_relative
 from raypress.publish.site_writer import OutputFile, PreviousSite, SiteFile
+from raypress.publish.template_cache import template_cache
 from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
 from raypress.theme import THEME_PATH
 
@@ -96,10 +97,7 @@ class Theme:
     def __init__(self, config: Config):
         self.config = config
         self.site: SiteView = site_view(config)
-        bytecode = config.cache_path / "jinja"  # compiled templates, reused across builds
-        bytecode.mkdir(parents=True, exist_ok=True)
         self.env = jinja2.Environment(
-            bytecode_cache=jinja2.FileSystemBytecodeCache(str(bytecode)),
             loader=jinja2.FileSystemLoader([str(f) for f in theme_folders(config)]),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
@@ -108,13 +106,15 @@ class Theme:
             keep_trailing_newline=True,
         )
         self.env.filters.update(
-            relative_url=self.relative_url,
-            absolute_url=self.absolute_url,
+            relative_url=_site_filter(self.relative_url),
+            absolute_url=_site_filter(self.absolute_url),
             date_human=lambda d: f"{d.day} {d:%B %Y}",
             rfc3339=lambda d: d.isoformat(timespec="seconds"),
             w3c_date=lambda d: d.strftime("%Y-%m-%d"),
         )
         self.env.globals.update(site=self.site, generator=f"raypress {__version__}")
+        # compiled templates, reused across builds (and projects): set once the filters are
+        self.env.bytecode_cache = template_cache(self.env, THEME_PATH, config.cache_path)
         self.overrides = self._override_files()
 
     def _override_files(self) -> frozenset[str]:
@@ -198,6 +198,19 @@ class Theme:
             if frame.filename.startswith(folders):
                 return display_path(Path(frame.filename), self.config.root), frame.lineno
         return f"{self.config.templates_dir}/{name}", None
+
+
+def _site_filter(function: Callable[[str], str]) -> Callable[..., str]:
+    """A filter whose result depends on the site's configuration, marked so that Jinja
+    never folds it into compiled code (it folds filters of constants, such as
+    ``"/assets/x.svg" | absolute_url``, when it compiles): compiled templates are then the
+    same for every site, and the per-user cache may serve them to any."""
+
+    @jinja2.pass_context
+    def site_filter(context: Any, path: str) -> str:
+        return function(path)
+
+    return site_filter
 
 
 def render_pages(

@@ -21,8 +21,6 @@ the next build, which then writes the whole site again.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import os
@@ -41,6 +39,7 @@ from raypress.theme import THEME_PATH
 
 MANIFEST_NAME = "site-manifest.json"
 THEME_ASSETS = "assets"
+THEME_MERMAID = "assets/mermaid"  # the diagram script, published only for a diagram
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +113,14 @@ class WriteReport:
     changed: bool
 
 
-def collect_static(config: Config) -> tuple[list[StaticFile], list[Problem]]:
+def collect_static(config: Config, diagrams: bool = True) -> tuple[list[StaticFile], list[Problem]]:
     """The static files: ``static/`` to the site root, and ``assets/`` of the built-in
     theme to /assets/, each overridden by the same name in the site's ``templates/assets/``.
     The site's theme folder may lie outside the project (the configuration is trusted):
-    links in it must then stay inside it."""
+    links in it must then stay inside it. Without ``diagrams`` the theme's diagram script
+    (108 files) is not even listed."""
     problems: list[Problem] = []
+    skipped = frozenset() if diagrams else frozenset({THEME_PATH / THEME_MERMAID})
     found: dict[str, StaticFile] = {}
     templates = config.templates_path.resolve()
     theme_root = config.root if templates.is_relative_to(config.root) else templates
@@ -130,7 +131,7 @@ def collect_static(config: Config) -> tuple[list[StaticFile], list[Problem]]:
     ):
         if not folder.is_dir():
             continue
-        for path in walk_files(folder, root, problems):
+        for path in walk_files(folder, root, problems, skipped):
             relative = path.relative_to(folder).as_posix()
             url = f"{prefix}/{relative}" if prefix else relative
             if prefix and url in found:
@@ -443,10 +444,12 @@ def _swap_in(staging: Path, output: Path) -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically exchange two paths with renameat2(RENAME_EXCHANGE); False if unsupported."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    import ctypes  # here: only a rebuild over an existing site needs it (10 ms to import)
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded in-process
+    except OSError:
         return False
-    libc = ctypes.CDLL(name, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:
         return False

@@ -10,7 +10,6 @@ import html
 import itertools
 import math
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -160,6 +159,8 @@ def feed_id(config: Config, path: str) -> str:
     """A stable absolute IRI for an Atom id: the page's URL, or a urn:uuid without one."""
     if config.url:
         return config.url + config.baseurl + path
+    import uuid  # here: only a site without a URL needs it (it imports platform)
+
     return uuid.uuid5(uuid.NAMESPACE_URL, f"raypress:{config.title}:{path}").urn
 
 
