@@ -564,7 +564,7 @@ def test_search_index_and_search_box(project: Project) -> None:
 def test_search_index_is_reused_while_the_posts_content_is_unchanged(project: Project) -> None:
     project.post("2025-01-01-a.md", post_text("Apples and pears.\n", title="A"))
     project.build_ok()
-    cache = project.root / ".raypress-cache/search-index.pickle"
+    cache = project.root / ".raypress-cache/search-index/index.pickle"
     made = cache.stat().st_mtime_ns
     index = {n: d for n, d in project.tree().items() if n.startswith("pagefind/")}
     project.write("static/extra.css", "body { color: red }\n")  # not what is searched

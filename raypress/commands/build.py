@@ -358,7 +358,11 @@ def _build(
         # Pagefind runs while the rest of the site is written (after the pages are handed to
         # serve: a preview does not wait for it); the site is swapped in with its index.
         post_pages = {p.output_file for p in posts}
-        index = indexer.submit(search_index, files, post_pages, config) if config.search else None
+        index = (
+            indexer.submit(search_index, files, post_pages, config, previous)
+            if config.search
+            else None
+        )
         cache.save()
         try:
             written = write_site(config, files, static, previous, _index_files(index))
@@ -581,14 +585,14 @@ def _templates_used(posts: list[Post]) -> list[str]:
 
 
 def _index_files(
-    index: Future[tuple[list[OutputFile], list[Problem]]] | None,
-) -> Callable[[], list[OutputFile]] | None:
+    index: Future[tuple[list[SiteFile], list[Problem]]] | None,
+) -> Callable[[], list[SiteFile]] | None:
     """What the site writer calls for the search index's files once the rest is written:
     they are waited for then; problems stop the write (the previous site stays)."""
     if index is None:
         return None
 
-    def files() -> list[OutputFile]:
+    def files() -> list[SiteFile]:
         made, problems = index.result()
         if problems:
             raise IndexFailed(problems)

@@ -25,6 +25,7 @@ on the first search), which is why shards are a few hundred posts, not a few.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -34,6 +35,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +43,7 @@ from pathlib import Path
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.paths import atomic_write
-from raypress.publish.site_writer import OutputFile, SiteFile
+from raypress.publish.site_writer import OutputFile, PreviousSite, SiteFile
 
 BUNDLE = "pagefind"
 SHARD_LIST = "shards.json"  # the bundles the search page merges into the first one
@@ -49,7 +51,8 @@ SHARD_LIST = "shards.json"  # the bundles the search page merges into the first 
 _UNUSED = ("pagefind-ui.", "pagefind-modular-ui.", "pagefind-component-ui.", "pagefind-highlight.")
 _SCRIPTS = (".js", ".css")  # only the first bundle's are loaded
 TIMEOUT_S = 300
-CACHE_NAME = "search-index.pickle"
+CACHE_FOLDER = "search-index"  # in the cache folder: the index, and a bundle per shard key
+INDEX_NAME = "index.pickle"
 _LANG = re.compile(rb"<html\b[^>]*>")
 _CLASS_SPAN = re.compile(rb'<span class="[^"<>]*">')  # Pygments' (closed by </span>)
 # any other start or end tag of a span, in any case: the code block is then left alone
@@ -74,10 +77,15 @@ class _Shard:
 
 
 def search_index(
-    files: list[SiteFile], post_pages: set[str], config: Config
-) -> tuple[list[OutputFile], list[Problem]]:
+    files: list[SiteFile],
+    post_pages: set[str],
+    config: Config,
+    previous: PreviousSite | None = None,
+) -> tuple[list[SiteFile], list[Problem]]:
     """The Pagefind bundles for the post pages among ``files`` (``post_pages``: their paths
-    in the output folder; not their URLs, which may be percent-encoded)."""
+    in the output folder; not their URLs, which may be percent-encoded). A shard whose
+    bundle is in ``previous`` (the output folder, untouched) as it would be made now is
+    kept there, unread."""
     try:
         from pagefind_bin import get_executable
     except ImportError:
@@ -85,8 +93,8 @@ def search_index(
     indexed = sorted((f for f in files if f.path in post_pages), key=lambda f: f.path)
     if not indexed:  # nothing to search: the search page says so
         return [], []
-    cache = config.cache_path / CACHE_NAME
-    stored, known = _cached(cache)
+    cache = config.cache_path / CACHE_FOLDER
+    stored, known = _cached(cache / INDEX_NAME)
     searched = {page.path: _searched(page, known) for page in indexed}
     try:
         executable = get_executable()
@@ -95,28 +103,65 @@ def search_index(
     shards = shard_pages(indexed, config.search_shard_size)
     binary = _binary_key(executable)
     keys = {s.folder: _key(binary, s, searched) for s in shards}
-    bundles = {
-        s.folder: stored[s.folder][1]
-        for s in shards
-        if s.folder in stored and stored[s.folder][0] == keys[s.folder]
-    }
+    bundles: dict[str, list[SiteFile]] = {}
+    for shard in shards:
+        key = keys[shard.folder]
+        paths = stored.get(shard.folder, ("", ()))
+        if paths[0] == key:
+            reused = _reused(key, paths[1], cache, previous)
+            if reused is not None:
+                bundles[shard.folder] = reused
     missing = [s for s in shards if s.folder not in bundles]
-    problems: list[Problem] = []
     if missing:
         workers = max(1, min(len(missing), config.jobs or os.cpu_count() or 1, 4))
+        problems: list[Problem] = []
         with ThreadPoolExecutor(workers) as pool:
-            for shard, (made, failed) in zip(
-                missing, pool.map(lambda s: _run_pagefind(s, executable), missing), strict=True
-            ):
-                bundles[shard.folder] = made
+            made = pool.map(lambda s: _run_pagefind(s, executable, keys[s.folder]), missing)
+            for shard, (bundle, failed) in zip(missing, made, strict=True):
+                bundles[shard.folder] = list(bundle)
                 problems += failed
+                if not failed:
+                    _store(cache / f"{keys[shard.folder]}.pickle", bundle)
         if problems:
             return [], problems
-        kept = {s.folder: (keys[s.folder], bundles[s.folder]) for s in shards}
-        atomic_write(cache, pickle.dumps((kept, searched)), durable=False)
+        index = {s.folder: (keys[s.folder], [f.path for f in bundles[s.folder]]) for s in shards}
+        atomic_write(cache / INDEX_NAME, pickle.dumps((index, searched)), durable=False)
+        _forget_others(cache, {f"{key}.pickle" for key in keys.values()} | {INDEX_NAME})
     listing = json.dumps([s.folder.removeprefix(f"{BUNDLE}/") for s in shards[1:]])
-    index = [f for s in shards for f in bundles[s.folder]]
-    return [*index, OutputFile(f"{BUNDLE}/{SHARD_LIST}", listing.encode(), "search")], []
+    found = [f for s in shards for f in bundles[s.folder]]
+    return [*found, OutputFile(f"{BUNDLE}/{SHARD_LIST}", listing.encode(), "search")], []
+
+
+def _reused(
+    key: str, paths: Sequence[str], cache: Path, previous: PreviousSite | None
+) -> list[SiteFile] | None:
+    """A shard's bundle made before: kept in the output folder where it is intact there,
+    else read from the cache folder; None when it is in neither."""
+    kept = [previous.kept(path, key, "search") for path in paths] if previous else []
+    if kept and all(kept):
+        return kept  # type: ignore[return-value]
+    try:
+        stored = pickle.loads((cache / f"{key}.pickle").read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+        return None
+    if not isinstance(stored, list) or [path for path, _ in stored] != list(paths):
+        return None
+    return [OutputFile(path, data, "search", key) for path, data in stored]
+
+
+def _store(path: Path, bundle: list[OutputFile]) -> None:
+    """Keep a shard's bundle in the cache folder (a failure to do so only costs a rerun)."""
+    with contextlib.suppress(OSError):
+        atomic_write(path, pickle.dumps([(f.path, f.data) for f in bundle]), durable=False)
+
+
+def _forget_others(cache: Path, kept: set[str]) -> None:
+    """Remove the cached bundles of shards that are no more."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(cache):
+            if entry.name not in kept:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)  # noqa: PTH108
 
 
 def shard_pages(pages: list[SiteFile], shard_size: int) -> list[_Shard]:
@@ -179,8 +224,9 @@ def _key(binary: str, shard: _Shard, searched: dict[str, Searched]) -> str:
     return digest.hexdigest()
 
 
-def _cached(path: Path) -> tuple[dict[str, tuple[str, list[OutputFile]]], dict[str, Searched]]:
-    """The last index: each shard's key and files, and what was searched of each page."""
+def _cached(path: Path) -> tuple[dict[str, tuple[str, list[str]]], dict[str, Searched]]:
+    """The last index: each shard's key and file paths, and what was searched of each
+    page."""
     try:
         shards, searched = pickle.loads(path.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
@@ -219,13 +265,15 @@ def _scratch_root() -> str | None:
     return None
 
 
-def _run_pagefind(shard: _Shard, executable: Path) -> tuple[list[OutputFile], list[Problem]]:
+def _run_pagefind(
+    shard: _Shard, executable: Path, key: str
+) -> tuple[list[OutputFile], list[Problem]]:
     try:
         folder = tempfile.mkdtemp(prefix="raypress-search-", dir=_scratch_root())
     except OSError:
         folder = tempfile.mkdtemp(prefix="raypress-search-")
     try:
-        return _index_in(Path(folder), shard, executable)
+        return _index_in(Path(folder), shard, executable, key)
     except OSError as exc:  # a full scratch folder, ...
         return [], [_problem(f"Pagefind's pages could not be written: {exc}")]
     finally:
@@ -233,7 +281,7 @@ def _run_pagefind(shard: _Shard, executable: Path) -> tuple[list[OutputFile], li
 
 
 def _index_in(
-    folder: Path, shard: _Shard, executable: Path
+    folder: Path, shard: _Shard, executable: Path, key: str
 ) -> tuple[list[OutputFile], list[Problem]]:
     site, bundle = folder / "site", folder / BUNDLE
     made: set[str] = set()
@@ -263,7 +311,7 @@ def _index_in(
     first = shard.folder == f"{BUNDLE}/"
     found = sorted(p for p in bundle.rglob("*") if p.is_file())
     return [
-        OutputFile(shard.folder + p.relative_to(bundle).as_posix(), p.read_bytes(), "search")
+        OutputFile(shard.folder + p.relative_to(bundle).as_posix(), p.read_bytes(), "search", key)
         for p in found
         if not p.name.startswith(_UNUSED) and (first or not p.name.endswith(_SCRIPTS))
     ], []

@@ -162,7 +162,7 @@ def write_site(
     files: list[SiteFile],
     static: list[StaticFile],
     previous: PreviousSite | None = None,
-    later: Callable[[], list[OutputFile]] | None = None,
+    later: Callable[[], list[SiteFile]] | None = None,
 ) -> WriteReport:
     """Make the output folder hold exactly ``files``, ``static`` and what ``later``
     returns: in place when few files change, else atomically as a whole (see the module's
@@ -273,7 +273,7 @@ def _write_whole(
     by_path: dict[str, SiteFile],
     sources: dict[str, Path],
     previous: PreviousSite,
-    later: Callable[[], list[OutputFile]] | None = None,
+    later: Callable[[], list[SiteFile]] | None = None,
 ) -> WriteReport:
     """Write every file into a new folder (unchanged ones hard-linked), then ``later``'s,
     and swap it in."""
@@ -321,7 +321,7 @@ def _wanted_then_later(
     wanted: dict[str, str],
     inputs: dict[str, str],
     by_path: dict[str, SiteFile],
-    later: Callable[[], list[OutputFile]] | None,
+    later: Callable[[], list[SiteFile]] | None,
 ) -> Iterator[tuple[str, str]]:
     """``wanted``'s (path, key) pairs, then those of ``later``'s files, which are added to
     ``wanted`` and ``by_path`` as they come (where a path comes twice, the first wins, as
@@ -330,7 +330,7 @@ def _wanted_then_later(
     for file in later() if later is not None else []:
         if file.path in wanted:
             continue
-        wanted[file.path] = _digest(file.data)
+        wanted[file.path] = file.key if isinstance(file, KeptFile) else _digest(file.data)
         by_path[file.path] = file
         if file.inputs:
             inputs[file.path] = file.inputs
