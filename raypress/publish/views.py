@@ -126,6 +126,8 @@ class PostView:
     has_diagrams: bool = False
     has_math: bool = False
     related: list[PostView] = field(default_factory=list, repr=False)  # sharing tags
+    # what the view was made from, for page digests (page_inputs.made_from); b"": unknown
+    inputs: bytes = field(default=b"", repr=False)
 
     @property
     def lastmod(self) -> datetime:
