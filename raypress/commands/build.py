@@ -7,6 +7,7 @@ hide another; if there is any problem, nothing is written and the previous site 
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import time
 from collections.abc import Callable
@@ -325,10 +326,12 @@ def read_posts(
     A file whose bytes did not change since the last build is not parsed again."""
     paths, problems = find_post_files(config)
     posts: list[Post] = []
+    root = f"{config.root}{os.sep}"
     for path in paths:
         try:
             raw = path.read_bytes()
-            source = display_path(path, config.root)
+            name = str(path)  # relative to the root as display_path makes it, without Paths
+            source = name[len(root) :] if name.startswith(root) else display_path(path, config.root)
             key = post_key(source, hashlib.sha256(raw).hexdigest(), config, layouts)
             post = cache.get(key)
             if post is None:

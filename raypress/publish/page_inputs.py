@@ -47,6 +47,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,9 @@ class PageInputs:
         values: list[Any] = []
         linked: list[PostView] = []
         shape: list[tuple[str, int]] = []  # which fields link to how many views
-        for name in _field_names(type(view)):
+        # with ``inputs``, only the fields that may hold views matter (by their type)
+        names = _link_fields(type(view)) if view.inputs else _field_names(type(view))
+        for name in names:
             if name == "inputs":
                 continue
             value = getattr(view, name)
@@ -221,6 +224,14 @@ class PageInputs:
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _link_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a view class whose declared type may hold a post view."""
+    return tuple(
+        f.name for f in dataclasses.fields(cls) if re.search(r"\bPostView\b|\bAny\b", str(f.type))
+    )
 
 
 def _holds_views(value: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import os
 import pickle
@@ -78,15 +79,21 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=32)
+def _text(value: object) -> str:
+    """``str(value)`` of a key's part that is the same for every post (computed once)."""
+    return str(sorted(value)) if isinstance(value, frozenset) else str(value)
+
+
 def body_key(post: Post, settings: MarkdownSettings) -> str:
     """What a parsed body depends on: the file's bytes, its path, settings, raypress."""
-    return _key("body", settings, post.source, post.digest, post.body_line)
+    return _key("body", _text(settings), post.source, post.digest, post.body_line)
 
 
 def post_key(source: str, digest: str, config: Config, layouts: frozenset[str]) -> str:
     """What a Post read from a file depends on besides the file's bytes and path."""
     settings = (config.timezone, config.permalink_pattern, config.max_post_bytes)
-    return _key("post", source, digest, settings, sorted(layouts))
+    return _key("post", source, digest, _text(settings), _text(layouts))
 
 
 class BuildCache:

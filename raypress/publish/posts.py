@@ -105,7 +105,7 @@ def find_post_files(config: Config) -> tuple[list[Path], list[Problem]]:
             return not in_a_bundle(path.parent.parent)
         return not in_a_bundle(path.parent)
 
-    kept = [p for p in files if is_post(p)]
+    kept = [p for p in files if is_post(p)] if bundles else files
     return sorted(kept), problems
 
 
