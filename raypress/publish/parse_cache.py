@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 CACHE_NAME = "build-cache.pickle"
 ADDED_NAME = "build-cache-added.pickle"
+FILES_NAME = "build-cache-files"  # entries read only when needed, a file each
 _FORMAT = 3
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 BIG_POST_BYTES = 200_000  # bodies larger than this are parsed under a time budget
@@ -103,16 +104,23 @@ class BuildCache:
 
     Entries this build did not use (deleted or edited posts) are dropped when the whole
     cache is written again: when they, or the added entries, are a tenth of it.
+
+    Entries needed only now and then (a post's highlighted fences: only when it is parsed
+    again) are kept apart, a file each (``get_file``, ``put_file``, ``keep_file``), so a
+    build does not load them all; the unused ones are removed with the stale entries.
     """
 
     def __init__(self, folder: Path):
         self.path = folder / CACHE_NAME
         self.added_path = folder / ADDED_NAME
+        self.files_path = folder / FILES_NAME
         self.base = self._load(self.path)
         self.added = self._load(self.added_path) if self.base else {}
         self.entries: dict[str, Any] = {**self.base, **self.added}
         self.used: set[str] = set()
         self.dirty = False
+        self.files_used: set[str] = set()
+        self.files_added: dict[str, Any] = {}
 
     @staticmethod
     def _load(path: Path) -> dict[str, Any]:
@@ -139,8 +147,26 @@ class BuildCache:
         self.used.add(key)
         self.dirty = True
 
+    def get_file(self, key: str) -> Any:
+        """The value kept in a file of its own for ``key``, or None."""
+        self.files_used.add(key)
+        entries = self._load(self.files_path / f"{key}.pickle")
+        return entries.get(key)
+
+    def put_file(self, key: str, value: Any) -> None:
+        """Keep ``value`` in a file of its own (written by ``save``)."""
+        self.files_used.add(key)
+        self.files_added[key] = value
+
+    def keep_file(self, key: str) -> None:
+        """The file of ``key`` is still wanted, though not read in this build."""
+        self.files_used.add(key)
+
     def save(self) -> None:
         """Write what changed: the added entries alone, or the whole cache."""
+        for key, value in self.files_added.items():
+            self._write(self.files_path / f"{key}.pickle", {key: value})
+        self.files_added = {}
         stale = set(self.entries) - self.used
         if not self.dirty and not stale:
             return
@@ -150,10 +176,20 @@ class BuildCache:
             self._write(self.path, kept)
             self.added_path.unlink(missing_ok=True)
             self.base, self.added = kept, {}
+            self._remove_unused_files()
         elif self.dirty:
             self.added = {key: value for key, value in self.added.items() if key in self.used}
             self._write(self.added_path, self.added)
         self.dirty = False
+
+    def _remove_unused_files(self) -> None:
+        try:
+            paths = list(self.files_path.iterdir())
+        except OSError:
+            return
+        for path in paths:
+            if path.suffix == ".pickle" and path.stem not in self.files_used:
+                path.unlink(missing_ok=True)
 
     @staticmethod
     def _write(path: Path, entries: dict[str, Any]) -> None:
@@ -192,8 +228,8 @@ def parse_bodies(
             missing.append(post)
         else:
             bodies[post.source] = cached
-            cache.get(fences_key(post))  # kept for the post's next edit
-    known = [cache.get(fences_key(post)) or {} for post in missing]
+            cache.keep_file(fences_key(post))  # kept for the post's next edit
+    known = [cache.get_file(fences_key(post)) or {} for post in missing]
     problems: list[Problem] = []
     parsed = _parse_many(missing, settings, known, jobs, budget, meanwhile or (lambda: None))
     for post, (body, fences) in zip(missing, parsed, strict=True):
@@ -201,7 +237,7 @@ def parse_bodies(
             problems.append(body)
             continue
         cache.put(keys[post.source], body)
-        cache.put(fences_key(post), fences)
+        cache.put_file(fences_key(post), fences)
         bodies[post.source] = body
     return bodies, problems, len(missing)
 
