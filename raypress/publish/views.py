@@ -6,6 +6,7 @@ Only ``content`` and ``excerpt``, HTML that raypress rendered itself, are Markup
 
 from __future__ import annotations
 
+import functools
 import heapq
 import html
 import itertools
@@ -167,6 +168,7 @@ def feed_id(config: Config, path: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"raypress:{config.title}:{path}").urn
 
 
+@functools.lru_cache(maxsize=4096)  # a site has few names, each on many posts; Terms are frozen
 def term(name: str, kind: str) -> Term:
     """The Term for a tag or category name (its page lives at /tags/<slug>/)."""
     return Term(name=name, slug=slugify(name) or "untitled", kind=kind)
