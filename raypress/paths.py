@@ -9,7 +9,7 @@ import re
 import sys
 import tempfile
 import unicodedata
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 
 class PathEscapeError(ValueError):
@@ -59,10 +59,11 @@ def safe_output_file(url: str) -> str:
         raise PathEscapeError("contains '.' or '..' segments and would leave the output folder")
     if not parts:
         return "index.html"
-    relative = PurePosixPath(*parts)
-    if url.endswith("/") or not relative.suffix:
-        return str(relative / "index.html")
-    return str(relative)
+    relative = "/".join(parts)
+    dot = parts[-1].rfind(".")  # PurePosixPath.suffix, without building a path
+    if url.endswith("/") or not 0 < dot < len(parts[-1]) - 1:
+        return relative + "/index.html"
+    return relative
 
 
 def package_folders() -> list[str]:

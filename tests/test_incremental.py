@@ -4,10 +4,13 @@ what changed."""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 from pathlib import Path
 
-from conftest_publishing import Project, post_text
+import pytest
+from conftest_publishing import EXAMPLE_POSTS, TEMPLATES, Project, post_text
 
 from raypress.commands.build import BuildReport, build
 from raypress.config import load_config
@@ -31,10 +34,10 @@ def _post(number: int, title: str | None = None, date: str | None = None, **extr
     )
 
 
-def _build(project: Project) -> BuildReport:
-    config = load_config(project.root, execute=False)
+def _build(project: Project, execute: bool = False) -> BuildReport:
+    config = load_config(project.root, execute=execute)
     report = build(config)
-    assert report.ok, report.problems
+    assert report.ok, (report.problems, report.execution_problems)
     return report
 
 
@@ -60,7 +63,7 @@ def _post_pages_linking_to(project: Project, url: str) -> set[str]:
 def _cold_tree(project: Project, make_project, name: str) -> dict[str, bytes]:
     """Build a copy of ``project``'s inputs from nothing; its output tree."""
     cold = make_project(name)
-    for folder in ("posts", "templates", "static"):
+    for folder in ("posts", "templates", "static", "snippets"):
         shutil.rmtree(cold.root / folder, ignore_errors=True)
         if (project.root / folder).is_dir():
             shutil.copytree(project.root / folder, cold.root / folder)
@@ -105,6 +108,14 @@ def test_incremental_output_equals_cold_output_after_every_edit(project: Project
     # title: the same pages show it
     project.post("post-06.md", _post(6, title="A new title"))
     assert set(edit_and_compare("title").rendered) == set(prose.rendered)
+
+    # a snippet of a post shown without running it (--no-exec): its script and notebook
+    before = project.tree()
+    project.post("post-06.md", _post(6, title="A new title").replace("'hello'", "'hello again'"))
+    edit_and_compare("snippet")
+    changed = {name for name, data in project.tree().items() if before.get(name) != data}
+    assert {"2025/03/06/post-06/post-06.py", "2025/03/06/post-06/post-06.ipynb"} <= changed
+    assert not any(name.endswith((".py", ".ipynb")) and "post-06" not in name for name in changed)
 
     # date: the post moves (new URL), index pages and neighbours change
     project.post("post-06.md", _post(6, date="2025-03-11 12:00:00"))
@@ -221,3 +232,85 @@ def test_a_previewed_page_is_the_page_the_build_then_writes(project: Project) ->
     new = project.root / "posts/2025-03-09-post-9.md"
     new.write_text(_post(9), "utf-8")
     assert preview_post(new, models, config, theme, now) is None  # not in the last build
+
+
+def test_posts_shown_from_their_records_build_incrementally_as_cold(project: Project, make_project):
+    """The example posts shown from their records in snippets/ (--no-exec): after a prose
+    edit (the record still applies, its lines moved), a snippet edit (it no longer does:
+    the post shows no outputs), the edit undone, a title edit and a deleted post, the
+    output is what a cold build of the same posts and records writes."""
+    project.configure(title="Recorded", url="https://example.org")
+    shutil.copytree(EXAMPLE_POSTS, project.root / "posts", dirs_exist_ok=True)
+    shutil.copytree(EXAMPLE_POSTS.parent / "snippets", project.root / "snippets")
+    first = _build(project)
+    assert first.reused == len(list(EXAMPLE_POSTS.glob("*.md"))) and not first.unrecorded
+
+    def edit_and_compare(step: str) -> BuildReport:
+        report = _build(project)
+        assert project.tree() == _cold_tree(project, make_project, f"cold-{step}"), step
+        return report
+
+    post = project.root / "posts" / "2025-11-17-numpy-vectorisation.md"
+    original = post.read_text(encoding="utf-8")
+    prose = original.replace("## Why loops are slow", "A new paragraph.\n\n## Why loops are slow")
+    post.write_text(prose, encoding="utf-8")
+    assert edit_and_compare("prose").reused == first.reused
+
+    snippet = prose.replace("import math\n", "import math  # edited\n", 1)
+    assert snippet != prose
+    post.write_text(snippet, encoding="utf-8")
+    assert edit_and_compare("snippet").unrecorded == ("posts/2025-11-17-numpy-vectorisation.md",)
+
+    post.write_text(original, encoding="utf-8")
+    assert not edit_and_compare("undone").unrecorded
+
+    # the record changes, the post does not (a run elsewhere, pulled): new outputs shown
+    record = project.root / "snippets" / "2025-11-17-numpy-vectorisation.json"
+    data = json.loads(record.read_text(encoding="utf-8"))
+    data["snippets"][1]["wall_s"] = 12.5
+    data["snippets"][1]["outputs"][0]["text"] = ["an output from another run\n"]
+    record.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    edit_and_compare("record")
+    page = project.page("2025/11/17/numpy-vectorisation/")
+    assert "an output from another run" in page and "12.5" in page
+    post.write_text(original.replace('title: "Loops,', 'title: "Loops again,', 1))
+    edit_and_compare("title")
+    (project.root / "posts" / "2025-10-27-using-the-ray-library.md").unlink()
+    edit_and_compare("deleted")
+
+
+PIXEL = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.mark.slow
+def test_a_post_with_a_figure_builds_incrementally_as_cold(project: Project, make_project):
+    """A post whose snippet made a figure (run for real, then shown from its record with
+    --no-exec): the figure is kept beside the page through a prose edit, and removed when
+    the snippet is edited (no record applies); each time as a cold build writes it."""
+    shutil.rmtree(project.root / "templates", ignore_errors=True)
+    shutil.copytree(TEMPLATES, project.root / "templates")
+    project.configure(title="Figures", url="https://example.org")
+    code = (
+        "class Pixel:\n    def _repr_png_(self):\n        import base64\n"
+        f"        return base64.b64decode('{PIXEL}')\n\nPixel()"
+    )
+    text = post_text(f"Before.\n\n```python\n{code}\n```\n\nAfter.\n", title="Pixel")
+    post = project.post("2025-01-02-pixel.md", text)
+    project.post("2025-01-01-other.md", post_text("Another post.\n", title="Other"))
+    _build(project, execute=True)
+    figures = [n for n in project.files() if n.startswith("2025/01/02/") and n.endswith(".png")]
+    assert len(figures) == 1, project.files()
+    assert (project.site / figures[0]).read_bytes() == base64.b64decode(PIXEL)
+
+    def edit_and_compare(step: str) -> dict[str, bytes]:
+        _build(project)
+        tree = project.tree()
+        assert tree == _cold_tree(project, make_project, f"cold-{step}"), step
+        return tree
+
+    post.write_text(text.replace("After.", "After, with more words."), encoding="utf-8")
+    assert figures[0] in edit_and_compare("prose")
+    post.write_text(text.replace("Pixel()", "Pixel();"), encoding="utf-8")
+    assert figures[0] not in edit_and_compare("snippet")

@@ -725,6 +725,60 @@ def test_related_posts_share_tags_most_first(project: Project) -> None:
     assert related("2025/01/06/f/") == []
 
 
+def test_related_posts_are_those_of_comparing_every_pair() -> None:
+    """``link_related`` counts shared tags per tag; it picks what comparing every pair of
+    posts picks (most shared tags, then the newest, then the first listed), ties and
+    repeated tags included."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from markupsafe import Markup
+
+    from raypress.publish.views import PostView, link_related, term
+
+    def pairwise(views: list[PostView], count: int) -> list[list[PostView]]:
+        tagged = [(view, {t.slug for t in view.tags}) for view in views]
+        chosen = []
+        for view, tags in tagged:
+            scored = [
+                (len(tags & others), other.date.timestamp(), index, other)
+                for index, (other, others) in enumerate(tagged)
+                if other is not view and tags & others
+            ]
+            scored.sort(key=lambda item: (-item[0], -item[1], item[2]))
+            chosen.append([other for *_, other in scored[:count]])
+        return chosen
+
+    randomly = random.Random(13)
+    for _ in range(40):
+        names = [f"Tag {n}" for n in range(randomly.randint(1, 8))] + ["tag-0"]  # one slug
+        views = [
+            PostView(
+                **dict.fromkeys(("title", "author", "excerpt_text", "source_path", "feed_id"), ""),
+                url=f"/{number}/",
+                date=datetime(2025, 1, 1, tzinfo=UTC) - timedelta(days=randomly.randint(0, 9)),
+                updated=None,
+                description=None,
+                tags=[term(t, "tag") for t in randomly.choices(names, k=randomly.randint(0, 4))],
+                categories=[],
+                content=Markup(""),
+                excerpt=Markup(""),
+                reading_time=1,
+                word_count=1,
+                snippet_count=0,
+                toc=(),
+                draft=False,
+                future=False,
+                extra={},
+            )
+            for number in range(randomly.randint(1, 60))
+        ]
+        count = randomly.randint(1, 5)
+        expected = pairwise(views, count)
+        link_related(views, count)
+        assert [view.related for view in views] == expected
+
+
 def test_related_posts_count_from_the_configuration(project: Project) -> None:
     project.configure(url=SITE_URL, related_posts=1)
     for day in range(1, 4):

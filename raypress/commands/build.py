@@ -7,6 +7,7 @@ hide another; if there is any problem, nothing is written and the previous site 
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from raypress.publish.jupytext_script import post_script, script_name
 from raypress.publish.local_files import LocalRef, local_files, local_reference
 from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
 from raypress.publish.notebook_output import notebook_name, post_notebook
+from raypress.publish.page_inputs import file_inputs, made_from
 from raypress.publish.page_scripts import script_files, script_tags
 from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
 from raypress.publish.posts import Post, find_post_files, read_post
@@ -52,12 +54,14 @@ from raypress.publish.render import (
     PageJob,
     Theme,
     available_layouts,
+    inputs_base,
     render_jobs,
     render_pages,
     timings_id,
 )
 from raypress.publish.search_index import IndexFailed, search_index
 from raypress.publish.site_writer import (
+    KeptFile,
     OutputFile,
     PreviousSite,
     SiteFile,
@@ -320,14 +324,17 @@ def _build(
     mark = timed("execute", mark)
 
     previous = PreviousSite(config)  # pages whose inputs did not change are kept from it
-    views, extra_files = post_views(posts, bodies, executions, config, now, frozen.unrecorded)
+    base = inputs_base(theme)  # what every page and post file depends on besides its own
+    views, extra_files = post_views(
+        posts, bodies, executions, config, now, frozen.unrecorded, base, previous
+    )
     static, static_problems = collect_static(config, any(v.has_diagrams for v in views))
     problems += static_problems
     static = _needed_static(static, views) + beside_posts
     static_paths = frozenset(s.path for s in static)
     layouts = {p.url: p.layout for p in posts}
-    files, render_problems = render_pages(theme, views, layouts, previous, static_paths)
-    files += extra_files
+    pages, render_problems = render_pages(theme, views, layouts, previous, static_paths, base)
+    files = pages + extra_files
     problems += render_problems
     files = [f for f in files if f.path != "robots.txt" or f.path not in static_paths]
     problems += colliding_outputs(files, static)
@@ -339,7 +346,7 @@ def _build(
         drafts_skipped=sum(1 for p in all_posts if p.draft and not config.drafts),
         future_skipped=sum(1 for p in all_posts if p.is_future(now) and not config.future),
         parsed=parsed,
-        rendered=tuple(f.path for f in files if isinstance(f, OutputFile) and f.inputs),
+        rendered=tuple(f.path for f in pages if isinstance(f, OutputFile) and f.inputs),
         executed=len(runs),
         reused=len(frozen.reused),
         unrecorded=tuple(sorted(frozen.unrecorded)),
@@ -398,10 +405,12 @@ def read_posts(
     A file whose bytes did not change since the last build is not parsed again."""
     paths, problems = find_post_files(config)
     posts: list[Post] = []
+    root = f"{config.root}{os.sep}"
     for path in paths:
         try:
             raw = path.read_bytes()
-            source = display_path(path, config.root)
+            name = str(path)  # relative to the root as display_path makes it, without Paths
+            source = name[len(root) :] if name.startswith(root) else display_path(path, config.root)
             key = post_key(source, hashlib.sha256(raw).hexdigest(), config, layouts)
             post = cache.get(key)
             if post is None:
@@ -475,18 +484,33 @@ def post_views(
     config: Config,
     now: datetime,
     unrecorded: dict[str, str] | None = None,
-) -> tuple[list[PostView], list[OutputFile]]:
+    base: str = "",
+    previous: PreviousSite | None = None,
+) -> tuple[list[PostView], list[SiteFile]]:
     """Template views of the posts that parsed, newest first, linked to their neighbours,
     and the files published beside each page: its snippets' figures and its script.
-    ``unrecorded`` posts (--no-exec, no record) are marked as not executed."""
+    ``unrecorded`` posts (--no-exec, no record) are marked as not executed. With ``base``
+    (:func:`inputs_base`), each view and file carries the digest of what it is made from,
+    and a post's script, notebook and figures that ``previous`` holds, made from the same,
+    are kept there rather than made again."""
     views: list[PostView] = []
-    files: list[OutputFile] = []
+    files: list[SiteFile] = []
     scripts: set[str] = set()  # libraries some page loads (their files are published once)
+
+    def keep(path: str, inputs: bytes, origin: str) -> tuple[str, KeptFile | None]:
+        """The inputs digest of a post's file, and the file in ``previous`` if it has it."""
+        if not base:
+            return "", None
+        digest = file_inputs(base, path, inputs)
+        return digest, previous.kept(path, digest, origin) if previous else None
+
     for post in posts:
         body = bodies.get(post.source)
         if body is None:
             continue
         execution = executions.get(post.source)
+        unexecuted = (unrecorded or {}).get(post.source)
+        inputs = made_from(post, execution, unexecuted, post.is_future(now)) if base else b""
         embedded = embed_results(body, execution, config.trust_html_output, config.output_lines)
         content = embedded.html
         if embedded.scripts:
@@ -496,11 +520,17 @@ def post_views(
         script_path = posixpath.join(folder, script_name(post))
         notebook_path = posixpath.join(folder, notebook_name(post))
         if body.snippets:
-            script = post_script(post, body, config)
-            files.append(OutputFile(script_path, script.encode(), post.source))
-            page_url = config.url + config.baseurl + post.url
-            notebook = post_notebook(post, body, execution, page_url)
-            files.append(OutputFile(notebook_path, notebook.encode(), post.source))
+            digest, kept = keep(script_path, inputs, post.source)
+            if kept is None:
+                script = post_script(post, body, config).encode()
+                kept = OutputFile(script_path, script, post.source, digest)
+            files.append(kept)
+            digest, kept = keep(notebook_path, inputs, post.source)
+            if kept is None:
+                page_url = config.url + config.baseurl + post.url
+                notebook = post_notebook(post, body, execution, page_url).encode()
+                kept = OutputFile(notebook_path, notebook, post.source, digest)
+            files.append(kept)
         run = None
         if execution is not None:
             run = execution_view(
@@ -513,12 +543,13 @@ def post_views(
                 launch_urls(config, post),
             )
         view = post_view(post, body, content, config, now, run)
-        view.unexecuted = (unrecorded or {}).get(post.source)
+        view.unexecuted = unexecuted
+        view.inputs = inputs
         views.append(view)
-        files += [
-            OutputFile(posixpath.join(folder, f.name), f.data, post.source)
-            for f in embedded.figures
-        ]
+        for figure in embedded.figures:
+            path = posixpath.join(folder, figure.name)
+            digest, kept = keep(path, inputs, post.source)
+            files.append(kept or OutputFile(path, figure.data, post.source, digest))
     link_neighbours(views)
     link_related(views, config.related_posts)
     return views, files + script_files(scripts)

@@ -57,10 +57,13 @@ def local_files(
     problems: list[Problem] = []
     root = config.root.resolve()
     for post in posts:
+        refs = references.get(post.source, ())
+        if not refs:
+            continue
         folder = (config.root / post.source).parent
         real_folder = folder.resolve()
         page_folder = posixpath.dirname(post.output_file)
-        for ref in references.get(post.source, ()):
+        for ref in refs:
             relative = posixpath.normpath(ref.path)
             source = folder / relative
             escapes = relative.startswith("../") or relative == ".."

@@ -25,6 +25,12 @@ without further work:
   ``post.previous.previous.title``, or ``p.next.title`` for the posts of a listing, is
   not tracked for it.
 
+- A view that carries ``inputs`` (what :func:`made_from` gave for it: the post file's
+  path and digest, its results, and the little of the build that reaches it) counts as
+  that instead of its fields: the view is a function of those, the configuration and
+  raypress's code (both in ``base``), so it is not serialised at all. A post's other
+  files (its notebook, script and figures) are kept by the same digest (``file_inputs``).
+
 So a prose edit changes the edited post's own digest, and with it the digest of every
 page whose context holds that post (its page, the index page, tag and archive pages, the
 feed and the timings page that list it) and of its neighbours' pages (they hold it as
@@ -41,6 +47,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -109,6 +116,24 @@ def _library_versions() -> tuple[str, ...]:
 
     stat = os.stat(markupsafe.__file__)  # noqa: PTH116
     return jinja2.__version__, f"{markupsafe.__file__}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def made_from(post: Any, execution: Any, unexecuted: str | None, future: bool) -> bytes:
+    """What a post's view and files are made from besides ``base``: the post file (path
+    and digest: the Post and its parsed body follow from them and the configuration),
+    its results, why it shows none, and whether it is dated in the future."""
+    try:
+        encoded = _pickled(execution)
+    except Exception:
+        encoded = os.urandom(16)  # never equal in another build: always made again
+    parts = (post.source, post.digest, encoded, unexecuted, future)
+    return hashlib.sha256(_pickled(parts)).digest()
+
+
+def file_inputs(base: str, path: str, inputs: bytes) -> str:
+    """The inputs digest of a file at ``path`` made from a post's ``inputs`` (see
+    :func:`made_from`): its notebook, script or a figure."""
+    return hashlib.sha256(f"{base}\0{path}\0".encode() + inputs).hexdigest()
 
 
 class PageInputs:
@@ -182,27 +207,45 @@ class PageInputs:
             return found
         values: list[Any] = []
         linked: list[PostView] = []
-        for name in _field_names(type(view)):
+        shape: list[tuple[str, int]] = []  # which fields link to how many views
+        # with ``inputs``, only the fields that may hold views matter (by their type)
+        names = _link_fields(type(view)) if view.inputs else _field_names(type(view))
+        for name in names:
+            if name == "inputs":
+                continue
             value = getattr(view, name)
             if isinstance(value, PostView):
                 linked.append(value)
+                shape.append((name, 1))
                 value = "link"
             elif _holds_views(value):
                 linked.extend(value)
+                shape.append((name, len(value)))
                 value = "link"
             values.append(value)
-        try:  # plain data (strings, dates, lists of terms...) pickles as it is: fast
-            payload = _pickled(values)
-        except Exception:
-            payload = _pickled([self.encode(v) for v in values])  # or raises Unencodable
-        found = self.own[id(view)] = hashlib.sha256(payload).digest()
         self.linked[id(view)] = linked
+        if view.inputs:  # see made_from: the view follows from these and ``base``
+            payload = b"made from\0" + view.inputs + _pickled(shape)
+        else:
+            try:  # plain data (strings, dates, lists of terms...) pickles as it is: fast
+                payload = _pickled(values)
+            except Exception:
+                payload = _pickled([self.encode(v) for v in values])  # or Unencodable
+        found = self.own[id(view)] = hashlib.sha256(payload).digest()
         return found
 
 
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _link_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a view class whose declared type may hold a post view."""
+    return tuple(
+        f.name for f in dataclasses.fields(cls) if re.search(r"\bPostView\b|\bAny\b", str(f.type))
+    )
 
 
 def _holds_views(value: Any) -> bool:

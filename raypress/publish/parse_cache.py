@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import os
 import pickle
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 CACHE_NAME = "build-cache.pickle"
 ADDED_NAME = "build-cache-added.pickle"
+FILES_NAME = "build-cache-files"  # entries read only when needed, a file each
 _FORMAT = 3
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 # characters of posts from which the Python lexer's fast path is set up before the workers
@@ -81,15 +83,21 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=32)
+def _text(value: object) -> str:
+    """``str(value)`` of a key's part that is the same for every post (computed once)."""
+    return str(sorted(value)) if isinstance(value, frozenset) else str(value)
+
+
 def body_key(post: Post, settings: MarkdownSettings) -> str:
     """What a parsed body depends on: the file's bytes, its path, settings, raypress."""
-    return _key("body", settings, post.source, post.digest, post.body_line)
+    return _key("body", _text(settings), post.source, post.digest, post.body_line)
 
 
 def post_key(source: str, digest: str, config: Config, layouts: frozenset[str]) -> str:
     """What a Post read from a file depends on besides the file's bytes and path."""
     settings = (config.timezone, config.permalink_pattern, config.max_post_bytes)
-    return _key("post", source, digest, settings, sorted(layouts))
+    return _key("post", source, digest, _text(settings), _text(layouts))
 
 
 class BuildCache:
@@ -99,16 +107,23 @@ class BuildCache:
 
     Entries this build did not use (deleted or edited posts) are dropped when the whole
     cache is written again: when they, or the added entries, are a tenth of it.
+
+    Entries needed only now and then (a post's highlighted fences: only when it is parsed
+    again) are kept apart, a file each (``get_file``, ``put_file``, ``keep_file``), so a
+    build does not load them all; the unused ones are removed with the stale entries.
     """
 
     def __init__(self, folder: Path):
         self.path = folder / CACHE_NAME
         self.added_path = folder / ADDED_NAME
+        self.files_path = folder / FILES_NAME
         self.base = self._load(self.path)
         self.added = self._load(self.added_path) if self.base else {}
         self.entries: dict[str, Any] = {**self.base, **self.added}
         self.used: set[str] = set()
         self.dirty = False
+        self.files_used: set[str] = set()
+        self.files_added: dict[str, Any] = {}
 
     @staticmethod
     def _load(path: Path) -> dict[str, Any]:
@@ -135,8 +150,26 @@ class BuildCache:
         self.used.add(key)
         self.dirty = True
 
+    def get_file(self, key: str) -> Any:
+        """The value kept in a file of its own for ``key``, or None."""
+        self.files_used.add(key)
+        entries = self._load(self.files_path / f"{key}.pickle")
+        return entries.get(key)
+
+    def put_file(self, key: str, value: Any) -> None:
+        """Keep ``value`` in a file of its own (written by ``save``)."""
+        self.files_used.add(key)
+        self.files_added[key] = value
+
+    def keep_file(self, key: str) -> None:
+        """The file of ``key`` is still wanted, though not read in this build."""
+        self.files_used.add(key)
+
     def save(self) -> None:
         """Write what changed: the added entries alone, or the whole cache."""
+        for key, value in self.files_added.items():
+            self._write(self.files_path / f"{key}.pickle", {key: value})
+        self.files_added = {}
         stale = set(self.entries) - self.used
         if not self.dirty and not stale:
             return
@@ -146,10 +179,20 @@ class BuildCache:
             self._write(self.path, kept)
             self.added_path.unlink(missing_ok=True)
             self.base, self.added = kept, {}
+            self._remove_unused_files()
         elif self.dirty:
             self.added = {key: value for key, value in self.added.items() if key in self.used}
             self._write(self.added_path, self.added)
         self.dirty = False
+
+    def _remove_unused_files(self) -> None:
+        try:
+            paths = list(self.files_path.iterdir())
+        except OSError:
+            return
+        for path in paths:
+            if path.suffix == ".pickle" and path.stem not in self.files_used:
+                path.unlink(missing_ok=True)
 
     @staticmethod
     def _write(path: Path, entries: dict[str, Any]) -> None:
@@ -188,8 +231,8 @@ def parse_bodies(
             missing.append(post)
         else:
             bodies[post.source] = cached
-            cache.get(fences_key(post))  # kept for the post's next edit
-    known = [cache.get(fences_key(post)) or {} for post in missing]
+            cache.keep_file(fences_key(post))  # kept for the post's next edit
+    known = [cache.get_file(fences_key(post)) or {} for post in missing]
     problems: list[Problem] = []
     parsed = _parse_many(missing, settings, known, jobs, budget, meanwhile or (lambda: None))
     for post, (body, fences) in zip(missing, parsed, strict=True):
@@ -197,7 +240,7 @@ def parse_bodies(
             problems.append(body)
             continue
         cache.put(keys[post.source], body)
-        cache.put(fences_key(post), fences)
+        cache.put_file(fences_key(post), fences)
         bodies[post.source] = body
     return bodies, problems, len(missing)
 

@@ -105,7 +105,7 @@ def find_post_files(config: Config) -> tuple[list[Path], list[Problem]]:
             return not in_a_bundle(path.parent.parent)
         return not in_a_bundle(path.parent)
 
-    kept = [p for p in files if is_post(p)]
+    kept = [p for p in files if is_post(p)] if bundles else files
     return sorted(kept), problems
 
 
@@ -349,53 +349,74 @@ def _walk(
     folder: Path, root: Path, problems: list[Problem], skipped: frozenset[Path] = frozenset()
 ) -> Iterator[Path]:
     """Yield files below ``folder``; symlinks must stay inside ``root`` (else refused); the
-    ``skipped`` folders are not entered."""
+    ``skipped`` folders are not entered. The order of ``os.walk`` (top-down, each folder's
+    files sorted, then its sub-folders in sorted order), from ``os.scandir`` entries: a
+    plain file costs no system call."""
     if not folder.is_dir():
         return
-    seen: set[Path] = set()
     real_root = root.resolve()
     if not inside(folder.resolve(), real_root):
         problems.append(_outside_link(folder, root))
         return
+    yield from _walk_folder(folder, root, real_root, set(), problems, skipped)
 
-    def unreadable(error: OSError) -> None:
-        where = display_path(Path(error.filename or folder), root)
+
+def _walk_folder(
+    here: Path,
+    root: Path,
+    real_root: Path,
+    seen: set[Path],
+    problems: list[Problem],
+    skipped: frozenset[Path],
+) -> Iterator[Path]:
+    real_here = here.resolve()
+    if real_here in seen or not inside(real_here, real_root):
+        return
+    seen.add(real_here)
+    try:
+        with os.scandir(here) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as error:
+        where = display_path(Path(error.filename or here), root)
         problems.append(Problem(where, None, f"cannot read this folder: {error.strerror}"))
-
-    for current, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
-        here = Path(current)
-        real_here = here.resolve()
-        if real_here in seen or not inside(real_here, real_root):
-            dirs[:] = []
-            continue
-        seen.add(real_here)
-        kept = []
-        for name in sorted(d for d in dirs if not d.startswith((".", "_"))):
-            if here / name in skipped:
+        return
+    folders: list[Path] = []
+    files: list[os.DirEntry[str]] = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()  # follows links, as os.walk(followlinks=True)
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            files.append(entry)
+        elif not entry.name.startswith((".", "_")):
+            path = here / entry.name
+            if path in skipped:
                 continue
-            if inside((here / name).resolve(), real_root):
-                kept.append(name)
-            elif (here / name).is_symlink():
-                problems.append(_outside_link(here / name, root))
-        dirs[:] = kept
-        for name in sorted(files):
-            path = here / name
-            if name.startswith("."):
-                continue
-            if path.is_symlink() and not inside(path.resolve(), real_root):
+            if inside(path.resolve(), real_root):
+                folders.append(path)
+            elif entry.is_symlink():
                 problems.append(_outside_link(path, root))
-                continue
-            if not path.is_file():  # a pipe, socket or device, or a link to nothing
-                problems.append(
-                    Problem(
-                        display_path(path, root),
-                        None,
-                        "not a regular file (a pipe, socket, device or broken link); refused",
-                        "remove it or replace it with a real file",
-                    )
+    for entry in files:
+        if entry.name.startswith("."):
+            continue
+        path = here / entry.name
+        if entry.is_symlink() and not inside(path.resolve(), real_root):
+            problems.append(_outside_link(path, root))
+            continue
+        if not entry.is_file():  # a pipe, socket or device, or a link to nothing
+            problems.append(
+                Problem(
+                    display_path(path, root),
+                    None,
+                    "not a regular file (a pipe, socket, device or broken link); refused",
+                    "remove it or replace it with a real file",
                 )
-                continue
-            yield path
+            )
+            continue
+        yield path
+    for path in folders:
+        yield from _walk_folder(path, root, real_root, seen, problems, skipped)
 
 
 def walk_files(

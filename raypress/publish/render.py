@@ -219,13 +219,14 @@ def render_pages(
     layouts: dict[str, str],
     previous: PreviousSite | None = None,
     static_paths: frozenset[str] = frozenset(),
+    base: str | None = None,
 ) -> tuple[list[SiteFile], list[Problem]]:
     """All HTML/XML pages of the site. ``views`` newest first; ``layouts`` maps a post's
     URL to its layout name. A page whose inputs are those of its file in ``previous`` is
     not rendered: that file is kept (see :mod:`raypress.publish.page_inputs`). With
     ``relative_urls``, each page's links are made relative as it is rendered (links to
     ``static_paths``, the copied files, kept as they are). Returns the files and the
-    problems met (all of them)."""
+    problems met (all of them). ``base``: :func:`inputs_base`, if already known."""
     config = theme.config
     jobs: list[PageJob] = []
     listings: list[str] = []  # URLs of index, tag, category and archive pages
@@ -315,7 +316,7 @@ def render_pages(
         page("search.html", SEARCH_URL, "search page")
     sitemap_path = "/sitemap.xml" if config.url else None
     page("robots.txt", "/robots.txt", "robots.txt", sitemap_path=sitemap_path)
-    base = base_digest(theme_folders(config), config, theme.env.globals)
+    base = base or inputs_base(theme)
     files, problems = render_jobs(theme, jobs, base, previous, config.jobs, static_paths)
     css_inputs = PageInputs(base).digest(
         "pygments", "/assets/pygments.css", {"version": pygments_version()}
@@ -324,6 +325,12 @@ def render_pages(
     css = kept or OutputFile("assets/pygments.css", theme.pygments_css, "pygments", css_inputs)
     files.append(css)
     return files, problems
+
+
+def inputs_base(theme: Theme) -> str:
+    """What every page (and every file made from a post) depends on besides its own data:
+    :func:`raypress.publish.page_inputs.base_digest` for this theme."""
+    return base_digest(theme_folders(theme.config), theme.config, theme.env.globals)
 
 
 @dataclass(frozen=True, slots=True)

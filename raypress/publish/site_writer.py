@@ -63,7 +63,12 @@ class KeptFile:
     origin: str
     inputs: str
     key: str  # its digest in the manifest
-    source: Path  # the file in the output folder
+    folder: str  # the output folder
+
+    @property
+    def source(self) -> Path:
+        """The file in the output folder."""
+        return Path(f"{self.folder}/{self.path}")
 
     @property
     def data(self) -> bytes:
@@ -79,6 +84,7 @@ class PreviousSite:
 
     def __init__(self, config: Config):
         self.output = config.output_path
+        self.folder = str(self.output)
         self.manifest = _read_manifest(config.cache_path / MANIFEST_NAME, self.output)
         self.on_disk = _stat_below(str(self.output)) if self.manifest else {}
         self.intact = frozenset(
@@ -94,7 +100,7 @@ class PreviousSite:
             return None
         if path not in self.intact:
             return None
-        return KeptFile(path, origin, inputs, str(record["key"]), self.output / path)
+        return KeptFile(path, origin, inputs, str(record["key"]), self.folder)
 
 
 @dataclass(frozen=True, slots=True)
