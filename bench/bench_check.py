@@ -52,7 +52,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from raypress.commands.build import markdown_settings, read_posts  # noqa: E402
 from raypress.commands.check import compare_post, output_text  # noqa: E402
 from raypress.config import load_config  # noqa: E402
 from raypress.execution import ExecutionSettings, execute_posts  # noqa: E402
@@ -63,7 +62,7 @@ from raypress.freeze.normalise import normalise  # noqa: E402
 from raypress.freeze.records import Record, SnippetPlace  # noqa: E402
 from raypress.freeze.run_plan import plan_runs  # noqa: E402
 from raypress.publish.parse_cache import BuildCache, parse_bodies  # noqa: E402
-from raypress.publish.render import available_layouts  # noqa: E402
+from raypress.publish.reading import available_layouts, markdown_settings, read_posts  # noqa: E402
 
 WORK = ROOT / "bench" / "_work" / "check"
 TUTORIALS = ROOT / "bench" / "ray_docs" / "posts"

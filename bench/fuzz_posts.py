@@ -30,14 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from raypress.cli import main as cli  # noqa: E402
-from raypress.commands.build import markdown_settings  # noqa: E402
 from raypress.config import load_config  # noqa: E402
 from raypress.errors import SourceError  # noqa: E402
 from raypress.freeze.inputs import FileHashes, post_inputs  # noqa: E402
 from raypress.freeze.run_plan import plan_runs  # noqa: E402
 from raypress.publish.markdown import parse_body  # noqa: E402
 from raypress.publish.posts import read_post  # noqa: E402
-from raypress.publish.render import available_layouts  # noqa: E402
+from raypress.publish.reading import available_layouts, markdown_settings  # noqa: E402
 
 PROBLEM = re.compile(r"^[^\n]+?(:\d+)?: error: .+")
 KEYS = (

@@ -13,7 +13,7 @@ from conftest_publishing import SITE_TITLE, SITE_URL, Project, hrefs, parse_page
 
 from raypress.config import Config
 from raypress.publish.posts import Post, read_post
-from raypress.publish.render import available_layouts
+from raypress.publish.reading import available_layouts
 
 JEKYLL = Path(__file__).resolve().parent / "jekyll"
 

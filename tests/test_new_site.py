@@ -20,7 +20,7 @@ from raypress.cli import main
 from raypress.commands.new import STARTER, WORKFLOW
 from raypress.config import load_config
 from raypress.publish.posts import read_post
-from raypress.publish.render import available_layouts
+from raypress.publish.reading import available_layouts
 from raypress.theme import THEME_PATH
 
 BIN = Path(sys.executable).parent

@@ -24,7 +24,7 @@ from raypress.config import load_config
 from raypress.execution.model import SnippetOptions
 from raypress.publish.markdown import MarkdownSettings, parse_body
 from raypress.publish.posts import read_post
-from raypress.publish.render import available_layouts
+from raypress.publish.reading import available_layouts
 
 
 def h1_texts(html: str) -> list[str]:

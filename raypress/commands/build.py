@@ -6,8 +6,6 @@ hide another; if there is any problem, nothing is written and the previous site 
 
 from __future__ import annotations
 
-import hashlib
-import os
 import posixpath
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from raypress.freeze.build_stamp import (
 )
 from raypress.freeze.early_engine import EarlyEngine, will_run
 from raypress.freeze.inputs import InstalledVersions
-from raypress.freeze.plan import Rerun, plan_freeze, recorded_posts, save_run, tidy_snippets
+from raypress.freeze.plan import Rerun, orphaned_records, plan_freeze, save_run, tidy_snippets
 from raypress.freeze.run_plan import (
     PostExecutor,
     describe,
@@ -42,18 +40,23 @@ from raypress.paths import display_path
 from raypress.publish.embed_outputs import embed_results
 from raypress.publish.jupytext_script import post_script, script_name
 from raypress.publish.local_files import LocalRef, local_files, local_reference
-from raypress.publish.markdown import MarkdownSettings, ParsedBody, parse_body
+from raypress.publish.markdown import ParsedBody, parse_body
 from raypress.publish.notebook_output import notebook_name, post_notebook
 from raypress.publish.page_inputs import file_inputs, made_from
 from raypress.publish.page_scripts import script_files, script_tags
-from raypress.publish.parse_cache import BuildCache, parse_bodies, post_key
-from raypress.publish.posts import Post, find_post_files, read_post
+from raypress.publish.parse_cache import BuildCache, parse_bodies
+from raypress.publish.posts import Post, read_post
+from raypress.publish.reading import (
+    available_layouts,
+    markdown_settings,
+    read_posts,
+    select_posts,
+)
 from raypress.publish.render import (
     SITE_TEMPLATES,
     TIMINGS_URL,
     PageJob,
     Theme,
-    available_layouts,
     inputs_base,
     render_jobs,
     render_pages,
@@ -181,17 +184,6 @@ def _snippets_of(body: ParsedBody) -> tuple[list[tuple], list[tuple]]:
     """What runs of a body: its snippets and inline expressions, without their lines."""
     snippets = [(s.language, s.source, s.options) for s in body.snippets]
     return snippets, [(i.source, i.after_snippet) for i in body.inline]
-
-
-def markdown_settings(config: Config) -> MarkdownSettings:
-    """The Markdown options taken from the configuration."""
-    return MarkdownSettings(
-        html=config.markdown_html,
-        excerpt_separator=config.excerpt_separator,
-        toc_min_headings=config.toc_min_headings,
-        baseurl=config.baseurl,
-        typography=config.typography,
-    )
 
 
 def build(
@@ -396,59 +388,6 @@ def post_run_for_file(path: Path, config: Config) -> PostRun | None:
     body = parse_body(post, markdown_settings(config))
     runs = plan_runs([post], {post.source: body}, config)
     return runs[0] if runs else None
-
-
-def read_posts(
-    config: Config, layouts: frozenset[str], cache: BuildCache
-) -> tuple[list[Post], list[Problem]]:
-    """Every post under posts/ that reads cleanly, and a problem for each that does not.
-    A file whose bytes did not change since the last build is not parsed again."""
-    paths, problems = find_post_files(config)
-    posts: list[Post] = []
-    root = f"{config.root}{os.sep}"
-    for path in paths:
-        try:
-            raw = path.read_bytes()
-            name = str(path)  # relative to the root as display_path makes it, without Paths
-            source = name[len(root) :] if name.startswith(root) else display_path(path, config.root)
-            key = post_key(source, hashlib.sha256(raw).hexdigest(), config, layouts)
-            post = cache.get(key)
-            if post is None:
-                post = read_post(path, config, layouts, raw)
-                cache.put(key, post)
-            posts.append(post)
-        except SourceError as exc:
-            problems.append(exc.problem)
-        except OSError as exc:
-            problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
-    return posts, problems
-
-
-def orphaned_records(config: Config) -> list[Problem]:
-    """A problem when no post was found but snippets/ holds records: almost surely a
-    wrong posts folder, and a build that went on would delete every record and page."""
-    count = recorded_posts(config)
-    if not count:
-        return []
-    return [
-        Problem(
-            config.posts_dir,
-            None,
-            f"no posts found in {config.posts_dir}/, but {config.snippets_dir}/ holds the "
-            f"records of {count} post(s); nothing was built or removed",
-            "check posts_dir, or delete the records yourself if the posts are gone for good",
-        )
-    ]
-
-
-def select_posts(posts: list[Post], config: Config, now: datetime) -> list[Post]:
-    """Published posts, newest first; drafts and future posts only when asked for."""
-    chosen = [
-        p
-        for p in posts
-        if (config.drafts or not p.draft) and (config.future or not p.is_future(now))
-    ]
-    return sorted(chosen, key=lambda p: (p.date, p.source), reverse=True)
 
 
 def duplicate_urls(posts: list[Post]) -> list[Problem]:

@@ -23,12 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from raypress.commands.build import (
-    markdown_settings,
-    orphaned_records,
-    read_posts,
-    select_posts,
-)
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.model import (
@@ -48,7 +42,7 @@ from raypress.execution.ray_logs import SYSTEM_NOTE
 from raypress.freeze.early_engine import EarlyEngine, will_run
 from raypress.freeze.inputs import FileHashes, Inputs, InstalledVersions, post_inputs, source_hash
 from raypress.freeze.normalise import normalise, same
-from raypress.freeze.plan import relocated, save_record, should_save
+from raypress.freeze.plan import orphaned_records, relocated, save_record, should_save
 from raypress.freeze.records import Record, RecordError, read_record, record_files
 from raypress.freeze.run_plan import (
     describe,
@@ -61,7 +55,12 @@ from raypress.publish.jupytext_script import post_script
 from raypress.publish.markdown import ParsedBody
 from raypress.publish.parse_cache import BuildCache, parse_bodies
 from raypress.publish.posts import Post
-from raypress.publish.render import available_layouts
+from raypress.publish.reading import (
+    available_layouts,
+    markdown_settings,
+    read_posts,
+    select_posts,
+)
 
 _RANDOM_ID = re.compile(  # element ids libraries draw afresh each run (altair, plotly)
     r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b"

@@ -361,7 +361,7 @@ def _pages_of(
     """Failed snippets grouped by the output file of their post's page, and those whose
     page cannot be told (shown on every page)."""
     from raypress.publish.posts import read_post
-    from raypress.publish.render import available_layouts
+    from raypress.publish.reading import available_layouts
 
     pages: dict[str, tuple[Problem, ...]] = {}
     elsewhere: list[Problem] = []

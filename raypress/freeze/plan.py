@@ -383,3 +383,20 @@ def tidy_snippets(
         for source, reason in sorted(frozen.unrecorded.items())
     ]
     return notes
+
+
+def orphaned_records(config: Config) -> list[Problem]:
+    """A problem when no post was found but snippets/ holds records: almost surely a
+    wrong posts folder, and a build that went on would delete every record and page."""
+    count = recorded_posts(config)
+    if not count:
+        return []
+    return [
+        Problem(
+            config.posts_dir,
+            None,
+            f"no posts found in {config.posts_dir}/, but {config.snippets_dir}/ holds the "
+            f"records of {count} post(s); nothing was built or removed",
+            "check posts_dir, or delete the records yourself if the posts are gone for good",
+        )
+    ]

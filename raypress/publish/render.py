@@ -22,16 +22,13 @@ from raypress.paths import display_path, safe_output_file, slugify
 from raypress.publish.highlight import pygments_version, stylesheet
 from raypress.publish.page_inputs import PageInputs, base_digest
 from raypress.publish.posts import url_path
+from raypress.publish.reading import theme_folders
 from raypress.publish.relative_links import page_links_relative
 from raypress.publish.site_writer import OutputFile, PreviousSite, SiteFile
 from raypress.publish.template_cache import template_cache
 from raypress.publish.views import PostView, SiteView, Term, feed_id, site_view
 from raypress.theme import THEME_PATH
 
-SYSTEM_TEMPLATES = frozenset(
-    {"base", "index", "taxonomy", "terms", "archive", "404", "feed", "sitemap", "timings"}
-    | {"search", "robots"}
-)
 TIMINGS_URL = "/timings/"
 SEARCH_URL = "/search/"
 LISTING_TEMPLATES = ("index.html", "taxonomy.html", "terms.html", "archive.html")
@@ -71,24 +68,6 @@ class YearGroup:
 class SitemapEntry:
     path: str
     lastmod: datetime | None
-
-
-def theme_folders(config: Config) -> list[Path]:
-    """Where templates are looked up, first match wins: the site's ``templates/``, which
-    overrides any file of the built-in theme by name, then the theme itself."""
-    return [config.templates_path, THEME_PATH]
-
-
-def available_layouts(config: Config) -> frozenset[str]:
-    """Template names a post may use as ``layout`` (``<layout>.html`` in the site's
-    templates or the built-in theme)."""
-    return frozenset(
-        p.stem
-        for folder in theme_folders(config)
-        if folder.is_dir()
-        for p in folder.glob("*.html")
-        if p.stem not in SYSTEM_TEMPLATES
-    )
 
 
 class Theme:
