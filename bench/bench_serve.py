@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     with browser() as context:
         prose = prose_edits(context, args.posts, args.edits, args.work)
-        print(f"\nprose edit, {args.posts}-post site (target: under 300 ms)")
+        print(f"\nprose edit, {args.posts}-post site (target: under 150 ms for 1,000 posts)")
         print(describe("save -> page shows the change", [s.latency_s for s in prose]))
         rebuilds = [s.rebuild_s for s in prose if s.rebuild_s is not None]
         print(describe("server's rebuild (its console)", rebuilds))
