@@ -196,7 +196,10 @@ def test_a_prose_edit_does_not_load_pygments(project: Project):
     assert "Paragraph 2" in project.page("2025/03/02/post-02/")
 
 
-def test_a_previewed_page_is_the_page_the_build_then_writes(project: Project) -> None:
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute-urls", "relative-urls"])
+def test_a_previewed_page_is_the_page_the_build_then_writes(
+    project: Project, relative: bool
+) -> None:
     """``serve`` shows an edited post's page rendered from the last build's models, ahead
     of the build: that page must be the one the build then writes, byte for byte; and it
     must not be guessed at all where it cannot be right without a build."""
@@ -207,7 +210,8 @@ def test_a_previewed_page_is_the_page_the_build_then_writes(project: Project) ->
 
     for number in range(1, 6):
         project.post(f"2025-03-{number:02d}-post-{number}.md", _post(number))
-    config = load_config(project.root, execute=False)
+    project.write("static/logo.txt", "a static file the pages may link to\n")
+    config = load_config(project.root, execute=False, relative_urls=relative)
     theme = Theme(config)
     seen: list[RenderedSite] = []
     assert build(config, theme=theme, rendered=seen.append).ok
@@ -217,7 +221,8 @@ def test_a_previewed_page_is_the_page_the_build_then_writes(project: Project) ->
     now = datetime.now(config.zone)
     page = preview_post(path, models, config, theme, now)
     assert page is not None and b"Paragraph two, edited, of post 3" in page.data
-    assert b'href="/2025/03/04/post-4/"' in page.data  # its neighbours, from the last build
+    newer = b'href="../../04/post-4/index.html"' if relative else b'href="/2025/03/04/post-4/"'
+    assert newer in page.data  # its neighbours, from the last build
     assert build(config, theme=theme).ok
     assert (project.site / page.path).read_bytes() == page.data
 
