@@ -34,7 +34,6 @@ from pathlib import Path
 from raypress.config import Config
 from raypress.errors import Problem, SourceError
 from raypress.paths import atomic_write, display_path, pid_alive
-from raypress.publish.posts import walk_files
 from raypress.theme import THEME_PATH
 
 MANIFEST_NAME = "site-manifest.json"
@@ -125,6 +124,8 @@ def collect_static(config: Config, diagrams: bool = True) -> tuple[list[StaticFi
     The site's theme folder may lie outside the project (the configuration is trusted):
     links in it must then stay inside it. Without ``diagrams`` the theme's diagram script
     (108 files) is not even listed."""
+    from raypress.publish.posts import walk_files  # not for output_intact (the CLI's check)
+
     problems: list[Problem] = []
     skipped = frozenset() if diagrams else frozenset({THEME_PATH / THEME_MERMAID})
     found: dict[str, StaticFile] = {}
