@@ -319,3 +319,32 @@ def test_a_post_with_a_figure_builds_incrementally_as_cold(project: Project, mak
     assert figures[0] in edit_and_compare("prose")
     post.write_text(text.replace("Pixel()", "Pixel();"), encoding="utf-8")
     assert figures[0] not in edit_and_compare("snippet")
+
+
+def test_fences_kept_apart_in_sixteen_files_and_dropped_when_unused(tmp_path: Path) -> None:
+    """The build cache keeps each post's highlighted fences apart from the main file, in
+    at most 16 files (not one per post), reads them back, and drops unused ones when it
+    writes the whole cache again."""
+    import hashlib
+
+    from raypress.publish.parse_cache import FILES_NAME, BuildCache
+
+    keys = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(300)]
+    cache = BuildCache(tmp_path)
+    for key in keys:
+        cache.put_file(key, {("python", key): f"<pre>{key}</pre>"})
+    for n in range(100):  # main entries (parsed posts), which the third build will not use
+        cache.put(f"post-{n}", n)
+    cache.save()
+    files = sorted(p.name for p in (tmp_path / FILES_NAME).iterdir())
+    assert 1 < len(files) <= 16 and all(len(name) == len("0.pickle") for name in files)
+    again = BuildCache(tmp_path)
+    assert again.get_file(keys[7]) == {("python", keys[7]): f"<pre>{keys[7]}</pre>"}
+    assert again.buckets.keys() == {keys[7][:1]}  # one bucket read, not all
+    third = BuildCache(tmp_path)  # a build of ten posts: the whole cache is written again
+    for key in keys[:10]:
+        third.keep_file(key)
+    third.save()
+    fourth = BuildCache(tmp_path)
+    assert all(fourth.get_file(key) is not None for key in keys[:10])
+    assert all(fourth.get_file(key) is None for key in keys[10:])

@@ -109,8 +109,10 @@ class BuildCache:
     cache is written again: when they, or the added entries, are a tenth of it.
 
     Entries needed only now and then (a post's highlighted fences: only when it is parsed
-    again) are kept apart, a file each (``get_file``, ``put_file``, ``keep_file``), so a
-    build does not load them all; the unused ones are removed with the stale entries.
+    again) are kept apart (``get_file``, ``put_file``, ``keep_file``) in files by the first
+    digit of their key, so a build that parses one post loads a sixteenth of
+    them, and a cold build writes 16 files, not one per post (file creation is what a cold
+    build's writing costs on a slow disk); unused ones are dropped with the stale entries.
     """
 
     def __init__(self, folder: Path):
@@ -124,6 +126,7 @@ class BuildCache:
         self.dirty = False
         self.files_used: set[str] = set()
         self.files_added: dict[str, Any] = {}
+        self.buckets: dict[str, dict[str, Any]] = {}  # the bucket files read so far
 
     @staticmethod
     def _load(path: Path) -> dict[str, Any]:
@@ -151,26 +154,29 @@ class BuildCache:
         self.dirty = True
 
     def get_file(self, key: str) -> Any:
-        """The value kept in a file of its own for ``key``, or None."""
+        """The value kept apart for ``key``, or None."""
         self.files_used.add(key)
-        entries = self._load(self.files_path / f"{key}.pickle")
-        return entries.get(key)
+        return self._bucket(key[:1]).get(key)
 
     def put_file(self, key: str, value: Any) -> None:
-        """Keep ``value`` in a file of its own (written by ``save``)."""
+        """Keep ``value`` apart (written by ``save``)."""
         self.files_used.add(key)
         self.files_added[key] = value
 
     def keep_file(self, key: str) -> None:
-        """The file of ``key`` is still wanted, though not read in this build."""
+        """The value kept apart for ``key`` is still wanted, though not read in this build."""
         self.files_used.add(key)
+
+    def _bucket(self, name: str) -> dict[str, Any]:
+        if name not in self.buckets:
+            self.buckets[name] = self._load(self.files_path / f"{name}.pickle")
+        return self.buckets[name]
 
     def save(self) -> None:
         """Write what changed: the added entries alone, or the whole cache."""
-        for key, value in self.files_added.items():
-            self._write(self.files_path / f"{key}.pickle", {key: value})
-        self.files_added = {}
         stale = set(self.entries) - self.used
+        whole = not self.base or len(stale) > max(64, len(self.used) // 10)
+        self._save_files(every_bucket=whole)
         if not self.dirty and not stale:
             return
         tenth = max(64, len(self.used) // 10)
@@ -179,20 +185,34 @@ class BuildCache:
             self._write(self.path, kept)
             self.added_path.unlink(missing_ok=True)
             self.base, self.added = kept, {}
-            self._remove_unused_files()
         elif self.dirty:
             self.added = {key: value for key, value in self.added.items() if key in self.used}
             self._write(self.added_path, self.added)
         self.dirty = False
 
-    def _remove_unused_files(self) -> None:
-        try:
-            paths = list(self.files_path.iterdir())
-        except OSError:
-            return
-        for path in paths:
-            if path.suffix == ".pickle" and path.stem not in self.files_used:
-                path.unlink(missing_ok=True)
+    def _save_files(self, every_bucket: bool) -> None:
+        """Rewrite the buckets that gained entries (and, with ``every_bucket``, those that
+        hold entries no longer used), without the unused ones."""
+        names = {key[:1] for key in self.files_added}
+        if every_bucket:
+            with contextlib.suppress(OSError):
+                for path in self.files_path.iterdir():
+                    if len(path.stem) == 1 and path.suffix == ".pickle":
+                        names.add(path.stem)
+                    elif not path.name.startswith("."):  # not a bucket: an older layout's
+                        path.unlink(missing_ok=True)
+        for name in sorted(names):
+            bucket = self._bucket(name)
+            kept = {k: v for k, v in bucket.items() if k in self.files_used}
+            kept.update((k, v) for k, v in self.files_added.items() if k[:1] == name)
+            if kept == bucket:
+                continue
+            if kept:
+                self._write(self.files_path / f"{name}.pickle", kept)
+            else:
+                (self.files_path / f"{name}.pickle").unlink(missing_ok=True)
+            self.buckets[name] = kept
+        self.files_added = {}
 
     @staticmethod
     def _write(path: Path, entries: dict[str, Any]) -> None:
