@@ -20,6 +20,7 @@ from raypress.terminal import printable
 
 if TYPE_CHECKING:
     from raypress.commands.build import BuildReport
+    from raypress.config import Config
 
 COMMANDS = ("build", "serve", "check", "new", "theme")
 
@@ -222,11 +223,9 @@ def _run_build(options: argparse.Namespace) -> int:
                 f"checked in {time.perf_counter() - started:.2f}s)"
             )
         return 0
-    from raypress.commands.build import build  # Markdown, Pygments, Jinja2: only when building
-
     try:
         with _live_status(options.quiet) as (log, events):
-            report = build(config, now, log=log, rerun=rerun, events=events)
+            report = _build_with_early_engine(config, now, rerun, log, events)
     except KeyboardInterrupt as stop:
         verb = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(
@@ -236,6 +235,27 @@ def _run_build(options: argparse.Namespace) -> int:
         return 143 if isinstance(stop, Terminated) else 130
     print_report(report, config.output_dir, quiet=options.quiet)
     return report.exit_status
+
+
+def _build_with_early_engine(
+    config: Config, now: datetime, rerun: bool | frozenset[str], log: Any, events: Any
+) -> BuildReport:
+    """build(), with the engine started first when the raw post files say that something
+    will run: its fork server starts on another core while this process imports the
+    build's libraries (``freeze.early_engine``). It is stopped on every way out."""
+    from raypress.freeze.early_engine import EarlyEngine, start_from_files
+    from raypress.freeze.run_plan import execution_settings
+
+    early: list[EarlyEngine] = []
+    try:
+        start_from_files(config, execution_settings(config, log, events), rerun, early)
+        from raypress.commands.build import build  # Markdown, Pygments, Jinja2
+
+        executor = early[0] if early else None
+        return build(config, now, log=log, rerun=rerun, events=events, executor=executor)
+    finally:
+        for engine in early:
+            engine.close()
 
 
 def _rerun(values: list[str] | None, root: Path) -> bool | frozenset[str]:
