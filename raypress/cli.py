@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from raypress import __version__
 from raypress.config import EXECUTORS, load_config
@@ -23,6 +26,24 @@ if TYPE_CHECKING:
     from raypress.config import Config
 
 COMMANDS = ("build", "serve", "check", "new", "theme")
+
+
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The entry point of ``raypress``, ``python -m raypress`` and ``build.py``: main(),
+    then the process exits without tearing the interpreter down (freeing every module
+    and object took 30 to 40 ms after a one-post build). By then the command has stopped
+    everything it started; the exit handlers still run and the console is flushed. While
+    another thread is alive, the interpreter exits as usual (it waits for that thread)."""
+    code = main(argv)
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what the interpreter would run at exit (logging's, Ray's)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: Python's own exit status for it
+            code = code or 120
+    os._exit(code)
 
 
 class Terminated(KeyboardInterrupt):

@@ -349,6 +349,38 @@ def test_a_signal_while_the_engine_starts_leaves_nothing(
     assert not (root / "snippets").exists()  # nothing ran
 
 
+_RUN_WITH_AN_EXIT_HANDLER = """
+import atexit, sys
+from raypress.cli import run
+atexit.register(lambda: print("the exit handlers ran"))
+run(sys.argv[1:])
+"""
+
+
+def test_the_command_line_exits_with_its_status_output_and_exit_handlers(tmp_path: Path) -> None:
+    """``run`` (the entry point) exits without tearing the interpreter down, after the
+    exit handlers ran and the console was flushed (a pipe: block-buffered), with main's
+    status: 0 for a build, 1 for a broken post, 2 for a usage error."""
+    root = tmp_path / "site"
+    many_posts(root, 1)
+    script = tmp_path / "entry.py"
+    script.write_text(_RUN_WITH_AN_EXIT_HANDLER)
+
+    def entry(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), *args, "--root", str(root), "--no-exec"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    done = entry("build")
+    assert done.returncode == 0, done
+    assert "built 1 posts" in done.stdout and done.stdout.endswith("the exit handlers ran\n")
+    (root / "posts" / "2025-01-02-broken.md").write_text("---\ntitle: [\n---\n")
+    done = entry("build")
+    assert done.returncode == 1, done
+    assert "2025-01-02-broken.md" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == "the exit handlers ran\n"
+    assert entry("build", "--jobs", "x").returncode == 2  # argparse's own exit
+
+
 RAY_AND_SLEEP = """---
 title: Squares on Ray
 date: 2025-01-01
