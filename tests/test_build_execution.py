@@ -989,6 +989,8 @@ def test_the_command_line_guesses_from_the_raw_files_alone(
     project.post("2025-01-07-draft.md", post("D", "2025-01-07", fence("1"), draft="true"))
     project.post("2025-01-08-unpub.md", post("U", "2025-01-08", fence("1"), published="False"))
     project.post("2025-01-09-body.md", post("B", "2025-01-09", "execute: false\n\n" + fence("1")))
+    crlf = post("C", "2025-01-10", fence("1"), execute="false  # shown only")
+    project.post("2025-01-10-crlf.md", crlf.replace("\n", "\r\n"))
 
     def names(rerun: bool | frozenset[str] = False, **overrides: object) -> list[str]:
         config = load_config(project.root, **overrides)

@@ -53,10 +53,10 @@ _WARMABLE_IMPORT = re.compile(
 )
 # Front matter lines that keep a post from running: ``execute: false``; and, without
 # --drafts, ``draft: true`` or ``published: false`` (YAML's spellings of true and false)
-_NOT_EXECUTED = re.compile(r"^execute[ \t]*:[ \t]*(?:false|no|off)[ \t]*(?:#.*)?$", re.I | re.M)
+_NOT_EXECUTED = re.compile(r"^execute[ \t]*:[ \t]*(?:false|no|off)[ \t\r]*(?:#.*)?$", re.I | re.M)
 _A_DRAFT = re.compile(
     r"^(?:draft[ \t]*:[ \t]*(?:true|yes|on)|published[ \t]*:[ \t]*(?:false|no|off))"
-    r"[ \t]*(?:#.*)?$",
+    r"[ \t\r]*(?:#.*)?$",
     re.I | re.M,
 )
 
