@@ -1,8 +1,6 @@
 """Build the site: ``python build.py [build|serve|check] ...`` (see ``--help``)."""
 
-import sys
-
-from raypress.cli import main
+from raypress.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

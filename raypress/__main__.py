@@ -1,7 +1,5 @@
 """``python -m raypress``: the same CLI as ``build.py`` and the ``raypress`` script."""
 
-import sys
+from raypress.cli import run
 
-from raypress.cli import main
-
-sys.exit(main())
+run()

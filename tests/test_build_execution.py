@@ -970,6 +970,86 @@ def test_the_engine_starts_early_only_for_posts_that_will_run(
     assert names(True) == []
 
 
+def test_the_command_line_guesses_from_the_raw_files_alone(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command line's guess (``files_to_run``, before any parsing): the same posts as
+    ``will_run``, front matter read only for lines that keep a post from running."""
+    from raypress.config import load_config
+    from raypress.freeze.early_engine import files_to_run
+    from raypress.freeze.run_plan import execution_settings
+    from raypress.publish.posts import find_post_files
+
+    project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
+    project.post("2025-01-02-tilde.md", "---\ntitle: T\n---\n\n~~~ {python}\nx = 1\n~~~\n")
+    project.post("2025-01-03-inline.md", "---\ntitle: I\n---\n\nIt is `{python} 6 * 7`.\n")
+    project.post("2025-01-04-bash.md", post("Bash", "2025-01-04", "```bash\nls\n```"))
+    project.post("2025-01-05-off.md", post("Off", "2025-01-05", fence("1"), execute="false"))
+    project.post("2025-01-06-shown.md", post("Shown", "2025-01-06", fence("1", "eval: false")))
+    project.post("2025-01-07-draft.md", post("D", "2025-01-07", fence("1"), draft="true"))
+    project.post("2025-01-08-unpub.md", post("U", "2025-01-08", fence("1"), published="False"))
+    project.post("2025-01-09-body.md", post("B", "2025-01-09", "execute: false\n\n" + fence("1")))
+    crlf = post("C", "2025-01-10", fence("1"), execute="false  # shown only")
+    project.post("2025-01-10-crlf.md", crlf.replace("\n", "\r\n"))
+
+    def names(rerun: bool | frozenset[str] = False, **overrides: object) -> list[str]:
+        config = load_config(project.root, **overrides)
+        paths, _ = find_post_files(config)
+        files = files_to_run(config, execution_settings(config, None), rerun, paths)
+        return [Path(f.source).stem[11:] for f in files]
+
+    assert names() == ["code", "tilde", "body"]  # a body line is not front matter
+    assert names(drafts=True) == ["code", "tilde", "draft", "unpub", "body"]
+    assert names(execute=False) == []  # --no-exec
+    assert names(executor="ray") == []  # sessions on a cluster: connected when known
+    assert project.build("--quiet", execute=True).code == 0  # records now exist
+    assert names() == []
+    assert names(frozenset({"posts/2025-01-01-code.md"})) == ["code"]
+    assert names(True) == ["code", "tilde", "body"]
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert names(True) == []
+
+
+_WHEN_THE_ENGINE_STARTS = """
+import sys
+from raypress.freeze import early_engine
+from raypress.cli import main
+
+started = []
+class Watched(early_engine.EarlyEngine):
+    def __init__(self, *args, **kwargs):
+        started.append("raypress.publish.markdown" in sys.modules)
+        super().__init__(*args, **kwargs)
+early_engine.EarlyEngine = Watched
+code = main(["build", "--quiet", "--root", sys.argv[1]])
+print(code, started)
+"""
+
+
+def test_the_command_line_starts_the_engine_before_the_build_imports_markdown(
+    project: Project, tmp_path: Path
+) -> None:
+    """The fork server boots while the build imports its libraries: one engine, started
+    before Markdown is imported, runs the post; a build with nothing to run starts none,
+    and so does one whose records are current."""
+    project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
+    script = tmp_path / "watch.py"
+    script.write_text(_WHEN_THE_ENGINE_STARTS)
+
+    def started() -> str:
+        done = subprocess.run(
+            [sys.executable, str(script), str(project.root)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.stderr == "", done.stderr
+        return done.stdout.strip()
+
+    assert started() == "0 [False]"
+    assert figures_of(project.site, "/2025/01/01/code/")[0].text("stdout") == "1\n"
+    project.post("2025-01-02-prose.md", post("Prose", "2025-01-02", "No code.\n"))
+    assert started() == "0 []"  # the new post runs nothing, the other has its record
+
+
 def test_an_engine_started_early_is_stopped_when_the_build_stops_before_running(
     project: Project,
 ) -> None:

@@ -313,6 +313,74 @@ def test_a_signal_while_parsing_leaves_no_worker_and_no_folder(
         assert [p.name for p in root.iterdir() if p.name.startswith("_site")] == []
 
 
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_engine_starts_leaves_nothing(
+    tmp_path: Path, number: signal.Signals
+) -> None:
+    """The command line starts the fork server before the build parses (a post to run and
+    600 to parse): a signal then stops the build, the sandbox and its folders."""
+    root, temp = tmp_path / "site", tmp_path / "tmp"
+    temp.mkdir()
+    many_posts(root, 600)
+    (root / "posts" / "2025-01-02-code.md").write_text(post("Code", "2025-01-02", fence("1")))
+    root.chmod(0o755)
+    stages_before = set(Path("/tmp").glob("rps*"))
+    build = build_process(root, temp)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and build.poll() is None:
+        below = alive(descendants(build.pid))
+        names = " ".join(Path(f"/proc/{p}/cmdline").read_text(errors="replace") for p in below)
+        if "raypress.execution.forkserver" in names:
+            break
+        time.sleep(0.01)
+    everything = alive(descendants(build.pid))
+    assert everything, build.communicate()
+    build.send_signal(number)
+    out, err = build.communicate(timeout=60)
+    assert build.returncode == {signal.SIGTERM: 143, signal.SIGINT: 130}[number], (out, err)
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while alive(everything) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive(everything) == set()
+    assert list(temp.iterdir()) == []
+    assert cgroups_of(build.pid) == []
+    assert set(Path("/tmp").glob("rps*")) - stages_before == set()
+    assert not (root / "snippets").exists()  # nothing ran
+
+
+_RUN_WITH_AN_EXIT_HANDLER = """
+import atexit, sys
+from raypress.cli import run
+atexit.register(lambda: print("the exit handlers ran"))
+run(sys.argv[1:])
+"""
+
+
+def test_the_command_line_exits_with_its_status_output_and_exit_handlers(tmp_path: Path) -> None:
+    """``run`` (the entry point) exits without tearing the interpreter down, after the
+    exit handlers ran and the console was flushed (a pipe: block-buffered), with main's
+    status: 0 for a build, 1 for a broken post, 2 for a usage error."""
+    root = tmp_path / "site"
+    many_posts(root, 1)
+    script = tmp_path / "entry.py"
+    script.write_text(_RUN_WITH_AN_EXIT_HANDLER)
+
+    def entry(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), *args, "--root", str(root), "--no-exec"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    done = entry("build")
+    assert done.returncode == 0, done
+    assert "built 1 posts" in done.stdout and done.stdout.endswith("the exit handlers ran\n")
+    (root / "posts" / "2025-01-02-broken.md").write_text("---\ntitle: [\n---\n")
+    done = entry("build")
+    assert done.returncode == 1, done
+    assert "2025-01-02-broken.md" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == "the exit handlers ran\n"
+    assert entry("build", "--jobs", "x").returncode == 2  # argparse's own exit
+
+
 RAY_AND_SLEEP = """---
 title: Squares on Ray
 date: 2025-01-01

@@ -14,6 +14,12 @@ execute, has a Python fence not marked ``eval: false``, and has no record in
 for nothing (closed at the end of the build), or a start as late as before. Only local
 engines start early: ``--ray-address`` and ``executor = "ray"`` connect to a cluster
 when the runs are known.
+
+The command line starts it sooner still (:func:`start_from_files`): right after the
+build stamp says a build is needed, before the build's own imports (Markdown, Jinja2,
+Pygments: about 100 ms), from the same guess made on the raw files without reading
+their front matter, except for a line that says ``execute: false`` or makes a post a
+draft. The build then runs its posts on that engine (its ``executor``).
 """
 
 from __future__ import annotations
@@ -21,14 +27,18 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from raypress.config import Config
 from raypress.execution.model import ExecutionSettings, PostExecution, PostRun
-from raypress.freeze.plan import Rerun
 from raypress.freeze.records import record_files
-from raypress.publish.posts import Post
+from raypress.paths import display_path
+from raypress.publish.posts import Post, find_post_files
+
+if TYPE_CHECKING:  # freeze.plan imports markdown-it: not before the CLI starts an engine
+    from raypress.freeze.plan import Rerun
 
 # After a fence's first three characters: the rest of the marker, python, py or python3
 # (```python, ```{python}, ~~~ py), and its ``#|`` option lines. Inline expressions alone
@@ -41,6 +51,33 @@ _NOT_EVALUATED = re.compile(r"#\|[ \t]*eval[ \t]*:[ \t]*(?:false|no|off)\b", re.
 _WARMABLE_IMPORT = re.compile(
     r"^[ \t>]*(?:import|from)[ \t]+(numpy|matplotlib|pandas)\b", re.MULTILINE
 )
+# Front matter lines that keep a post from running: ``execute: false``; and, without
+# --drafts, ``draft: true`` or ``published: false`` (YAML's spellings of true and false)
+_NOT_EXECUTED = re.compile(r"^execute[ \t]*:[ \t]*(?:false|no|off)[ \t\r]*(?:#.*)?$", re.I | re.M)
+_A_DRAFT = re.compile(
+    r"^(?:draft[ \t]*:[ \t]*(?:true|yes|on)|published[ \t]*:[ \t]*(?:false|no|off))"
+    r"[ \t\r]*(?:#.*)?$",
+    re.I | re.M,
+)
+
+
+class PostText(Protocol):
+    """What the guess reads of a post: its path in the project and its text."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def body(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PostFile:
+    """A post file as read before any parsing: ``body`` is the whole file, front matter
+    included."""
+
+    source: str
+    body: str
 
 
 def _has_snippet_to_run(body: str) -> bool:
@@ -79,7 +116,60 @@ def will_run(
     ]
 
 
-def modules_to_warm(posts: Sequence[Post]) -> list[str]:
+def _front_matter(text: str) -> str:
+    """The front matter block of a raw post file ("" when it has none)."""
+    if not text.startswith("---"):
+        return ""
+    end = text.find("\n---", 3)
+    return text[3:end] if end != -1 else ""
+
+
+def files_to_run(
+    config: Config, settings: ExecutionSettings, rerun: Rerun, paths: Sequence[Path]
+) -> list[PostFile]:
+    """:func:`will_run` on the raw post files at ``paths``, before they are parsed: those
+    with a Python fence to run and no record yet (or to be run again), unless their front
+    matter has a line that keeps them from running (``execute: false``; a draft without
+    --drafts). A file that cannot be read is left to the build to report."""
+    if not config.execute or settings.executor != "local" or settings.ray_address:
+        return []
+    files = []
+    for path in paths:
+        source = display_path(path, config.root)
+        if not (
+            rerun is True
+            or (not isinstance(rerun, bool) and source in rerun)
+            or not record_files(config, source).json.exists()
+        ):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if not _has_snippet_to_run(text):
+            continue
+        front = _front_matter(text)
+        if _NOT_EXECUTED.search(front) or (not config.drafts and _A_DRAFT.search(front)):
+            continue
+        files.append(PostFile(source, text))
+    return files
+
+
+def start_from_files(
+    config: Config, settings: ExecutionSettings, rerun: Rerun, started: list[EarlyEngine]
+) -> None:
+    """Start an engine, added to ``started`` (which the caller closes, whatever happens),
+    if the raw post files say that the build will almost surely run something on it
+    (:func:`files_to_run`). Its sandbox shows the folder of every post file (as the
+    build's own early engine shows every post's); it warms what the posts to run import."""
+    paths, _problems = find_post_files(config)  # the build reports them
+    files = files_to_run(config, settings, rerun, paths)
+    if files:
+        others = [PostFile(display_path(path, config.root), "") for path in paths]
+        EarlyEngine(settings, [*files, *others], config.root, started)
+
+
+def modules_to_warm(posts: Sequence[PostText]) -> list[str]:
     """The modules of ``protocol.WARMABLE`` that lines of the posts' raw text import (a
     guess: a wrong one imports a module no session needed, in the fork server)."""
     return sorted({module for post in posts for module in _WARMABLE_IMPORT.findall(post.body)})
@@ -92,7 +182,15 @@ class EarlyEngine:
     when it started: the folders of ``posts``), and re-raises at :meth:`run` whatever
     stopped it from starting, where the execute stage expects it."""
 
-    def __init__(self, settings: ExecutionSettings, posts: Sequence[Post], root: Path) -> None:
+    def __init__(
+        self,
+        settings: ExecutionSettings,
+        posts: Sequence[PostText],
+        root: Path,
+        started: list[EarlyEngine] | None = None,
+    ) -> None:
+        """``started``: a list this engine joins before its thread starts, so that a
+        caller interrupted (Ctrl-C) before the constructor returned still closes it."""
         # imported in the build's thread: a thread that imports while the other one parses
         # waits for the GIL at every step (the start took 535 ms instead of 150)
         from raypress.execution.pool import Executor
@@ -111,6 +209,8 @@ class EarlyEngine:
         # The thread that starts the engine lives as long as it: bubblewrap's
         # --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that started it ends.
         self.thread = threading.Thread(target=self._serve, name="raypress-early-engine")
+        if started is not None:
+            started.append(self)
         self.thread.start()
 
     @property
@@ -141,4 +241,5 @@ class EarlyEngine:
     def close(self) -> None:
         """Stop the engine (once it has started), and wait until it has stopped."""
         self.done.set()
-        self.thread.join()
+        if self.thread.ident is not None:  # else it never started, or stops by itself
+            self.thread.join()

@@ -19,14 +19,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raypress.config import Config
 from raypress.errors import Problem
 from raypress.execution.imports import top_level_imports
 from raypress.execution.model import Snippet
 from raypress.paths import display_path, inside, package_folders
-from raypress.publish.markdown import ParsedBody
 from raypress.publish.posts import Post
+
+if TYPE_CHECKING:  # publish.markdown imports markdown-it: not before the CLI starts an engine
+    from raypress.publish.markdown import ParsedBody
 
 
 @dataclass(frozen=True, slots=True)

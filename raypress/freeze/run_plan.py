@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from raypress.config import Config
 from raypress.errors import Problem
@@ -24,8 +24,10 @@ from raypress.execution.model import (
     ProgressEvent,
     format_duration,
 )
-from raypress.publish.markdown import ParsedBody
 from raypress.publish.posts import Post
+
+if TYPE_CHECKING:  # publish.markdown imports markdown-it: not before the CLI starts an engine
+    from raypress.publish.markdown import ParsedBody
 
 
 @dataclass(frozen=True, slots=True)
