@@ -264,7 +264,7 @@ def _build(
     problems += duplicate_urls(posts)
     settings = execution_settings(config, log, events)
     if executor is None and not problems and will_run(posts, config, settings, rerun):
-        early.append(EarlyEngine(settings, posts, config.root))
+        EarlyEngine(settings, posts, config.root, early)  # it joins `early` as it starts
         executor = early[0]
     mark = timed("read", mark)
 

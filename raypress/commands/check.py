@@ -196,8 +196,8 @@ def _check(
         ]
         posts = [p for p in posts if p.source in options.posts]
     settings = execution_settings(config, log, events, options.require_isolation)
-    if not problems and (will := will_run(posts, config, settings, rerun=True)):
-        early.append(EarlyEngine(settings, will, config.root))
+    if not problems and will_run(posts, config, settings, rerun=True):  # shows every post
+        EarlyEngine(settings, posts, config.root, early)  # it joins `early` as it starts
     bodies, parse_problems, _ = parse_bodies(
         posts, markdown_settings(config), cache, config.jobs, config.render_timeout
     )
