@@ -19,7 +19,7 @@ from conftest_publishing import Project, eject, post_text
 from jinja2.bccache import bc_magic
 
 from raypress.config import load_config
-from raypress.publish import render
+from raypress.publish import reading, render
 from raypress.publish.render import Theme
 
 POISON = "POISONED-FROM-THE-CACHE"
@@ -127,7 +127,8 @@ def test_an_edited_theme_template_is_compiled_again(
 ) -> None:
     theme = tmp_path / "theme"
     shutil.copytree(render.THEME_PATH, theme)
-    monkeypatch.setattr(render, "THEME_PATH", theme)
+    monkeypatch.setattr(render, "THEME_PATH", theme)  # where the per-user cache serves
+    monkeypatch.setattr(reading, "THEME_PATH", theme)  # where templates are looked up
     cold_build(site)
     template = theme / "post.html"
     text = template.read_text(encoding="utf-8")
