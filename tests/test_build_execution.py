@@ -928,6 +928,17 @@ def _fork_servers_of_this_process() -> list[str]:
     return found
 
 
+def _posts_that_may_run(project: Project) -> None:
+    """Posts of which only ``code`` and ``tilde`` will run: an inline expression alone, a
+    bash fence, ``execute: false`` and ``eval: false`` run nothing."""
+    project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
+    project.post("2025-01-02-tilde.md", "---\ntitle: T\n---\n\n~~~ {python}\nx = 1\n~~~\n")
+    project.post("2025-01-03-inline.md", "---\ntitle: I\n---\n\nIt is `{python} 6 * 7`.\n")
+    project.post("2025-01-04-bash.md", post("Bash", "2025-01-04", "```bash\nls\n```"))
+    project.post("2025-01-05-off.md", post("Off", "2025-01-05", fence("1"), execute="false"))
+    project.post("2025-01-06-shown.md", post("Shown", "2025-01-06", fence("1", "eval: false")))
+
+
 def test_the_engine_starts_early_only_for_posts_that_will_run(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -940,12 +951,7 @@ def test_the_engine_starts_early_only_for_posts_that_will_run(
     from raypress.freeze.run_plan import execution_settings
     from raypress.publish.posts import read_post
 
-    project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
-    project.post("2025-01-02-tilde.md", "---\ntitle: T\n---\n\n~~~ {python}\nx = 1\n~~~\n")
-    project.post("2025-01-03-inline.md", "---\ntitle: I\n---\n\nIt is `{python} 6 * 7`.\n")
-    project.post("2025-01-04-bash.md", post("Bash", "2025-01-04", "```bash\nls\n```"))
-    project.post("2025-01-05-off.md", post("Off", "2025-01-05", fence("1"), execute="false"))
-    project.post("2025-01-06-shown.md", post("Shown", "2025-01-06", fence("1", "eval: false")))
+    _posts_that_may_run(project)
     config = load_config(project.root)
     layouts = available_layouts(config)
     posts = [read_post(p, config, layouts) for p in sorted((project.root / "posts").iterdir())]
@@ -980,12 +986,7 @@ def test_the_command_line_guesses_from_the_raw_files_alone(
     from raypress.freeze.run_plan import execution_settings
     from raypress.publish.posts import find_post_files
 
-    project.post("2025-01-01-code.md", post("Code", "2025-01-01", fence("print(1)")))
-    project.post("2025-01-02-tilde.md", "---\ntitle: T\n---\n\n~~~ {python}\nx = 1\n~~~\n")
-    project.post("2025-01-03-inline.md", "---\ntitle: I\n---\n\nIt is `{python} 6 * 7`.\n")
-    project.post("2025-01-04-bash.md", post("Bash", "2025-01-04", "```bash\nls\n```"))
-    project.post("2025-01-05-off.md", post("Off", "2025-01-05", fence("1"), execute="false"))
-    project.post("2025-01-06-shown.md", post("Shown", "2025-01-06", fence("1", "eval: false")))
+    _posts_that_may_run(project)
     project.post("2025-01-07-draft.md", post("D", "2025-01-07", fence("1"), draft="true"))
     project.post("2025-01-08-unpub.md", post("U", "2025-01-08", fence("1"), published="False"))
     project.post("2025-01-09-body.md", post("B", "2025-01-09", "execute: false\n\n" + fence("1")))
