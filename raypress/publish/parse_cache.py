@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 CACHE_NAME = "build-cache.pickle"
 ADDED_NAME = "build-cache-added.pickle"
-FILES_NAME = "build-cache-files"  # entries read only when needed, a file each
+FILES_NAME = "build-cache-files"  # entries read only when needed: 16 bucket files
 _FORMAT = 3
 _PARALLEL_FROM = 24  # below this many posts, process start-up costs more than it saves
 # characters of posts from which the Python lexer's fast path is set up before the workers
