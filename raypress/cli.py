@@ -23,6 +23,7 @@ from raypress.terminal import printable
 
 if TYPE_CHECKING:
     from raypress.commands.build import BuildReport
+    from raypress.commands.check import CheckReport
     from raypress.config import Config
 
 COMMANDS = ("build", "serve", "check", "new", "theme")
@@ -327,11 +328,6 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _run_check(options: argparse.Namespace) -> int:
-    import os
-
-    from raypress.commands.check import CheckOptions, check
-    from raypress.commands.check_report import console_lines, github_annotations, write_junit
-
     try:
         config = load_config(options.root, options.config, **_config_overrides(options))
         posts = _rerun(options.posts, config.root) if options.posts else frozenset()
@@ -341,20 +337,11 @@ def _run_check(options: argparse.Namespace) -> int:
     if options.slowdown is not None and options.slowdown <= 1:
         print("--slowdown must be more than 1", file=sys.stderr)
         return 2
+    named = posts if isinstance(posts, frozenset) else frozenset()
     with _live_status(options.quiet) as (log, events):
-        report = check(
-            config,
-            CheckOptions(
-                update=options.update,
-                twice=options.twice,
-                slowdown=options.slowdown,
-                fail_on_slowdown=options.fail_on_slowdown,
-                posts=posts if isinstance(posts, frozenset) else frozenset(),
-                require_isolation=options.require_isolation,
-            ),
-            log=log,
-            events=events,
-        )
+        report = _check_with_early_engine(config, options, named, log, events)
+    from raypress.commands.check_report import console_lines, github_annotations, write_junit
+
     for line, is_error in console_lines(report):
         if is_error or not options.quiet or line.startswith(report.summary):
             text = "\n".join(printable(part) for part in line.split("\n"))  # diffs keep lines
@@ -365,6 +352,38 @@ def _run_check(options: argparse.Namespace) -> int:
     if options.junit_xml is not None:
         write_junit(report, options.junit_xml)
     return report.exit_status
+
+
+def _check_with_early_engine(
+    config: Config, options: argparse.Namespace, named: frozenset[str], log: Any, events: Any
+) -> CheckReport:
+    """check(), with the engine started first, as :func:`_build_with_early_engine` does:
+    every post file with a Python fence to run (or just the ``named`` ones) will run."""
+    import dataclasses
+
+    from raypress.freeze.early_engine import EarlyEngine, start_from_files
+    from raypress.freeze.run_plan import execution_settings
+
+    early: list[EarlyEngine] = []
+    try:
+        executed = dataclasses.replace(config, execute=True)  # as check() runs the posts
+        settings = execution_settings(executed, log, events, options.require_isolation)
+        start_from_files(executed, settings, True, early, only=named)
+        from raypress.commands.check import CheckOptions, check  # Markdown, Pygments
+
+        check_options = CheckOptions(
+            update=options.update,
+            twice=options.twice,
+            slowdown=options.slowdown,
+            fail_on_slowdown=options.fail_on_slowdown,
+            posts=named,
+            require_isolation=options.require_isolation,
+        )
+        executor = early[0] if early else None
+        return check(config, check_options, log=log, events=events, executor=executor)
+    finally:
+        for engine in early:
+            engine.close()
 
 
 @contextlib.contextmanager

@@ -262,6 +262,53 @@ def test_check_of_named_posts_only(
     assert code == 0 and summary(out) == (1, 1, 1, 0, 0)
 
 
+ENGINE_START_ORDER = """\
+import sys
+from raypress.freeze import early_engine
+
+started = []
+original = early_engine.EarlyEngine.__init__
+
+def noting(self, settings, posts, root, started_list=None):
+    to_run = sorted(p.source for p in posts if p.body)
+    started.append((to_run, "raypress.commands.check" in sys.modules))
+    original(self, settings, posts, root, started_list)
+
+early_engine.EarlyEngine.__init__ = noting
+from raypress.cli import main
+code = main(sys.argv[1:])
+print("ENGINES", started, code)
+"""
+
+
+def test_the_command_line_starts_the_engine_before_its_imports(
+    drifting: tuple[Site, Path],
+) -> None:
+    """``check`` starts its fork server before importing Markdown and Pygments (a real
+    process): with every post that has a snippet, or with the named posts alone."""
+
+    def engines(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", ENGINE_START_ORDER, "check", "--quiet", *args],
+            cwd=site.root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        return next(line for line in result.stdout.splitlines() if line.startswith("ENGINES"))
+
+    site, _ = drifting
+    (site.root / "posts" / "mode.txt").write_text("a\n")  # as recorded: both posts pass
+    both = ["posts/2025-01-02-drift.md", "posts/2025-01-03-steady.md"]
+    assert engines() == f"ENGINES [({both}, False)] 0"
+    steady = str(site.root / "posts" / "2025-01-03-steady.md")
+    assert engines(steady) == f"ENGINES [({both[1:]}, False)] 0"
+    (site.root / "posts" / "2025-01-04-prose.md").write_text("---\ntitle: P\n---\n\nNo code.\n")
+    prose = str(site.root / "posts" / "2025-01-04-prose.md")
+    assert engines(prose) == "ENGINES [] 0"  # nothing to run: no engine at all
+
+
 # -- Ray -------------------------------------------------------------------------------------
 
 RAY_IDS = """\

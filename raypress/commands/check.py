@@ -161,15 +161,19 @@ def check(
     options: CheckOptions = CheckOptions(),
     log: Callable[[str], None] | None = None,
     events: Callable[[ProgressEvent], None] | None = None,
+    executor: EarlyEngine | None = None,
 ) -> CheckReport:
     """Run every selected post afresh and compare it with its record; ``events`` hears
-    what runs as it runs (a live status)."""
-    early: list[EarlyEngine] = []  # started while the posts are parsed, as build does
+    what runs as it runs (a live status). ``executor``: an engine the command line
+    started before this module was imported (else one starts while the posts are parsed,
+    as build does); the caller closes it."""
+    early: list[EarlyEngine] = [executor] if executor is not None else []
     try:
         return _check(config, options, log, events, early)
     finally:
         for engine in early:
-            engine.close()
+            if engine is not executor:
+                engine.close()
 
 
 def _check(
@@ -196,8 +200,8 @@ def _check(
         ]
         posts = [p for p in posts if p.source in options.posts]
     settings = execution_settings(config, log, events, options.require_isolation)
-    if not problems and will_run(posts, config, settings, rerun=True):  # shows every post
-        EarlyEngine(settings, posts, config.root, early)  # it joins `early` as it starts
+    if not early and not problems and will_run(posts, config, settings, rerun=True):
+        EarlyEngine(settings, posts, config.root, early)  # it joins `early`; shows every post
     bodies, parse_problems, _ = parse_bodies(
         posts, markdown_settings(config), cache, config.jobs, config.render_timeout
     )

@@ -19,7 +19,8 @@ The command line starts it sooner still (:func:`start_from_files`): right after 
 build stamp says a build is needed, before the build's own imports (Markdown, Jinja2,
 Pygments: about 100 ms), from the same guess made on the raw files without reading
 their front matter, except for a line that says ``execute: false`` or makes a post a
-draft. The build then runs its posts on that engine (its ``executor``).
+draft. The build then runs its posts on that engine (its ``executor``). ``check`` does
+the same before its own imports, with every post to be run again.
 """
 
 from __future__ import annotations
@@ -156,14 +157,20 @@ def files_to_run(
 
 
 def start_from_files(
-    config: Config, settings: ExecutionSettings, rerun: Rerun, started: list[EarlyEngine]
+    config: Config,
+    settings: ExecutionSettings,
+    rerun: Rerun,
+    started: list[EarlyEngine],
+    only: frozenset[str] = frozenset(),
 ) -> None:
     """Start an engine, added to ``started`` (which the caller closes, whatever happens),
     if the raw post files say that the build will almost surely run something on it
     (:func:`files_to_run`). Its sandbox shows the folder of every post file (as the
-    build's own early engine shows every post's); it warms what the posts to run import."""
+    build's own early engine shows every post's); it warms what the posts to run import.
+    ``only``: when not empty, just these posts (``posts/x.md``) may run (``check x.md``)."""
     paths, _problems = find_post_files(config)  # the build reports them
-    files = files_to_run(config, settings, rerun, paths)
+    candidates = [p for p in paths if display_path(p, config.root) in only] if only else paths
+    files = files_to_run(config, settings, rerun, candidates)
     if files:
         others = [PostFile(display_path(path, config.root), "") for path in paths]
         EarlyEngine(settings, [*files, *others], config.root, started)
