@@ -219,8 +219,23 @@ def _check(
 
     runs = plan_runs(candidates, bodies, config)
     all_runs = runs + runs if options.twice else runs
+    slowdown = options.slowdown or config.check_slowdown
+    by_source = {post.source: post for post in candidates}
+    # posts compared while the others still ran, with the result each was compared on
+    compared: dict[str, tuple[PostExecution, list[Item]]] = {}
+
+    def compare_now(fresh: PostExecution) -> None:
+        if options.twice or options.update or fresh.status == "infrastructure":
+            return  # compared once both runs are in; or not compared at all
+        post = by_source[fresh.post]
+        record, unusable = _record(config, post)
+        found = compare_post(
+            bodies[post.source], fresh, record, unusable, slowdown, options.fail_on_slowdown
+        )
+        compared[post.source] = (fresh, found)
+
     results, machinery, unreachable = _execute(
-        all_runs, settings, log, events, early[0] if early else None
+        all_runs, settings, log, events, early[0] if early else None, compare_now
     )
     if unreachable:  # the cluster could not be used: nothing ran (exit status 2)
         seconds = time.perf_counter() - started
@@ -229,7 +244,6 @@ def _check(
         return CheckReport(0, (), tuple(machinery), seconds=time.perf_counter() - started)
     first = {r.post: r for r in results[: len(runs)]}
     second = {r.post: r for r in results[len(runs) :]}
-    slowdown = options.slowdown or config.check_slowdown
     versions = InstalledVersions()
     items: list[Item] = []
     updated: list[str] = []
@@ -245,8 +259,10 @@ def _check(
                 Item(post.source, s.line, snippet_name(s), skipped=why) for s in body.snippets
             ]
             continue
-        record, unusable = (None, None) if options.update else _record(config, post)
-        found = compare_post(body, fresh, record, unusable, slowdown, options.fail_on_slowdown)
+        early_result, found = compared.get(post.source, (None, []))
+        if early_result is not fresh:  # not compared yet, or on another result
+            record, unusable = (None, None) if options.update else _record(config, post)
+            found = compare_post(body, fresh, record, unusable, slowdown, options.fail_on_slowdown)
         if post.source in second:
             found = _with_instability(body, found, fresh, second[post.source])
         if options.update:
@@ -537,8 +553,16 @@ def _execute(
     log: Callable[[str], None] | None,
     events: Callable[[ProgressEvent], None] | None = None,
     executor: EarlyEngine | None = None,
+    finished: Callable[[PostExecution], None] | None = None,
 ) -> tuple[list[PostExecution], list[Problem], list[Problem]]:
+    """Run the posts; ``finished`` hears each result as it comes in."""
     if events is not None and runs:
         events(ProgressEvent("posts-queued", count=len(runs)))
-    progress = (lambda r: log(describe(r))) if log else None
+
+    def progress(result: PostExecution) -> None:
+        if log:
+            log(describe(result))
+        if finished:
+            finished(result)
+
     return execute_runs(runs, settings, progress, executor)
