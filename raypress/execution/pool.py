@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raypress.errors import Problem
 from raypress.execution import ray_cluster, resources
@@ -27,7 +27,6 @@ from raypress.execution.build_sandbox import (
 )
 from raypress.execution.capture import new_marker_prefix
 from raypress.execution.cgroups import BuildCgroup
-from raypress.execution.driver import Limits, Outcome, drive
 from raypress.execution.environment import MachineInfo, environment, machine_info
 from raypress.execution.forkclient import ForkServerClient, ForkServerError
 from raypress.execution.imports import needs_ray, top_level_imports
@@ -58,6 +57,9 @@ from raypress.execution.protocol import (
 from raypress.execution.ray_pool import ClusterPool, PoolSettings, PostClusters, machine_memory
 from raypress.execution.ray_shape import ClusterShape, predict_shape
 from raypress.execution.session_env import base_env
+
+if TYPE_CHECKING:  # the driver is imported when a post first runs, after the engine starts
+    from raypress.execution.driver import Limits, Outcome
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _JANITOR_TIMEOUT_S = 30.0
@@ -119,6 +121,8 @@ def report_progress(
 
 def post_limits(run: PostRun, settings: ExecutionSettings) -> Limits:
     """The deadlines and output caps of ``run``'s session."""
+    from raypress.execution.driver import Limits
+
     return Limits(
         snippet_timeouts={
             s.index: snippet_timeout(run, i, settings) for i, s in enumerate(run.snippets)
@@ -187,6 +191,8 @@ def clean_up_jobs(
         janitor_jobs=jobs,
         sandbox=plan.sandbox and plan.sandbox._replace(cgroup_procs=None),
     )
+    from raypress.execution.driver import Limits, drive
+
     empty = PostRun(run.post, run.post_dir, ())
     limits = Limits({}, _JANITOR_TIMEOUT_S, output_cap, output_cap)
     try:
@@ -417,6 +423,8 @@ class Executor:
         return notify
 
     def _execute_outcome(self, run: PostRun) -> Outcome:
+        from raypress.execution.driver import Outcome, drive
+
         started = time.perf_counter()
         if self.server.death():
             return Outcome(self._unfinished(run, None, started), ())

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from raypress.errors import SourceError
+
+if TYPE_CHECKING:  # imported where used: the command line starts the engine before YAML
+    import yaml
 
 _OPEN = "---"
 _CLOSERS = ("---", "...")
@@ -49,6 +50,8 @@ def split_front_matter(text: str, path: str) -> SplitPost:
 
 
 def _load(yaml_text: str, path: str) -> dict[str, Any]:
+    import yaml
+
     tag = re.search(r"!!python/\S*|!<?tag:yaml\.org,2002:python/\S*", yaml_text)
     if tag:
         line = 2 + yaml_text[: tag.start()].count("\n")
@@ -116,6 +119,8 @@ def yaml_error_place(exc: yaml.YAMLError, text: str) -> tuple[Any, str]:
 def safe_load(text: str) -> Any:
     """``yaml.safe_load``, by libyaml when it has it; on any error by the pure parser
     again, so that problems are reported exactly as ``yaml.safe_load`` reports them."""
+    import yaml
+
     loader = getattr(yaml, "CSafeLoader", None)
     if loader is not None:
         with contextlib.suppress(Exception):  # the pure parser says what is wrong
@@ -126,6 +131,8 @@ def safe_load(text: str) -> Any:
 def bad_scalar(yaml_text: str) -> tuple[int, str]:
     """The 0-based line and the value of the first scalar YAML cannot construct (a
     timestamp that is no date, such as 2024-13-45), found line by line."""
+    import yaml
+
     for offset, text in enumerate(yaml_text.splitlines()):
         try:
             yaml.safe_load(text)

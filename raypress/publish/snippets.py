@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import yaml
-
 from raypress.errors import SourceError
 from raypress.execution.model import COMPARE_MODES, FIGURE_FORMATS, SnippetOptions
 from raypress.publish.front_matter import bad_scalar, safe_load, yaml_error_place
@@ -82,6 +80,8 @@ def parse_options(option_lines: list[str], path: str, first_line: int) -> Snippe
     if not option_lines:
         return SnippetOptions()
     text = "".join(line if line.endswith("\n") else line + "\n" for line in option_lines)
+    import yaml  # here: the command line starts the engine before YAML is imported
+
     try:
         data = _load_yaml(text)
     except yaml.YAMLError as exc:
