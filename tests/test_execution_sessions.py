@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -10,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest_execution import make_run
+from conftest_execution import ROOT, make_run
 
 from raypress.execution import (
     ExecutionSettings,
@@ -357,3 +358,50 @@ def test_a_forked_child_that_returns_does_not_run_the_rest_of_the_post(
     result = run_one(executor, run)
     assert result.status == "ok"
     assert result.snippets[1].stdout == "once\n"
+
+
+def _fork_server_threads(engine: Executor) -> int:
+    """How many threads the fork server of ``engine`` has (it runs below its launcher)."""
+    parents: dict[int, int] = {}
+    servers = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if argv[1:3] == [b"-m", b"raypress.execution.forkserver"]:
+            servers.append(int(proc.name))
+
+    def below_launcher(pid: int) -> bool:
+        while pid > 1:
+            if pid == engine.server.process.pid:
+                return True
+            pid = parents.get(pid, 1)
+        return False
+
+    (server,) = [pid for pid in servers if below_launcher(pid)]
+    return len(list(Path(f"/proc/{server}/task").iterdir()))
+
+
+def test_the_fork_server_keeps_no_blas_threads_and_sessions_start_their_own() -> None:
+    """NumPy's OpenBLAS starts worker threads at import that spin idle for about 0.1 s of
+    a core each: the fork server stops them once warm and stays single-threaded, and a
+    session still gets them at its first BLAS call, as any NumPy program does."""
+    settings = ExecutionSettings(jobs=1, snippet_timeout=60, project_root=ROOT)
+    with Executor(settings) as engine:
+        assert engine.server.warm(["numpy"]).result(timeout=120).error is None
+        assert _fork_server_threads(engine) == 1
+        run = make_run(
+            "blas",
+            "import os\nimport numpy as np\n"
+            "before = len(os.listdir('/proc/self/task'))\n"
+            "a = np.ones((400, 400))\n(a @ a).sum()\n"
+            "(before, len(os.listdir('/proc/self/task')), os.cpu_count())",
+        )
+        result = run_one(engine, run)
+        assert result.status == "ok", result.problems
+        before, after, cpus = ast.literal_eval(result.snippets[0].value or "")
+        assert after > before if cpus > 1 else after == before

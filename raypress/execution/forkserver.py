@@ -204,8 +204,36 @@ def warm(modules: tuple[str, ...]) -> str | None:
                 importlib.import_module(module)
             except Exception as exc:
                 errors.append(f"{module}: {type(exc).__name__}: {exc}")
+    stop_idle_blas_threads()
     gc.freeze()  # children then leave these objects' pages shared (no GC writes to them)
     return "; ".join(errors) or None
+
+
+def stop_idle_blas_threads() -> None:
+    """Stop the worker threads OpenBLAS (NumPy's BLAS) started in this server at import.
+
+    Idle, they spin for about 0.1 s of a core each before sleeping, which the sessions
+    starting meanwhile lose; and this server is meant to be single-threaded. OpenBLAS's
+    own fork handler stops them the same way before every fork, so sessions are as
+    before: a forked child never has them, and starts them at its first BLAS call.
+    The library is looked up by name (a wheel's bundled copy, or the system's), not in
+    /proc/self/maps: this server is not dumpable, so its /proc files are not its own.
+    """
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not getattr(numpy, "__file__", None):
+        return
+    site = Path(numpy.__file__).parent.parent
+    bundled = sorted(site.glob("numpy.libs/*openblas*.so*")) + sorted(
+        site.glob("scipy.libs/*openblas*.so*")
+    )
+    for name in [*map(str, bundled), "libopenblas.so.0", "libblas.so.3"]:
+        try:  # RTLD_NOLOAD: a handle only to a library this process has already loaded
+            library = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        except OSError:
+            continue
+        shutdown = getattr(library, "blas_thread_shutdown_", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def _kill_and_reap_the_rest(timeout: float = 5.0) -> None:
