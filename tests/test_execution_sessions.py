@@ -405,3 +405,24 @@ def test_the_fork_server_keeps_no_blas_threads_and_sessions_start_their_own() ->
         assert result.status == "ok", result.problems
         before, after, cpus = ast.literal_eval(result.snippets[0].value or "")
         assert after > before if cpus > 1 else after == before
+
+
+def test_each_session_is_in_a_memory_cgroup_of_its_own_from_its_first_line(
+    executor: Executor,
+) -> None:
+    """A session is moved into its post's memory cgroup while it sets itself up, and runs
+    nothing of the post's before it is in (``session_ns``)."""
+    if executor.cgroup is None:
+        pytest.skip("this machine gives the build no memory cgroup")
+    first_line = (
+        "[line.split(':', 2)[2] for line in open('/proc/self/cgroup').read().splitlines()"
+        " if line.split(':')[1] in ('memory', '')]"
+    )
+    results = executor.run([make_run(f"cgroup-{n}", first_line) for n in (1, 2)])
+    places = []
+    for result in results:
+        assert result.status == "ok", result.problems
+        (place,) = [p for p in ast.literal_eval(result.snippets[0].value or "") if p != "/"]
+        assert re.fullmatch(rf"/{executor.cgroup.path.name}/s\d+", place), place
+        places.append(place)
+    assert places[0] != places[1]

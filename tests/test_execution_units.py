@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 import subprocess
 import sys
@@ -163,3 +164,25 @@ def test_absl_raw_lines_on_stderr_become_notes_not_output() -> None:
     ]
     assert notes == [f"{SYSTEM_NOTE}driver): [mutex.cc : 452] RAW: Lock blocking 0x55d4 @ 0x7f01"]
     assert not cut
+
+
+def test_a_session_not_moved_into_its_cgroup_runs_nothing(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``session_ns``: the intermediate moves the session into its memory cgroup, then
+    lets it go on; when the move fails, the session stops before any of the post's code."""
+    from raypress.execution import session_ns
+
+    admitted, admit = os.pipe()
+    read_only = os.open(os.devnull, os.O_RDONLY)  # the "cgroup.procs" write fails
+    try:
+        session_ns._admit(os.getpid(), read_only, admit)
+    finally:
+        os.close(read_only)
+    assert "could not join its memory cgroup" in capfd.readouterr().err
+    with pytest.raises(OSError, match="not moved into its memory cgroup"):
+        session_ns._await_admission(admitted)
+
+    admitted, admit = os.pipe()
+    session_ns._admit(os.getpid(), None, admit)  # no cgroup on this machine: goes on
+    session_ns._await_admission(admitted)

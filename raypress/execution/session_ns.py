@@ -3,10 +3,12 @@
 The fork server (already in the build's bubblewrap sandbox: no capabilities, an
 unprivileged user, a loopback-only network) forks a child that
 
-1. starts a new session, joins the post's memory cgroup, and unshares a user, mount,
-   PID and IPC namespace, then forks the session itself, PID 1 of the new PID
-   namespace, and waits for it, mirroring its exit (this intermediate exists because a
-   process never enters the PID namespace it unshares);
+1. starts a new session and unshares a user, mount, PID and IPC namespace, then forks
+   the session itself, PID 1 of the new PID namespace, moves it into the post's memory
+   cgroup and waits for it, mirroring its exit (this intermediate exists because a
+   process never enters the PID namespace it unshares). Moving a process between
+   cgroups waits for the kernel (5-10 ms here), so the session does steps 2 and 3
+   meanwhile, and runs nothing of the post's until the intermediate says it is in;
 2. in the session: a fresh ``/proc`` (only the post's own processes), a private
    ``/tmp`` and ``/dev/shm`` (size-limited tmpfs, charged to the cgroup), the read-only
    folders that lived below ``/tmp`` shown again, the build's own writable folders
@@ -65,17 +67,50 @@ def enter(sandbox: SessionSandbox) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     os.setsid()
     _call(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
-    if sandbox.cgroup_procs:
-        Path(sandbox.cgroup_procs).write_text(str(os.getpid()))
+    # opened before the session hides the cgroup folder in the mount namespace they share
+    procs = (
+        os.open(sandbox.cgroup_procs, os.O_WRONLY | os.O_CLOEXEC) if sandbox.cgroup_procs else None
+    )
     uid, gid = os.getuid(), os.getgid()
     _unshare(libc, _CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC)
     _map_ids(uid, gid)
+    admitted, admit = os.pipe()
     session = os.fork()
     if session:
+        os.close(admitted)
+        _admit(session, procs, admit)
         _mirror(session)  # never returns
+    os.close(admit)
+    if procs is not None:
+        os.close(procs)
     _call(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
     _mount_views(libc, sandbox)
     _seal(libc, uid, gid)
+    _await_admission(admitted)
+
+
+def _admit(session: int, procs: int | None, admit: int) -> None:
+    """The intermediate: move the session into the post's memory cgroup, then tell it
+    to go on ("1"); on failure say why and close the pipe, which stops it."""
+    try:
+        if procs is not None:
+            os.write(procs, str(session).encode())
+        os.write(admit, b"1")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.write(2, f"the session could not join its memory cgroup: {exc}\n".encode())
+    finally:
+        os.close(admit)
+
+
+def _await_admission(admitted: int) -> None:
+    """The session: wait until it is in its memory cgroup (before any of the post's code)."""
+    try:
+        answer = os.read(admitted, 1)
+    finally:
+        os.close(admitted)
+    if answer != b"1":
+        raise OSError("the session was not moved into its memory cgroup")
 
 
 def _mirror(pid: int) -> None:
