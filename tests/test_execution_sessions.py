@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from raypress.execution import (
 )
 from raypress.execution.model import SnippetOptions
 from raypress.execution.pool import Executor
+from raypress.execution.session_env import base_env
 
 
 def run_one(executor: Executor, run: PostRun) -> PostExecution:
@@ -426,3 +428,36 @@ def test_each_session_is_in_a_memory_cgroup_of_its_own_from_its_first_line(
         assert re.fullmatch(rf"/{executor.cgroup.path.name}/s\d+", place), place
         places.append(place)
     assert places[0] != places[1]
+
+
+def test_python_by_name_is_the_builds_python_when_path_lacks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snippet running ``python`` by name gets the build's interpreter, whose folder goes
+    first on PATH when PATH lacks it (a virtual environment used without activating it;
+    pyenv's shims live in the builder's home, which the sandbox does not show)."""
+    folder = str(Path(sys.executable).parent)
+    elsewhere = [p for p in os.environ["PATH"].split(":") if p and p != folder]
+    monkeypatch.setenv("PATH", ":".join([str(tmp_path), *elsewhere]))
+    with Executor(ExecutionSettings(jobs=1, project_root=ROOT)) as engine:
+        run = make_run(
+            "python-by-name",
+            "import os, subprocess\n"
+            "code = 'import sys; print(sys.executable)'\n"
+            "where = subprocess.check_output(['python', '-c', code])\n"
+            "os.environ['PATH'].split(':')[:2], os.path.dirname(where.decode().strip())",
+        )
+        result = run_one(engine, run)
+    assert result.status == "ok", result.problems
+    first_two, python_folder = ast.literal_eval(result.snippets[0].value or "")
+    assert first_two == [folder, str(tmp_path)] and python_folder == folder
+
+
+def test_the_session_path_keeps_the_builders_order() -> None:
+    """PATH already holding the interpreter's folder is left as it is."""
+    folder = str(Path(sys.executable).parent)
+    kept = base_env({"PATH": f"/usr/bin:{folder}:/bin"}, "/pkg")["PATH"]
+    assert kept == f"/usr/bin:{folder}:/bin"
+    added = base_env({"PATH": "/usr/bin::/bin"}, "/pkg", "/opt/venv/bin/python")["PATH"]
+    assert added == "/opt/venv/bin:/usr/bin:/bin"
+    assert base_env({}, "/pkg", "/opt/venv/bin/python")["PATH"] == "/opt/venv/bin"
