@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest_execution import ROOT, make_run
+from serve_process import descendants
 
 from raypress.execution import (
     ExecutionSettings,
@@ -364,27 +365,12 @@ def test_a_forked_child_that_returns_does_not_run_the_rest_of_the_post(
 
 def _fork_server_threads(engine: Executor) -> int:
     """How many threads the fork server of ``engine`` has (it runs below its launcher)."""
-    parents: dict[int, int] = {}
-    servers = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        if argv[1:3] == [b"-m", b"raypress.execution.forkserver"]:
-            servers.append(int(proc.name))
-
-    def below_launcher(pid: int) -> bool:
-        while pid > 1:
-            if pid == engine.server.process.pid:
-                return True
-            pid = parents.get(pid, 1)
-        return False
-
-    (server,) = [pid for pid in servers if below_launcher(pid)]
+    (server,) = [
+        pid
+        for pid in descendants(engine.server.process.pid)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3]
+        == [b"-m", b"raypress.execution.forkserver"]
+    ]
     return len(list(Path(f"/proc/{server}/task").iterdir()))
 
 
