@@ -224,15 +224,16 @@ def _check(
     # posts compared while the others still ran, with the result each was compared on
     compared: dict[str, tuple[PostExecution, list[Item]]] = {}
 
+    def against_record(post: Post, fresh: PostExecution) -> list[Item]:
+        record, unusable = (None, None) if options.update else _record(config, post)
+        return compare_post(
+            bodies[post.source], fresh, record, unusable, slowdown, options.fail_on_slowdown
+        )
+
     def compare_now(fresh: PostExecution) -> None:
         if options.twice or options.update or fresh.status == "infrastructure":
             return  # compared once both runs are in; or not compared at all
-        post = by_source[fresh.post]
-        record, unusable = _record(config, post)
-        found = compare_post(
-            bodies[post.source], fresh, record, unusable, slowdown, options.fail_on_slowdown
-        )
-        compared[post.source] = (fresh, found)
+        compared[fresh.post] = (fresh, against_record(by_source[fresh.post], fresh))
 
     results, machinery, unreachable = _execute(
         all_runs, settings, log, events, early[0] if early else None, compare_now
@@ -261,8 +262,7 @@ def _check(
             continue
         early_result, found = compared.get(post.source, (None, []))
         if early_result is not fresh:  # not compared yet, or on another result
-            record, unusable = (None, None) if options.update else _record(config, post)
-            found = compare_post(body, fresh, record, unusable, slowdown, options.fail_on_slowdown)
+            found = against_record(post, fresh)
         if post.source in second:
             found = _with_instability(body, found, fresh, second[post.source])
         if options.update:
